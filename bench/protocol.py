@@ -1,0 +1,289 @@
+"""Protocols: declarative suite files (``protocols/*.toml``) loaded into a validated, frozen object.
+
+A protocol is data, not code. Its resolved form (every key with its value, defaults filled in) is
+saved with each run, and its hash (sha256 of the canonical JSON of the resolved form) identifies it:
+two runs are comparable only when their protocol hashes agree.
+
+Schema (every table and key; anything else is an error naming the key):
+
+[protocol] name (str, required), version (int >= 1, required), description (str)
+[input]    interpolation ("bilinear" | "bicubic"), antialias (bool)
+[cam]      upsample ("bilinear" | "bicubic")
+[boxes]    rule ("largest_cc"), connectivity (4 | 8)
+[guesses]  heuristic ("top5" | "tight_loose");
+           top5: threshold (0 <= t < 1);
+           tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
+[scoring]  iou_threshold (0 < x <= 1)
+[data]     blacklist (str: a path relative to the data root, "" for none; must not escape the root)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "Protocol",
+    "ProtocolError",
+    "GuessSlot",
+    "load_protocol",
+    "find_protocol_file",
+    "list_suites",
+]
+
+
+class ProtocolError(ValueError):
+    """A protocol file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class GuessSlot:
+    """One scored guess: the class of rank ``rank`` (0 = top-1) with the box at ``thresholds[threshold_index]``."""
+
+    rank: int
+    threshold_index: int
+
+
+# key -> (type(s), default, validator or None, description). ``...`` as default means required.
+_SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "protocol": {"name": (str, ...), "version": (int, ...), "description": (str, "")},
+    "input": {"interpolation": (str, "bilinear"), "antialias": (bool, True)},
+    "cam": {"upsample": (str, "bilinear")},
+    "boxes": {"rule": (str, "largest_cc"), "connectivity": (int, 8)},
+    "guesses": {
+        "heuristic": (str, "top5"),
+        "threshold": ((int, float), None),
+        "loose_threshold": ((int, float), None),
+        "tight_threshold": ((int, float), None),
+    },
+    "scoring": {"iou_threshold": ((int, float), 0.5)},
+    "data": {"blacklist": (str, "")},
+}
+
+_CHOICES = {
+    ("input", "interpolation"): ("bilinear", "bicubic"),
+    ("cam", "upsample"): ("bilinear", "bicubic"),
+    ("boxes", "rule"): ("largest_cc",),
+    ("boxes", "connectivity"): (4, 8),
+    ("guesses", "heuristic"): ("top5", "tight_loose"),
+}
+
+_HEURISTIC_KEYS = {"top5": ("threshold",), "tight_loose": ("loose_threshold", "tight_threshold")}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A validated protocol. All thresholds are fractions of the CAM's maximum."""
+
+    name: str
+    version: int
+    description: str
+    interpolation: str
+    antialias: bool
+    upsample: str
+    box_rule: str
+    connectivity: int
+    heuristic: str
+    thresholds: tuple[float, ...]
+    iou_threshold: float
+    blacklist: str
+    source: str = ""  # the file it came from (not part of the hash)
+
+    # --- derived views -------------------------------------------------------------------------
+    @property
+    def slots(self) -> tuple[GuessSlot, ...]:
+        """The 5 scored guesses in order (DESIGN §5)."""
+        if self.heuristic == "top5":
+            return tuple(GuessSlot(r, 0) for r in range(5))
+        # tight_loose: (c1,loose), (c1,tight), (c2,loose), (c2,tight), (c3,loose)
+        return (GuessSlot(0, 0), GuessSlot(0, 1), GuessSlot(1, 0), GuessSlot(1, 1), GuessSlot(2, 0))
+
+    @property
+    def ranks_needed(self) -> int:
+        """How many top-ranked classes need a CAM (5 for top5, 3 for tight_loose)."""
+        return 1 + max(s.rank for s in self.slots)
+
+    @property
+    def gt_known_threshold_index(self) -> int:
+        """Threshold used for the GT-known box: the first guess's threshold (0.20, or the loose one)."""
+        return self.slots[0].threshold_index
+
+    def resolved(self) -> dict[str, Any]:
+        """The resolved protocol as nested tables, the form saved in each run's manifest."""
+        guesses: dict[str, Any] = {"heuristic": self.heuristic}
+        for key, value in zip(_HEURISTIC_KEYS[self.heuristic], self.thresholds):
+            guesses[key] = value
+        return {
+            "protocol": {"name": self.name, "version": self.version, "description": self.description},
+            "input": {"interpolation": self.interpolation, "antialias": self.antialias},
+            "cam": {"upsample": self.upsample},
+            "boxes": {"rule": self.box_rule, "connectivity": self.connectivity},
+            "guesses": guesses,
+            "scoring": {"iou_threshold": self.iou_threshold},
+            "data": {"blacklist": self.blacklist},
+        }
+
+    @property
+    def hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of :meth:`resolved`; stable across key order and formatting."""
+        canonical = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_type(where: str, key: str, value: Any, types: Any) -> None:
+    # bool is an int subclass: never accept it where a number is meant, nor a number for a bool.
+    if isinstance(value, bool) and types is not bool:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise ProtocolError(f"{where}: key '{key}' must be {names}, got {value!r}")
+
+
+def _validate(raw: dict[str, Any], where: str) -> Protocol:
+    unknown_tables = sorted(set(raw) - set(_SCHEMA))
+    if unknown_tables:
+        raise ProtocolError(f"{where}: unknown table(s) {unknown_tables}; allowed: {sorted(_SCHEMA)}")
+    values: dict[tuple[str, str], Any] = {}
+    for table, keys in _SCHEMA.items():
+        section = raw.get(table, {})
+        if not isinstance(section, dict):
+            raise ProtocolError(f"{where}: '{table}' must be a table ([{table}])")
+        unknown = sorted(set(section) - set(keys))
+        if unknown:
+            raise ProtocolError(
+                f"{where}: unknown key(s) {', '.join(f'{table}.{k}' for k in unknown)}; "
+                f"allowed in [{table}]: {sorted(keys)}"
+            )
+        for key, (types, default) in keys.items():
+            full = f"{table}.{key}"
+            if key in section:
+                _check_type(where, full, section[key], types)
+                values[(table, key)] = section[key]
+            elif default is ...:
+                raise ProtocolError(f"{where}: required key '{full}' is missing")
+            else:
+                values[(table, key)] = default
+    for (table, key), choices in _CHOICES.items():
+        if values[(table, key)] not in choices:
+            raise ProtocolError(
+                f"{where}: key '{table}.{key}' = {values[(table, key)]!r} is out of range; choose one of {list(choices)}"
+            )
+    if values[("protocol", "version")] < 1:
+        raise ProtocolError(f"{where}: key 'protocol.version' must be >= 1")
+    if not values[("protocol", "name")].replace("_", "").replace("-", "").isalnum():
+        raise ProtocolError(f"{where}: key 'protocol.name' must be letters, digits, '_' or '-'")
+
+    heuristic = values[("guesses", "heuristic")]
+    wanted = _HEURISTIC_KEYS[heuristic]
+    for other_heuristic, keys in _HEURISTIC_KEYS.items():
+        for key in keys:
+            if key not in wanted and values[("guesses", key)] is not None:
+                raise ProtocolError(
+                    f"{where}: key 'guesses.{key}' belongs to heuristic '{other_heuristic}', not '{heuristic}'"
+                )
+    thresholds = []
+    for key in wanted:
+        t = values[("guesses", key)]
+        if t is None:
+            t = 0.20 if key == "threshold" else None
+        if t is None:
+            raise ProtocolError(f"{where}: heuristic '{heuristic}' needs key 'guesses.{key}'")
+        if not 0.0 <= float(t) < 1.0:
+            raise ProtocolError(f"{where}: key 'guesses.{key}' = {t} is out of range [0, 1)")
+        thresholds.append(float(t))
+    if heuristic == "tight_loose" and not thresholds[0] < thresholds[1]:
+        raise ProtocolError(
+            f"{where}: 'guesses.loose_threshold' ({thresholds[0]}) must be below 'guesses.tight_threshold' ({thresholds[1]})"
+        )
+    iou = float(values[("scoring", "iou_threshold")])
+    if not 0.0 < iou <= 1.0:
+        raise ProtocolError(f"{where}: key 'scoring.iou_threshold' = {iou} is out of range (0, 1]")
+    blacklist = values[("data", "blacklist")]
+    if blacklist:
+        p = PurePosixPath(blacklist.replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts or (len(blacklist) > 1 and blacklist[1] == ":"):
+            raise ProtocolError(
+                f"{where}: key 'data.blacklist' = {blacklist!r} must be a relative path inside the data root"
+            )
+    return Protocol(
+        name=values[("protocol", "name")],
+        version=values[("protocol", "version")],
+        description=values[("protocol", "description")],
+        interpolation=values[("input", "interpolation")],
+        antialias=values[("input", "antialias")],
+        upsample=values[("cam", "upsample")],
+        box_rule=values[("boxes", "rule")],
+        connectivity=values[("boxes", "connectivity")],
+        heuristic=heuristic,
+        thresholds=tuple(thresholds),
+        iou_threshold=iou,
+        blacklist=blacklist,
+        source=where,
+    )
+
+
+def _suite_dirs() -> list[Path]:
+    """Where suites are looked up: ./protocols (a checkout), then the copy shipped in the wheel."""
+    dirs = [Path.cwd() / "protocols"]
+    try:
+        import bench.suites as shipped
+
+        dirs.append(Path(next(iter(shipped.__path__))))
+    except ImportError:  # pragma: no cover
+        pass
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def list_suites() -> dict[str, Path]:
+    """Suite name -> file, first found wins (./protocols before the shipped copy)."""
+    suites: dict[str, Path] = {}
+    for d in _suite_dirs():
+        for f in sorted(d.glob("*.toml")):
+            suites.setdefault(f.stem, f)
+    return suites
+
+
+def find_protocol_file(suite: str | Path) -> Path:
+    """A suite name (``ilsvrc_loc``) or a path to a ``.toml`` file -> the file."""
+    path = Path(suite)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise ProtocolError(f"protocol file {path} does not exist")
+        return path
+    suites = list_suites()
+    if str(suite) not in suites:
+        raise ProtocolError(f"unknown suite '{suite}'; known suites: {sorted(suites)} (or pass a path to a .toml file)")
+    return suites[str(suite)]
+
+
+def load_protocol(suite: str | Path) -> Protocol:
+    """Load and validate a suite by name or path. Raises :class:`ProtocolError` naming file and key."""
+    path = find_protocol_file(suite)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{path}: not valid TOML: {exc}") from exc
+    return _validate(raw, str(path))
+
+
+def protocol_from_dict(raw: dict[str, Any], where: str = "<dict>") -> Protocol:
+    """Validate an already-parsed protocol (e.g. the ``protocol`` of a run manifest)."""
+    return _validate(raw, where)
