@@ -1,0 +1,174 @@
+"""Command line: argument parsing only; each sub-command calls one function elsewhere.
+
+    bench list
+    bench run --suite ilsvrc_loc --model NAME [--model NAME ...] --data DIR [--limit N] [--device cpu|cuda|auto]
+              [--batch-size B] [--workers W] [--out DIR] [--weights FILE] [--gt-layout L] [--images DIR]
+    bench table --paper 1|2|3 [--runs DIR ...] [--format csv|latex|md] [--out FILE] [--with-paper]
+    bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="WSOL benchmark harness (CAM, ILSVRC protocol)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list suites and models")
+
+    run = sub.add_parser("run", help="evaluate models on a suite")
+    run.add_argument("--suite", required=True, help="suite name (protocols/NAME.toml) or a .toml path")
+    run.add_argument("--model", action="append", required=True, help="registry name; repeat for several")
+    run.add_argument("--data", required=True, type=Path, help="ILSVRC-layout data root (DESIGN §3)")
+    run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
+    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
+    run.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    run.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--workers", type=int, default=2, help="DataLoader decode workers")
+    run.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
+    run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
+    run.add_argument("--no-progress", action="store_true")
+
+    table = sub.add_parser("table", help="paper-shaped tables from finished runs")
+    table.add_argument("--paper", type=int, required=True, choices=[1, 2, 3])
+    table.add_argument("--runs", type=Path, nargs="+", default=[DEFAULT_RESULTS])
+    table.add_argument("--suite", default=None, help="Tables 1-2: only runs of this suite")
+    table.add_argument("--format", default="md", choices=["csv", "latex", "md"])
+    table.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
+    table.add_argument("--with-paper", action="store_true", help="add the paper's published numbers")
+
+    data = sub.add_parser("data", help="write ready-made data sets in ILSVRC layout")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    photos = data_sub.add_parser("photos", help="scikit-image's real photographs with hand-drawn boxes (needs the demo extra)")
+    photos.add_argument("--out", type=Path, default=Path("data/photos"))
+
+    compare = sub.add_parser("compare", help="compare GAP vs GMP twins (or two run folders)")
+    compare.add_argument("a", help="family tag (gap, gmp, fc) or a run folder")
+    compare.add_argument("b", help="family tag or a run folder")
+    compare.add_argument("--runs", type=Path, nargs="+", default=[DEFAULT_RESULTS])
+    compare.add_argument("--suite", default=None)
+    compare.add_argument("--format", default="md", choices=["csv", "latex", "md"])
+    compare.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}")
+
+
+def cmd_list() -> int:
+    from bench.models import list_models
+    from bench.protocol import list_suites, load_protocol
+
+    print("suites:")
+    for name, path in list_suites().items():
+        print(f"  {name:28s} {load_protocol(path).description}  [{path}]")
+    print("models:")
+    for spec in list_models():
+        grid = f"{spec.grid}x{spec.grid}" if spec.grid else "-"
+        print(f"  {spec.name:20s} head={spec.head:3s} input={spec.input_size} cam_grid={grid:6s} {spec.weights_note}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.data.ilsvrc import load_val
+    from bench.engine import RunConfig, resolve_device, run_suite
+    from bench.models import build_model
+    from bench.protocol import load_protocol
+    from bench.results import RunDir
+
+    protocol = load_protocol(args.suite)
+    weights = args.weights or []
+    if len(weights) > len(args.model):
+        raise SystemExit("bench run: more --weights than --model; give one --weights per --model, in order")
+    blacklist = (args.data / protocol.blacklist) if protocol.blacklist else None
+    valset = load_val(args.data, layout=args.gt_layout, images_dir=args.images, blacklist=blacklist)
+    config = RunConfig(
+        device=resolve_device(args.device),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        limit=args.limit,
+        shard_size=args.shard_size,
+        progress=not args.no_progress,
+    )
+    for i, name in enumerate(args.model):
+        model, info = build_model(name, weights[i] if i < len(weights) else None)
+        run = RunDir(args.out / protocol.name / name)
+        summary = run_suite(protocol, valset, model, info, run, config, command=sys.argv)
+        if summary is not None:
+            print(f"{name} on {protocol.name}: results in {run.path}")
+            print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from bench.report import load_runs, paper_table, render, table_caption
+
+    frame = paper_table(load_runs(args.runs), args.paper, with_paper=args.with_paper, suite=args.suite)
+    if frame.empty:
+        raise SystemExit(f"bench table: no finished runs under {[str(r) for r in args.runs]}; run `bench run` first")
+    _emit(render(frame, args.format, caption=table_caption(args.paper)), args.out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.report import CompareError, compare_families, compare_runs, load_runs, render
+
+    try:
+        if Path(args.a).is_dir() and Path(args.b).is_dir():
+            (a,), (b,) = load_runs([args.a]), load_runs([args.b])
+            frame = compare_runs(a, b)
+        else:
+            frame = compare_families(load_runs(args.runs), args.a, args.b, suite=args.suite)
+    except CompareError as exc:
+        raise SystemExit(f"bench compare: {exc}") from None
+    _emit(render(frame, args.format), args.out)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "photos":
+        from bench.data.photos import write_real_photo_val
+
+        root = write_real_photo_val(args.out)
+        print(f"wrote the real-photo val set (VOC XML layout) to {root}; run it with --data {root}")
+        return 0
+    raise AssertionError(args.data_command)  # pragma: no cover
+
+
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "table": cmd_table, "compare": cmd_compare, "data": cmd_data}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bench` console script. Expected errors print one clear message, exit 2."""
+    from bench.data.ilsvrc import DataError
+    from bench.engine import RunError
+    from bench.models import UnknownModelError, WeightsError
+    from bench.protocol import ProtocolError
+
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"bench {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
