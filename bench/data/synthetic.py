@@ -1,0 +1,1247 @@
+"""A deterministic, seeded, generated localization dataset (the product's embedded default).
+
+A user without ImageNet can train small CNNs (GAP or GMP heads) on it for a minute or two on a
+CPU and evaluate them with the CAM protocol. It is designed so that localization is not
+trivial and GAP and GMP heads can behave differently:
+
+* **Composite objects.** Every class is an object made of several *parts* (a cart = body + two
+  wheels + handle, a flower = blossom + stem + leaf, ...). Each class can be recognised from
+  more than one part, so a max-pooled (GMP) net can fire on one discriminative part while an
+  average-pooled (GAP) net tends to cover more of the object. Per instance: colour jitter
+  (some parts take any hue, so colour alone does not name the class), size, aspect, rotation
+  and horizontal flip, and some shape variation (petal count, door position, spots, ...).
+* **Varied objects.** The larger side of an object's box is about 15%-70% of the image's
+  shorter side; position is uniform. With probability ``multi_instance_prob`` an image holds
+  2-3 non-overlapping instances of its class (each with its own GT box).
+* **Clutter.** Backgrounds are gradients + low-frequency blotches + (sometimes) stripes or
+  checks + grain. *Distractors* are isolated parts of **other** classes (for each other class,
+  at most one kind of part per image, so they never form a full object of that class) and
+  random blobs and lines. Distractors are drawn before the objects (objects occlude them).
+* **Images** are RGB JPEG (quality 90), width and height independently in
+  ``[min_side, max_side]``.
+
+Ground truth
+    Each instance's box is the 0-based, **inclusive** xyxy bounding box of the pixels it drew
+    (computed from its rasterised mask, not from the intended geometry); instances never
+    overlap, so the per-image object mask (union of the instances, uint8 0/255 PNG) has
+    exactly these boxes as the boxes of its instances.
+
+Class list
+    ``CLASS_NAMES[:classes]`` with the made-up WordNet-style ids ``n90000001``,
+    ``n90000002``, ... (``WNIDS``; they match :data:`bench.data.classes.WNID_RE` and are not
+    real ImageNet ids). Class index = position in sorted-WNID order = position in
+    ``CLASS_NAMES``. Image ``i`` (0-based) of a split has class ``i % classes``, so the classes
+    are exactly balanced and interleaved.
+
+On-disk layout of ``generate(out)``::
+
+    out/dataset.json                          version, seed, params, counts, classes, sha256
+    out/train/<wnid>/SYNTH_train_00000001.JPEG  image-level labels only (ImageFolder layout)
+    out/train_boxes.csv                       train GT boxes, for analysis only
+    out/val/SYNTH_val_00000001.JPEG           validation images (flat)
+    out/masks/<image_id>.png                  object masks (train and val), uint8 0/255
+    out/csv/                                  = val_root(out): ILSVRC 'csv' layout
+        LOC_val_solution.csv, LOC_synset_mapping.txt, val -> ../val, masks -> ../masks
+    out/voc/                                  = val_root(out, "voc"): ILSVRC 'voc' layout
+        Annotations/CLS-LOC/val/<id>.xml, LOC_synset_mapping.txt, val -> ../val, masks -> ../masks
+
+The readers' auto-detection refuses two GT layouts in one root, so the two layouts get two
+roots (as :func:`bench.data.fixtures.write_ilsvrc_layout` does). ``load_val(val_root(out))``
+works without arguments: the csv reader takes the class list from ``LOC_synset_mapping.txt``.
+The voc reader defaults to the 1000 ImageNet classes, so the voc root needs
+``load_val(root, wnids=root / "LOC_synset_mapping.txt")``.
+
+Determinism
+    Image ``i`` of split ``s`` is drawn from its own generator
+    ``PCG64(SeedSequence(seed, spawn_key=(split_code, i)))``: it does not depend on how many
+    other images are generated. Same ``(DATASET_VERSION, SynthConfig)`` and same Pillow/libjpeg
+    build -> byte-identical files (JPEG and PNG written with fixed settings, PNG without
+    timestamps; symlinks are relative). ``dataset.json`` holds a SHA-256 over every other
+    file, in sorted path order.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from bench.data.classes import WNID_RE
+
+__all__ = [
+    "DATASET_VERSION",
+    "CLASS_NAMES",
+    "WNIDS",
+    "SPLITS",
+    "SynthConfig",
+    "SynthSample",
+    "render_sample",
+    "image_id",
+    "generate",
+    "default_cache_dir",
+    "ensure_dataset",
+    "val_root",
+    "train_root",
+    "masks_dir",
+    "mask_path",
+    "dataset_digest",
+    "verify_dataset",
+]
+
+#: Bump whenever the generated bytes change for an unchanged :class:`SynthConfig`.
+DATASET_VERSION: int = 1
+
+#: All available object classes, in class-index order; ``SynthConfig.classes`` takes a prefix.
+CLASS_NAMES: tuple[str, ...] = (
+    "cart",
+    "flower",
+    "house",
+    "fish",
+    "mushroom",
+    "tree",
+    "rocket",
+    "key",
+    "umbrella",
+    "sailboat",
+)
+#: Made-up WordNet-style ids (not ImageNet classes), sorted, one per entry of CLASS_NAMES.
+WNIDS: tuple[str, ...] = tuple(f"n9{k:07d}" for k in range(1, len(CLASS_NAMES) + 1))
+#: Split name -> code used in the per-image seed.
+SPLITS: dict[str, int] = {"train": 1, "val": 2}
+
+JPEG_QUALITY = 90
+IMAGE_EXT = ".JPEG"
+META_FILE = "dataset.json"
+TRAIN_BOXES_FILE = "train_boxes.csv"
+_MIN_SIDE_LIMIT = 32
+_MAX_SIDE_LIMIT = 2048
+
+assert all(WNID_RE.match(w) for w in WNIDS) and list(WNIDS) == sorted(WNIDS)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Parameters of a generated dataset (with :data:`DATASET_VERSION`, they fix every byte)."""
+
+    seed: int = 0
+    classes: int = 6  # number of classes: CLASS_NAMES[:classes]
+    train_per_class: int = 200
+    val_per_class: int = 50
+    min_side: int = 96  # image width and height are drawn independently in [min_side, max_side]
+    max_side: int = 160
+    multi_instance_prob: float = 0.2  # probability of 2-3 instances in an image
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+
+        def is_int(v: object) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "multi_instance_prob":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                    problems.append(f"multi_instance_prob={v!r} must be a number in [0, 1]")
+            elif not is_int(v):
+                problems.append(f"{f.name}={v!r} must be an integer")
+        if not problems:
+            if self.seed < 0:
+                problems.append(f"seed={self.seed} must be >= 0")
+            if not 1 <= self.classes <= len(CLASS_NAMES):
+                problems.append(f"classes={self.classes} must be in [1, {len(CLASS_NAMES)}]")
+            if self.train_per_class < 0:
+                problems.append(f"train_per_class={self.train_per_class} must be >= 0")
+            if self.val_per_class < 1:
+                problems.append(f"val_per_class={self.val_per_class} must be >= 1")
+            if not _MIN_SIDE_LIMIT <= self.min_side <= self.max_side <= _MAX_SIDE_LIMIT:
+                problems.append(
+                    f"need {_MIN_SIDE_LIMIT} <= min_side ({self.min_side}) <= max_side "
+                    f"({self.max_side}) <= {_MAX_SIDE_LIMIT}"
+                )
+        if problems:
+            raise ValueError("invalid SynthConfig: " + "; ".join(problems))
+
+    @property
+    def wnids(self) -> tuple[str, ...]:
+        """Class list (sorted); label i <-> wnids[i]."""
+        return WNIDS[: self.classes]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES[: self.classes]
+
+    def count(self, split: str) -> int:
+        """Number of images of ``split`` ('train' or 'val')."""
+        per = {"train": self.train_per_class, "val": self.val_per_class}[split]
+        return per * self.classes
+
+    def params(self) -> dict[str, object]:
+        """The parameters as plain JSON values (what ``dataset.json`` records)."""
+        return {k: (float(v) if k == "multi_instance_prob" else int(v)) for k, v in asdict(self).items()}
+
+
+# --------------------------------------------------------------------------- geometry
+
+# A shape in object-local coordinates (x right, y down, the object roughly in [-1, 1]^2):
+#   ("poly", (n,2) vertices, 0.0, colour key)       filled polygon (outlined in a darker shade)
+#   ("line", (n,2) points, width, colour key)       thick polyline (a closed ring repeats pt 0)
+Shape = tuple[str, np.ndarray, float, str]
+
+
+@dataclass(frozen=True)
+class _Part:
+    group: str  # distractor unit: an isolated part of another class is one whole group
+    shapes: tuple[Shape, ...]
+
+
+def _poly(*pts: tuple[float, float], key: str) -> Shape:
+    return ("poly", np.asarray(pts, dtype=np.float64), 0.0, key)
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float, key: str) -> Shape:
+    return _poly((x0, y0), (x1, y0), (x1, y1), (x0, y1), key=key)
+
+
+@lru_cache(maxsize=64)
+def _unit_arc(a0: float, a1: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of n angles from a0 to a1 (a1 excluded for a full turn)."""
+    t = np.linspace(a0, a1, n, endpoint=(a1 - a0) < 2 * math.pi - 1e-9)
+    return np.cos(t), np.sin(t)
+
+
+def _ellipse_pts(
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+    angle: float = 0.0,
+    n: int = 24,
+    a0: float = 0.0,
+    a1: float = 2 * math.pi,
+) -> np.ndarray:
+    cos_t, sin_t = _unit_arc(a0, a1, n)
+    x, y = rx * cos_t, ry * sin_t
+    c, s = math.cos(angle), math.sin(angle)
+    return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, key: str, angle: float = 0.0, n: int = 24) -> Shape:
+    return ("poly", _ellipse_pts(cx, cy, rx, ry, angle, n), 0.0, key)
+
+
+def _line(pts: Sequence[tuple[float, float]] | np.ndarray, width: float, key: str) -> Shape:
+    return ("line", np.asarray(pts, dtype=np.float64), float(width), key)
+
+
+def _ring(cx: float, cy: float, r: float, width: float, key: str) -> Shape:
+    p = _ellipse_pts(cx, cy, r, r, n=24)
+    return _line(np.vstack([p, p[:1]]), width, key)
+
+
+# --------------------------------------------------------------------------- colours
+
+# A colour spec: tuple of options (h, s, v) - h None = any hue - jittered per instance; or
+# ("shade", key, factor): the resolved colour of ``key`` with its value scaled by ``factor``.
+ColourSpec = tuple
+
+
+def _opts(*options: tuple[float | None, float, float]) -> ColourSpec:
+    return ("opts", options)
+
+
+def _shade(key: str, factor: float) -> ColourSpec:
+    return ("shade", key, factor)
+
+
+GREY_DARK = _opts((0.0, 0.05, 0.18), (0.6, 0.1, 0.25))
+BROWN = _opts((0.07, 0.65, 0.38), (0.06, 0.5, 0.5))
+GREEN = _opts((0.30, 0.7, 0.5), (0.36, 0.65, 0.45), (0.26, 0.6, 0.6))
+WHITE = _opts((0.12, 0.04, 0.95), (0.6, 0.04, 0.92))
+RED = _opts((0.0, 0.8, 0.75), (0.98, 0.75, 0.65))
+ANY_BRIGHT = _opts((None, 0.75, 0.8))
+
+
+def _jitter_colour(
+    rng: np.random.Generator, h: float | None, s: float, v: float
+) -> tuple[float, float, float]:
+    hue = float(rng.random()) if h is None else (h + rng.uniform(-0.025, 0.025)) % 1.0
+    sat = min(1.0, max(0.0, s + float(rng.uniform(-0.1, 0.1))))
+    val = min(1.0, max(0.05, v + float(rng.uniform(-0.12, 0.12))))
+    return hue, sat, val
+
+
+def _resolve_palette(
+    rng: np.random.Generator, palette: dict[str, ColourSpec]
+) -> dict[str, tuple[int, int, int]]:
+    """Per-instance RGB colours of a class palette (keys resolved in insertion order)."""
+    hsv: dict[str, tuple[float, float, float]] = {}
+    for key, spec in palette.items():
+        if spec[0] == "shade":
+            h, s, v = hsv[spec[1]]
+            hsv[key] = (h, s, min(1.0, max(0.03, v * spec[2])))
+        else:
+            options = spec[1]
+            h, s, v = options[int(rng.integers(len(options)))]
+            hsv[key] = _jitter_colour(rng, h, s, v)
+    return {k: _hsv_to_rgb(*c) for k, c in hsv.items()}
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+
+
+def _darker(c: tuple[int, int, int], f: float = 0.55) -> tuple[int, int, int]:
+    return int(c[0] * f), int(c[1] * f), int(c[2] * f)
+
+
+# --------------------------------------------------------------------------- classes
+
+
+@dataclass(frozen=True)
+class _ClassDef:
+    name: str
+    palette: dict[str, ColourSpec]
+    build: Callable[[np.random.Generator], list[_Part]]  # parts in drawing order
+    max_rot: float  # degrees
+    flip: bool
+
+
+def _cart(rng: np.random.Generator) -> list[_Part]:
+    top = rng.uniform(-0.65, -0.45)
+    wheels = []
+    for cx in (-0.6, 0.3):
+        wheels.append(
+            _Part(
+                "wheel",
+                (_ellipse(cx, 0.38, 0.3, 0.3, "tyre"), _ellipse(cx, 0.38, 0.12, 0.12, "hub", n=12)),
+            )
+        )
+    return [
+        _Part("handle", (_line([(0.62, top + 0.15), (0.92, top + 0.15), (1.0, top - 0.3)], 0.09, "handle"),)),
+        _Part("body", (_rect(-1.0, top, 0.7, 0.25, "body"), _rect(-1.0, top, 0.7, top + 0.13, "rim"))),
+        *wheels,
+    ]
+
+
+def _flower(rng: np.random.Generator) -> list[_Part]:
+    n = int(rng.integers(5, 9))
+    cy = -0.55
+    off = rng.uniform(0, math.pi)
+    petals = [
+        _ellipse(0.3 * math.cos(a), cy + 0.3 * math.sin(a), 0.26, 0.13, "petal", angle=a, n=16)
+        for a in off + np.arange(n) * 2 * math.pi / n
+    ]
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    return [
+        _Part("stem", (_line([(0.0, cy + 0.2), (0.06, 0.3), (0.0, 1.0)], 0.09, "stem"),)),
+        _Part("leaf", (_ellipse(side * 0.3, 0.5, 0.3, 0.11, "leaf", angle=-side * 0.55, n=16),)),
+        _Part("blossom", (*petals, _ellipse(0.0, cy, 0.17, 0.17, "centre", n=16))),
+    ]
+
+
+def _house(rng: np.random.Generator) -> list[_Part]:
+    dx = rng.uniform(-0.45, -0.05)
+    wx = rng.uniform(0.15, 0.3)
+    chim = rng.uniform(0.3, 0.5)
+    return [
+        _Part(
+            "wall",
+            (
+                _rect(-0.75, -0.15, 0.75, 1.0, "wall"),
+                _rect(dx, 0.4, dx + 0.36, 1.0, "door"),
+                _rect(wx, 0.1, wx + 0.36, 0.42, "window"),
+                _line([(wx + 0.18, 0.1), (wx + 0.18, 0.42)], 0.04, "frame"),
+                _line([(wx, 0.26), (wx + 0.36, 0.26)], 0.04, "frame"),
+            ),
+        ),
+        _Part(
+            "roof",
+            (
+                _rect(chim, -0.85, chim + 0.2, -0.4, "chimney"),
+                _poly((-0.95, -0.15), (0.95, -0.15), (0.0, -1.0), key="roof"),
+            ),
+        ),
+    ]
+
+
+def _fish(rng: np.random.Generator) -> list[_Part]:
+    n_stripes = int(rng.integers(0, 3))
+    stripes = tuple(_ellipse(x, 0.0, 0.06, 0.3, "stripe", n=12) for x in (-0.15, 0.2)[:n_stripes])
+    return [
+        _Part("tail", (_poly((0.5, 0.0), (1.0, -0.45), (0.9, 0.0), (1.0, 0.45), key="fin"),)),
+        _Part("fin", (_poly((-0.25, -0.3), (0.25, -0.3), (0.1, -0.68), key="fin"),)),
+        _Part(
+            "body",
+            (
+                _ellipse(-0.15, 0.0, 0.78, 0.42, "body"),
+                *stripes,
+                _ellipse(-0.6, -0.1, 0.1, 0.1, "eye", n=12),
+                _ellipse(-0.62, -0.1, 0.05, 0.05, "pupil", n=8),
+            ),
+        ),
+    ]
+
+
+def _mushroom(rng: np.random.Generator) -> list[_Part]:
+    cap = _ellipse_pts(0.0, 0.05, 1.0, 0.85, n=20, a0=math.pi, a1=2 * math.pi)
+    cap = np.vstack([cap, [[1.0, 0.05]]])
+    spots = []
+    for _ in range(int(rng.integers(2, 6))):
+        a = rng.uniform(math.pi * 1.15, math.pi * 1.85)
+        r = rng.uniform(0.25, 0.65)
+        spots.append(_ellipse(r * math.cos(a), 0.05 + 0.85 * r * math.sin(a), 0.11, 0.09, "spot", n=10))
+    return [
+        _Part("stem", (_poly((-0.25, 0.0), (0.25, 0.0), (0.33, 1.0), (-0.33, 1.0), key="stem"),)),
+        _Part("cap", (("poly", cap, 0.0, "cap"), *spots)),
+    ]
+
+
+def _tree(rng: np.random.Generator) -> list[_Part]:
+    n = int(rng.integers(2, 4))
+    parts = [_Part("trunk", (_rect(-0.14, 0.5, 0.14, 1.0, "trunk"),))]
+    step = 1.5 / (n + 1)
+    for k in range(n):
+        apex = -1.0 + k * step
+        base = apex + 2.2 * step
+        hw = 0.45 + 0.3 * k / max(1, n - 1)
+        parts.append(_Part("layer", (_poly((-hw, base), (hw, base), (0.0, apex), key="crown"),)))
+    return parts
+
+
+def _rocket(rng: np.random.Generator) -> list[_Part]:
+    return [
+        _Part("flame", (_poly((-0.18, 0.68), (0.18, 0.68), (0.0, 1.0), key="flame"),)),
+        _Part("fin", (_poly((-0.3, 0.2), (-0.3, 0.68), (-0.62, 0.75), key="nose"),)),
+        _Part("fin", (_poly((0.3, 0.2), (0.3, 0.68), (0.62, 0.75), key="nose"),)),
+        _Part(
+            "body",
+            (_rect(-0.3, -0.45, 0.3, 0.7, "body"), _ellipse(0.0, -0.1, 0.15, 0.15, "window", n=14)),
+        ),
+        _Part("nose", (_poly((-0.3, -0.45), (0.3, -0.45), (0.0, -1.0), key="nose"),)),
+    ]
+
+
+def _key(rng: np.random.Generator) -> list[_Part]:
+    t1, t2 = rng.uniform(0.18, 0.32), rng.uniform(0.12, 0.26)
+    return [
+        _Part("bow", (_ring(-0.66, 0.0, 0.28, 0.15, "metal"),)),
+        _Part(
+            "blade",
+            (
+                _line([(-0.38, 0.0), (1.0, 0.0)], 0.14, "metal"),
+                _rect(0.55, 0.0, 0.68, t1, "metal"),
+                _rect(0.8, 0.0, 0.92, t2, "metal"),
+            ),
+        ),
+    ]
+
+
+def _umbrella(rng: np.random.Generator) -> list[_Part]:
+    top = _ellipse_pts(0.0, -0.2, 1.0, 0.78, n=20, a0=math.pi, a1=2 * math.pi)
+    k = int(rng.integers(3, 6))
+    xs = np.linspace(1.0, -1.0, 8 * k + 1)
+    ys = -0.2 - 0.12 * np.abs(np.sin(xs * k * math.pi / 2))
+    canopy = np.vstack([top, np.stack([xs, ys], axis=1)])
+    t = np.linspace(0.0, math.pi, 9)
+    hook = np.stack([0.14 - 0.14 * np.cos(t), 0.75 + 0.14 * np.sin(t)], axis=1)
+    return [
+        _Part("handle", (_line(np.vstack([[[0.0, -0.25]], hook]), 0.07, "handle"),)),
+        _Part("canopy", (("poly", canopy, 0.0, "canopy"),)),
+    ]
+
+
+def _sailboat(rng: np.random.Generator) -> list[_Part]:
+    return [
+        _Part(
+            "rig",
+            (
+                _line([(0.0, 0.45), (0.0, -1.0)], 0.06, "mast"),
+                _poly((0.07, -0.92), (0.07, 0.33), (0.8, 0.33), key="sail"),
+                _poly((-0.07, -0.7), (-0.07, 0.33), (-0.6, 0.33), key="sail"),
+                _poly((0.0, -1.0), (0.0, -0.82), (-0.28, -0.91), key="flag"),
+            ),
+        ),
+        _Part("hull", (_poly((-1.0, 0.42), (1.0, 0.42), (0.68, 0.85), (-0.68, 0.85), key="hull"),)),
+    ]
+
+
+_CLASSES: tuple[_ClassDef, ...] = (
+    _ClassDef(
+        "cart",
+        {
+            "body": ANY_BRIGHT,
+            "rim": _shade("body", 0.7),
+            "tyre": GREY_DARK,
+            "hub": _opts((0.0, 0.0, 0.75), (0.12, 0.4, 0.8)),
+            "handle": BROWN,
+        },
+        _cart,
+        12,
+        True,
+    ),
+    _ClassDef(
+        "flower",
+        {
+            "petal": _opts(
+                (0.92, 0.55, 0.95), (0.0, 0.8, 0.85), (0.15, 0.85, 0.95), (0.78, 0.55, 0.8), (0.6, 0.05, 0.95)
+            ),
+            "centre": _opts((0.12, 0.9, 0.85), (0.07, 0.7, 0.4)),
+            "stem": GREEN,
+            "leaf": GREEN,
+        },
+        _flower,
+        15,
+        True,
+    ),
+    _ClassDef(
+        "house",
+        {
+            "wall": _opts((None, 0.25, 0.88)),
+            "door": BROWN,
+            "window": _opts((0.55, 0.35, 0.92)),
+            "frame": _opts((0.0, 0.0, 0.3)),
+            "roof": _opts((0.01, 0.75, 0.6), (0.06, 0.6, 0.45), (0.6, 0.4, 0.4)),
+            "chimney": _shade("roof", 0.7),
+        },
+        _house,
+        8,
+        True,
+    ),
+    _ClassDef(
+        "fish",
+        {
+            "body": _opts((0.07, 0.9, 0.95), (0.58, 0.7, 0.8), (None, 0.7, 0.8)),
+            "fin": _shade("body", 0.75),
+            "stripe": _shade("body", 0.5),
+            "eye": WHITE,
+            "pupil": _opts((0.0, 0.0, 0.05)),
+        },
+        _fish,
+        30,
+        True,
+    ),
+    _ClassDef(
+        "mushroom",
+        {
+            "cap": _opts((0.0, 0.85, 0.78), (0.06, 0.6, 0.5), (0.08, 0.8, 0.85)),
+            "spot": WHITE,
+            "stem": _opts((0.12, 0.15, 0.9)),
+        },
+        _mushroom,
+        15,
+        True,
+    ),
+    _ClassDef("tree", {"crown": GREEN, "trunk": BROWN}, _tree, 8, True),
+    _ClassDef(
+        "rocket",
+        {
+            "body": _opts((0.6, 0.05, 0.85), (0.0, 0.0, 0.7)),
+            "window": _opts((0.58, 0.6, 0.85)),
+            "nose": RED,
+            "flame": _opts((0.1, 0.9, 1.0), (0.05, 0.9, 0.95)),
+        },
+        _rocket,
+        20,
+        True,
+    ),
+    _ClassDef("key", {"metal": _opts((0.13, 0.7, 0.8), (0.0, 0.03, 0.7))}, _key, 180, True),
+    _ClassDef("umbrella", {"canopy": ANY_BRIGHT, "handle": GREY_DARK}, _umbrella, 20, True),
+    _ClassDef(
+        "sailboat",
+        {"hull": BROWN, "mast": BROWN, "sail": WHITE, "flag": RED},
+        _sailboat,
+        10,
+        True,
+    ),
+)
+assert tuple(c.name for c in _CLASSES) == CLASS_NAMES
+
+
+# --------------------------------------------------------------------------- placement
+
+
+# A shape placed in image pixels, ready to draw: (kind, [(x, y), ...], line width px, RGB)
+_Op = tuple[str, list[tuple[float, float]], int, tuple[int, int, int]]
+
+
+def _linear_map(
+    rng: np.random.Generator, max_rot: float, flip: bool, aspect_range: float = 1.35
+) -> np.ndarray:
+    """Random 2x2 map: aspect (area preserving), optional horizontal flip, rotation."""
+    a = math.exp(rng.uniform(-math.log(aspect_range), math.log(aspect_range)))
+    fx = -1.0 if flip and rng.random() < 0.5 else 1.0
+    th = math.radians(rng.uniform(-max_rot, max_rot))
+    c, s = math.cos(th), math.sin(th)
+    return np.array([[c, -s], [s, c]]) @ np.diag([fx * math.sqrt(a), 1.0 / math.sqrt(a)])
+
+
+def _extent(shapes: Sequence[Shape], m: np.ndarray) -> np.ndarray:
+    """(x0, y0, x1, y1) of ``shapes`` under the linear map ``m`` (line widths included)."""
+    q = np.concatenate([pts for _, pts, _, _ in shapes]) @ m.T
+    half_widths = [width / 2.0 for _, _, width, _ in shapes]
+    pad = np.repeat(half_widths, [len(pts) for _, pts, _, _ in shapes])[:, None]
+    return np.concatenate([(q - pad).min(axis=0), (q + pad).max(axis=0)])
+
+
+def _place(
+    shapes: Sequence[Shape],
+    m: np.ndarray,
+    scale: float,
+    offset: np.ndarray,
+    colours: dict[str, tuple[int, int, int]],
+) -> list[_Op]:
+    """Map local shapes to pixels: ``p -> scale * m @ p + offset``; colours from the palette."""
+    ops: list[_Op] = []
+    for kind, pts, width, key in shapes:
+        q = pts @ (m.T * scale) + offset
+        px = max(1, int(round(width * scale))) if kind == "line" else 0
+        ops.append((kind, [(float(x), float(y)) for x, y in q], px, colours[key]))
+    return ops
+
+
+def _draw(ops: Sequence[_Op], canvas: ImageDraw.ImageDraw, masks: Sequence[ImageDraw.ImageDraw]) -> None:
+    """Draw on the RGB canvas (polygons outlined in a darker shade) and set every covered pixel
+    in each mask (non-zero = covered)."""
+    for kind, xy, width, col in ops:
+        if kind == "poly":
+            canvas.polygon(xy, fill=col, outline=_darker(col))
+            for m in masks:  # outline != fill, else Pillow skips the outline
+                m.polygon(xy, fill=255, outline=254)
+        else:
+            canvas.line(xy, fill=col, width=width, joint="curve")
+            for m in masks:
+                m.line(xy, fill=255, width=width, joint="curve")
+
+
+# --------------------------------------------------------------------------- background
+
+
+def _interp_weights(n: int, cells: int) -> np.ndarray:
+    """(n, cells+1) float32 cosine-interpolation weights from a coarse grid to n samples."""
+    u = np.linspace(0.0, cells, n)
+    i = np.minimum(np.floor(u).astype(np.int64), cells - 1)
+    f = (1 - np.cos((u - i) * math.pi)) / 2
+    wts = np.zeros((n, cells + 1), dtype=np.float32)
+    wts[np.arange(n), i] = 1 - f
+    wts[np.arange(n), i + 1] = f
+    return wts
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Low-frequency noise, float32 (h, w, 3), std ~1: a random grid, smoothly interpolated."""
+    grid = rng.standard_normal(size=(cells + 1, cells + 1, 3), dtype=np.float32)
+    wh, ww = _interp_weights(h, cells), _interp_weights(w, cells).T
+    return np.stack([wh @ grid[:, :, c] @ ww for c in range(3)], axis=-1)
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Textured background, float32 (h, w, 3) in ~[0, 255]: gradient + blotches + texture."""
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
+    c0 = np.array(_hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.2, 0.9)), np.float32)
+    c1 = np.array(_hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.2, 0.9)), np.float32)
+    ang = rng.uniform(0.0, 2 * math.pi)
+    t = xx * np.float32(math.cos(ang)) + yy * np.float32(math.sin(ang))
+    t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+    img = c0 + (c1 - c0) * t[..., None]
+    img += np.float32(rng.uniform(10.0, 40.0)) * _smooth_noise(rng, h, w, int(rng.integers(2, 7)))
+    kind = int(rng.choice(4, p=[0.4, 0.25, 0.2, 0.15]))  # none, stripes, checks, fine blotches
+    if kind == 1:
+        phi = rng.uniform(0.0, math.pi)
+        period = rng.uniform(5.0, 24.0)
+        k = np.float32(2 * math.pi / period)
+        along = xx * np.float32(math.cos(phi)) + yy * np.float32(math.sin(phi))
+        wave = np.sin(k * along + np.float32(rng.uniform(0, 6.3)))
+        tint = (rng.uniform(8.0, 30.0) * rng.uniform(0.4, 1.0, size=3)).astype(np.float32)
+        img += wave[..., None] * tint
+    elif kind == 2:
+        p = rng.uniform(4.0, 16.0)
+        chk = np.sign(np.sin(np.float32(math.pi / p) * xx) * np.sin(np.float32(math.pi / p) * yy))
+        img += np.float32(rng.uniform(8.0, 25.0)) * chk[..., None]
+    elif kind == 3:
+        img += np.float32(rng.uniform(10.0, 30.0)) * _smooth_noise(rng, h, w, int(rng.integers(10, 20)))
+    return img
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True, eq=False)
+class SynthSample:
+    """One generated image with its ground truth (see :func:`render_sample`)."""
+
+    image_id: str
+    split: str
+    index: int  # 0-based index within the split
+    label: int  # class index (position in the sorted WNID list)
+    wnid: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB, before JPEG compression
+    boxes: np.ndarray  # (n, 4) int64 xyxy inclusive 0-based, one per instance
+    instance_masks: np.ndarray  # (n, H, W) bool, pairwise disjoint
+    distractor_mask: np.ndarray  # (H, W) bool: visible distractor pixels (never object pixels)
+    distractors: tuple[str, ...]  # e.g. ('cart/wheel', 'blob', 'line')
+    background: np.ndarray | None = None  # (H, W, 3) uint8: the image without distractors/objects
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool union of the instance masks."""
+        return self.instance_masks.any(axis=0)
+
+
+def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(SPLITS[split], int(index)))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+def image_id(split: str, index: int) -> str:
+    """Image id of the 0-based ``index`` of ``split``: ``SYNTH_val_00000001`` for (val, 0)."""
+    return f"SYNTH_{split}_{index + 1:08d}"
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    cols = np.flatnonzero(mask.any(axis=0))
+    rows = np.flatnonzero(mask.any(axis=1))
+    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
+
+
+def _plan_instances(
+    rng: np.random.Generator, cdef: _ClassDef, n_wanted: int, w: int, h: int
+) -> list[tuple[list[_Part], np.ndarray, float, np.ndarray]]:
+    """Place up to ``n_wanted`` non-overlapping instances: [(parts, map, scale, offset)]."""
+    side = min(w, h)
+    hi_frac = 0.70 if n_wanted == 1 else 0.45
+    placed: list[tuple[list[_Part], np.ndarray, float, np.ndarray]] = []
+    boxes: list[np.ndarray] = []
+    margin = 3.0
+    for k in range(n_wanted):
+        parts = cdef.build(rng)
+        shapes = [s for p in parts for s in p.shapes]
+        m = _linear_map(rng, cdef.max_rot, cdef.flip)
+        ext = _extent(shapes, m)
+        # larger objects are more common (max of two uniforms), as in ILSVRC
+        frac = 0.15 + (hi_frac - 0.15) * max(rng.random(), rng.random())
+        for _attempt in range(4):
+            scale = frac * side / float(max(ext[2] - ext[0], ext[3] - ext[1]))
+            lo, hi = ext[:2] * scale, ext[2:] * scale
+            span_x = (w - 1 - 1.0) - (hi[0] - lo[0])
+            span_y = (h - 1 - 1.0) - (hi[1] - lo[1])
+            ok = False
+            if span_x > 0 and span_y > 0:
+                for _try in range(12):
+                    ox = rng.uniform(0.5, 0.5 + span_x) - lo[0]
+                    oy = rng.uniform(0.5, 0.5 + span_y) - lo[1]
+                    off = np.array([ox, oy])
+                    box = np.concatenate([lo + off - margin, hi + off + margin])
+                    if all(
+                        box[0] > b[2] or box[2] < b[0] or box[1] > b[3] or box[3] < b[1] for b in boxes
+                    ):
+                        ok = True
+                        break
+            if ok:
+                break
+            frac *= 0.75
+            if frac < 0.12:
+                break
+        if not ok:
+            if k == 0:  # the first instance always fits (<= 70% of the shorter side)
+                raise RuntimeError(f"could not place an object in a {w}x{h} image")
+            break
+        boxes.append(box)
+        placed.append((parts, m, scale, off))
+    return placed
+
+
+def _draw_distractors(
+    rng: np.random.Generator,
+    label: int,
+    classes: int,
+    w: int,
+    h: int,
+    canvas: ImageDraw.ImageDraw,
+    dmask: ImageDraw.ImageDraw,
+) -> list[str]:
+    """Isolated parts of other classes, blobs and lines; returns their names."""
+    side = min(w, h)
+    names: list[str] = []
+    others = [c for c in range(classes) if c != label]
+    n_parts = int(rng.choice(4, p=[0.2, 0.35, 0.3, 0.15])) if others else 0
+    chosen_group: dict[int, str] = {}  # one kind of part per other class: never a full object
+    for _ in range(n_parts):
+        c = int(others[int(rng.integers(len(others)))])
+        cdef = _CLASSES[c]
+        parts = cdef.build(rng)
+        if c not in chosen_group:
+            groups = sorted({p.group for p in parts})
+            chosen_group[c] = groups[int(rng.integers(len(groups)))]
+        cands = [p for p in parts if p.group == chosen_group[c]]
+        part = cands[int(rng.integers(len(cands)))]
+        m = _linear_map(rng, max(cdef.max_rot, 30.0), True)
+        full = _extent([s for p in parts for s in p.shapes], m)
+        scale = rng.uniform(0.15, 0.5) * side / float(max(full[2] - full[0], full[3] - full[1]))
+        ext = _extent(part.shapes, m) * scale
+        cx, cy = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
+        off = np.array([cx - (ext[0] + ext[2]) / 2, cy - (ext[1] + ext[3]) / 2])
+        colours = _resolve_palette(rng, cdef.palette)
+        _draw(_place(part.shapes, m, scale, off, colours), canvas, [dmask])
+        names.append(f"{cdef.name}/{part.group}")
+    for _ in range(int(rng.integers(0, 4))):  # blobs
+        n = int(rng.integers(6, 12))
+        ang = np.sort(rng.uniform(0, 2 * math.pi, n))
+        r = rng.uniform(0.03, 0.13) * side * rng.uniform(0.55, 1.0, n)
+        cx, cy = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
+        xy = [(float(cx + a * math.cos(t)), float(cy + a * math.sin(t))) for a, t in zip(r, ang)]
+        col = _hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.95))
+        canvas.polygon(xy, fill=col)
+        dmask.polygon(xy, fill=255)
+        names.append("blob")
+    for _ in range(int(rng.integers(0, 4))):  # lines
+        n = int(rng.integers(2, 5))
+        steps = rng.normal(0.0, 0.25 * side, size=(n, 2))
+        start = [rng.uniform(0, w), rng.uniform(0, h)]
+        pts = np.cumsum(steps, axis=0) + start
+        xy = [(float(x), float(y)) for x, y in pts]
+        col = _hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.9), rng.uniform(0.1, 0.95))
+        width = int(rng.integers(1, 5))
+        canvas.line(xy, fill=col, width=width, joint="curve")
+        dmask.line(xy, fill=255, width=width, joint="curve")
+        names.append("line")
+    return names
+
+
+def render_sample(config: SynthConfig, split: str, index: int, *, layers: bool = False) -> SynthSample:
+    """Render image ``index`` (0-based) of ``split`` ('train' or 'val') of ``config``.
+
+    A pure function of ``(DATASET_VERSION, config, split, index)``; the number of images in
+    the split does not matter. ``layers=True`` also returns the background layer (with the
+    same lighting and grain as the image) in ``SynthSample.background``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} must be one of {sorted(SPLITS)}")
+    if index < 0:
+        raise ValueError(f"index {index} must be >= 0")
+    rng = _image_rng(config.seed, split, index)
+    label = index % config.classes
+    cdef = _CLASSES[label]
+    w = int(rng.integers(config.min_side, config.max_side + 1))
+    h = int(rng.integers(config.min_side, config.max_side + 1))
+
+    bg = _background(rng, h, w)
+    canvas_img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), mode="RGB")
+    canvas = ImageDraw.Draw(canvas_img)
+
+    n_wanted = 1
+    if rng.random() < config.multi_instance_prob:
+        n_wanted = 2 if rng.random() < 0.6 else 3
+    plan = _plan_instances(rng, cdef, n_wanted, w, h)
+
+    dmask_img = Image.new("L", (w, h), 0)
+    distractors = _draw_distractors(rng, label, config.classes, w, h, canvas, ImageDraw.Draw(dmask_img))
+
+    inst_masks = []
+    for parts, m, scale, off in plan:
+        colours = _resolve_palette(rng, cdef.palette)
+        mimg = Image.new("L", (w, h), 0)
+        shapes = [s for p in parts for s in p.shapes]
+        _draw(_place(shapes, m, scale, off, colours), canvas, [ImageDraw.Draw(mimg)])
+        inst_masks.append(np.asarray(mimg) > 0)
+    masks = np.stack(inst_masks)
+    union = masks.any(axis=0)
+
+    # lighting (multiplicative gradient) and grain over everything
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
+    ang = rng.uniform(0.0, 2 * math.pi)
+    t = (xx * np.float32(math.cos(ang)) + yy * np.float32(math.sin(ang))) / np.float32(max(w, h))
+    light = (1.0 + np.float32(rng.uniform(0.0, 0.35)) * (t - t.mean()))[..., None]
+    sigma = rng.uniform(2.0, 7.0)  # uniform grain with this standard deviation
+    grain = rng.random(size=(h, w, 3), dtype=np.float32) - np.float32(0.5)
+    grain *= np.float32(sigma * math.sqrt(12.0))
+
+    def finish(a: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(a.astype(np.float32) * light + grain), 0, 255).astype(np.uint8)
+
+    image = finish(np.asarray(canvas_img))
+    boxes = np.asarray([_bbox(mk) for mk in masks], dtype=np.int64).reshape(-1, 4)
+    return SynthSample(
+        image_id=image_id(split, index),
+        split=split,
+        index=index,
+        label=label,
+        wnid=WNIDS[label],
+        image=image,
+        boxes=boxes,
+        instance_masks=masks,
+        distractor_mask=(np.asarray(dmask_img) > 0) & ~union,
+        distractors=tuple(distractors),
+        background=finish(np.clip(bg, 0, 255).astype(np.uint8)) if layers else None,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _jpeg_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="RGB").save(
+        buf, format="JPEG", quality=JPEG_QUALITY, subsampling="4:2:0", optimize=False, progressive=False
+    )
+    return buf.getvalue()
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(
+        buf, format="PNG", optimize=False, compress_level=6
+    )
+    return buf.getvalue()
+
+
+def _voc_xml(sample_id: str, w: int, h: int, wnid: str, boxes: Sequence[Sequence[int]]) -> bytes:
+    ann = ET.Element("annotation")
+    ET.SubElement(ann, "folder").text = "val"
+    ET.SubElement(ann, "filename").text = sample_id
+    ET.SubElement(ET.SubElement(ann, "source"), "database").text = "wsol-bench synthetic"
+    size = ET.SubElement(ann, "size")
+    for tag, v in (("width", w), ("height", h), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(v)
+    ET.SubElement(ann, "segmented").text = "1"
+    for box in boxes:
+        obj = ET.SubElement(ann, "object")
+        ET.SubElement(obj, "name").text = wnid
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        bb = ET.SubElement(obj, "bndbox")
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
+            ET.SubElement(bb, tag).text = str(int(v))
+    tree = ET.ElementTree(ann)
+    ET.indent(tree, space="\t")
+    buf = io.BytesIO()
+    tree.write(buf, encoding="utf-8", xml_declaration=False)
+    return buf.getvalue() + b"\n"
+
+
+def _link(link: Path, target: str) -> None:
+    """Relative directory symlink ``link -> target`` (a copy where symlinks are unavailable)."""
+    try:
+        os.symlink(target, link, target_is_directory=True)
+    except (OSError, NotImplementedError):
+        shutil.copytree(link.parent / target, link)
+
+
+def _synset_text(config: SynthConfig) -> str:
+    return "".join(f"{w} {n}\n" for w, n in zip(config.wnids, config.class_names))
+
+
+def dataset_digest(out_dir: Path) -> tuple[str, int]:
+    """(SHA-256 hex, number of entries) over every file and symlink under ``out_dir`` except
+    ``dataset.json``, in sorted relative-path order; symlinks count as their target text."""
+    root = Path(out_dir)
+    entries: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):  # does not follow symlinked dirs
+        d = Path(dirpath)
+        for name in list(dirnames) + filenames:
+            p = d / name
+            if p.is_symlink() or p.is_file():
+                rel = p.relative_to(root).as_posix()
+                if rel != META_FILE:
+                    entries.append((rel, p))
+    h = hashlib.sha256()
+    for rel, p in sorted(entries):
+        if p.is_symlink():
+            payload = b"symlink:" + os.readlink(p).encode()
+        else:
+            payload = p.read_bytes()
+        h.update(f"{rel}\0{len(payload)}\0".encode())
+        h.update(payload)
+    return h.hexdigest(), len(entries)
+
+
+def _read_meta(out_dir: Path) -> dict | None:
+    try:
+        meta = json.loads((out_dir / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _is_generation_of(out_dir: Path, config: SynthConfig) -> bool:
+    meta = _read_meta(out_dir)
+    return bool(meta) and meta.get("version") == DATASET_VERSION and meta.get("params") == config.params()
+
+
+def verify_dataset(out_dir: Path) -> bool:
+    """True if the files under ``out_dir`` still hash to the sha256 in its ``dataset.json``."""
+    meta = _read_meta(Path(out_dir))
+    if not meta:
+        return False
+    digest, n = dataset_digest(Path(out_dir))
+    return meta.get("sha256") == digest and meta.get("files") == n
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """One rendered image, encoded for writing (what a worker process sends back)."""
+
+    image_id: str
+    wnid: str
+    label: int
+    width: int
+    height: int
+    boxes: tuple[tuple[int, int, int, int], ...]
+    jpeg: bytes
+    png: bytes
+
+
+def _encode_range(config: SynthConfig, split: str, start: int, stop: int) -> list[_Encoded]:
+    """Render and encode images ``start..stop-1`` of ``split`` (runs in worker processes)."""
+    out = []
+    for i in range(start, stop):
+        s = render_sample(config, split, i)
+        h, w = s.image.shape[:2]
+        boxes = tuple(tuple(int(v) for v in b) for b in s.boxes.tolist())
+        jpeg, png = _jpeg_bytes(s.image), _png_bytes(s.mask)
+        out.append(_Encoded(s.image_id, s.wnid, s.label, w, h, boxes, jpeg, png))
+    return out
+
+
+_CHUNK = 40  # images per work item
+
+
+def _encoded_stream(config: SynthConfig, workers: int) -> Iterator[tuple[str, _Encoded]]:
+    """(split, encoded image) for every image, train then val, in index order, whatever
+    ``workers`` is (the output never depends on it)."""
+    jobs = [
+        (split, a, min(a + _CHUNK, config.count(split)))
+        for split in ("train", "val")
+        for a in range(0, config.count(split), _CHUNK)
+    ]
+    if workers <= 1 or len(jobs) <= 1:
+        for split, a, b in jobs:
+            for e in _encode_range(config, split, a, b):
+                yield split, e
+        return
+    ctx = _mp_context()
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        futures = [pool.submit(_encode_range, config, split, a, b) for split, a, b in jobs]
+        for (split, _, _), fut in zip(jobs, futures):
+            for e in fut.result():
+                yield split, e
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """'fork' on Linux (cheap, and no re-import of the caller's ``__main__``, so scripts without
+    a ``if __name__ == "__main__"`` guard work); 'spawn' elsewhere."""
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _default_workers(config: SynthConfig) -> int:
+    """1 for small configs or where only 'spawn' is safe, else up to 4 by CPU count."""
+    total = config.count("train") + config.count("val")
+    if total < 400 or _mp_context().get_start_method() != "fork":
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+def _write_all(tmp: Path, config: SynthConfig, progress: bool, workers: int) -> None:
+    """Generate every file of ``config`` into the empty folder ``tmp``."""
+    t0 = time.perf_counter()
+    masks = tmp / "masks"
+    masks.mkdir(parents=True)
+    train, val = tmp / "train", tmp / "val"
+    for wnid in config.wnids:
+        (train / wnid).mkdir(parents=True)
+    val.mkdir()
+    voc, csv_root = tmp / "voc", tmp / "csv"
+    ann = voc / "Annotations" / "CLS-LOC" / "val"
+    ann.mkdir(parents=True)
+    csv_root.mkdir()
+
+    total = config.count("train") + config.count("val")
+    rows = ["image_id,wnid,label,width,height,x0,y0,x1,y1"]  # train boxes, analysis only
+    solution = ["ImageId,PredictionString"]
+    stats = {s: {"images": config.count(s), "boxes": 0, "multi_instance_images": 0} for s in SPLITS}
+    for done, (split, e) in enumerate(_encoded_stream(config, workers), start=1):
+        (masks / f"{e.image_id}.png").write_bytes(e.png)
+        if split == "train":
+            (train / e.wnid / f"{e.image_id}{IMAGE_EXT}").write_bytes(e.jpeg)
+            head = f"{e.image_id},{e.wnid},{e.label},{e.width},{e.height}"
+            rows += [f"{head},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in e.boxes]
+        else:
+            (val / f"{e.image_id}{IMAGE_EXT}").write_bytes(e.jpeg)
+            (ann / f"{e.image_id}.xml").write_bytes(_voc_xml(e.image_id, e.width, e.height, e.wnid, e.boxes))
+            # like Kaggle's file, every PredictionString ends with a space
+            pred = "".join(f"{e.wnid} {x0} {y0} {x1} {y1} " for x0, y0, x1, y1 in e.boxes)
+            solution.append(f"{e.image_id},{pred}")
+        stats[split]["boxes"] += len(e.boxes)
+        stats[split]["multi_instance_images"] += len(e.boxes) > 1
+        if progress and (done == total or done % max(1, total // 10) == 0):
+            print(f"synthetic: {done}/{total} images ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+
+    (tmp / TRAIN_BOXES_FILE).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (csv_root / "LOC_val_solution.csv").write_text("\n".join(solution) + "\n", encoding="utf-8")
+    for root in (csv_root, voc):
+        (root / "LOC_synset_mapping.txt").write_text(_synset_text(config), encoding="utf-8")
+        _link(root / "val", "../val")
+        _link(root / "masks", "../masks")
+
+    digest, n_files = dataset_digest(tmp)
+    meta = {
+        "name": "wsol-bench synthetic localization dataset",
+        "version": DATASET_VERSION,
+        "seed": int(config.seed),
+        "params": config.params(),
+        "counts": stats,
+        "classes": [
+            {"index": i, "wnid": w, "name": n}
+            for i, (w, n) in enumerate(zip(config.wnids, config.class_names))
+        ],
+        "layout": {
+            "train": "train/<wnid>/<image_id>.JPEG (image-level labels; boxes in train_boxes.csv)",
+            "val_csv_root": "csv",
+            "val_voc_root": "voc",
+            "masks": "masks/<image_id>.png",
+            "boxes": "xyxy, 0-based, inclusive",
+        },
+        "pillow": Image.__version__,
+        "files": n_files,
+        "sha256": digest,
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def generate(
+    out_dir: Path, config: SynthConfig = SynthConfig(), *, progress: bool = False, workers: int | None = None
+) -> Path:
+    """Generate the dataset of ``config`` into ``out_dir`` and return ``out_dir``.
+
+    If ``out_dir`` already holds a generation of the same ``config`` and
+    :data:`DATASET_VERSION` (its ``dataset.json`` matches), nothing is written (cache hit).
+    A non-empty ``out_dir`` holding anything else is refused with :class:`FileExistsError`.
+    Files are written into a temporary sibling folder that is renamed into place at the end,
+    so an interrupted run never leaves a half-written ``out_dir``.
+
+    ``workers``: processes rendering images (default: 1 for small configs, else up to 4 by
+    CPU count). The output is byte-identical for any number of workers. ``progress`` prints
+    a line per 10% to stderr.
+    """
+    out = Path(out_dir).absolute()
+    if not isinstance(config, SynthConfig):
+        raise TypeError(f"config must be a SynthConfig, got {type(config).__name__}")
+
+    def check_existing() -> bool:
+        if not out.exists():
+            return False
+        if not out.is_dir():
+            raise FileExistsError(f"{out} exists and is not a directory; choose another output folder")
+        if not any(out.iterdir()):
+            return False
+        if _is_generation_of(out, config):
+            return True
+        meta = _read_meta(out)
+        what = (
+            f"a synthetic dataset of version {meta.get('version')} with params {meta.get('params')}"
+            if meta
+            else "files that are not a synthetic dataset (no valid dataset.json)"
+        )
+        raise FileExistsError(
+            f"{out} is not empty and holds {what}, not version {DATASET_VERSION} with params "
+            f"{config.params()}; choose an empty or new folder, or delete this one"
+        )
+
+    if check_existing():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        tmp.mkdir()
+        _write_all(tmp, config, progress, _default_workers(config) if workers is None else int(workers))
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if check_existing():  # another process finished the same generation first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return out
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def default_cache_dir(config: SynthConfig = SynthConfig()) -> Path:
+    """Cache folder of ``config``: ``$BENCH_CACHE`` (default ``~/.cache/wsol-bench``) +
+    ``/synth-v{DATASET_VERSION}-seed{seed}``; a non-default config (other than the seed) adds
+    ``-<8 hex digits of its params>`` so different configs never share a folder."""
+    base = os.environ.get("BENCH_CACHE")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "wsol-bench"
+    name = f"synth-v{DATASET_VERSION}-seed{config.seed}"
+    rest = {k: v for k, v in config.params().items() if k != "seed"}
+    default = {k: v for k, v in SynthConfig().params().items() if k != "seed"}
+    if rest != default:
+        name += "-" + hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
+    return root / name
+
+
+def ensure_dataset(
+    config: SynthConfig = SynthConfig(), cache_dir: Path | None = None, *, progress: bool = False
+) -> Path:
+    """The dataset folder of ``config``: generated into ``cache_dir`` (default
+    :func:`default_cache_dir`) on first use, reused afterwards."""
+    out = Path(cache_dir) if cache_dir is not None else default_cache_dir(config)
+    return generate(out, config, progress=progress)
+
+
+def val_root(out_dir: Path, layout: str = "csv") -> Path:
+    """Validation GT root for :func:`bench.data.ilsvrc.load_val`.
+
+    ``'csv'`` (default): ``load_val(val_root(out))`` works as is. ``'voc'``: pass
+    ``wnids=root / "LOC_synset_mapping.txt"`` (the voc reader otherwise assumes ImageNet's
+    1000 classes).
+    """
+    if layout not in ("csv", "voc"):
+        raise ValueError(f"layout {layout!r} must be 'csv' or 'voc'")
+    return Path(out_dir) / layout
+
+
+def train_root(out_dir: Path) -> Path:
+    """Training images in ``<wnid>/`` class folders (torchvision ImageFolder order = class index)."""
+    return Path(out_dir) / "train"
+
+
+def masks_dir(out_dir: Path) -> Path:
+    """Folder of the object masks ``<image_id>.png`` (train and val)."""
+    return Path(out_dir) / "masks"
+
+
+def mask_path(out_dir: Path, image_id: str) -> Path:
+    """Mask PNG of ``image_id`` (uint8, 0 = background, 255 = object)."""
+    return masks_dir(out_dir) / f"{image_id}.png"
