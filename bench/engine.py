@@ -8,12 +8,16 @@ the shard is complete, so a killed run resumes by skipping finished shards. Unde
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,8 @@ from tqdm import tqdm
 import bench
 from bench.boxes import boxes_for_maps
 from bench.cam import class_activation_maps, upsample_cam
-from bench.data.ilsvrc import ValSet
+from bench.cam_cache import write_cam_shard
+from bench.data.ilsvrc import GTImage, ValSet
 from bench.data.transforms import EvalImages, InputTransform
 from bench.metrics import evaluate_image, summarize
 from bench.models import BenchModel, WeightsInfo
@@ -61,6 +66,10 @@ class RunConfig:
     limit: int | None = None
     shard_size: int = 1000
     progress: bool = True
+    amp: str = "off"  # "off" | "bf16" | "fp16": autocast for the forward pass (CAMs stay float32)
+    channels_last: bool = False
+    save_cams: bool = False  # store top-k + GT CAMs at feature resolution (float16) for `bench rescore`
+    box_workers: int = 2  # threads that upsample + extract boxes, overlapped with the next forward (0 = inline)
 
 
 def resolve_device(name: str) -> str:
@@ -76,6 +85,22 @@ def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     return rank, world
+
+
+def _init_distributed(device: torch.device) -> torch.device:
+    """Under torchrun: join the process group (gloo on CPU, nccl on CUDA); one GPU per local rank."""
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group if this process joined one (call once, after the last run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _library_versions() -> dict[str, str]:
@@ -104,13 +129,17 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         "data_fingerprint": valset.fingerprint(),
         "images": n_images,
         "shard_size": config.shard_size,
+        # Settings that change numbers: autocast precision, memory format, float16 CAM rounding.
+        "amp": config.amp,
+        "channels_last": config.channels_last,
+        "save_cams": config.save_cams,
     }
 
 
-def _failed_record(index_record: Any, blacklisted: bool, error: str) -> dict[str, Any]:
+def _failed_record(gt: GTImage, blacklisted: bool, error: str) -> dict[str, Any]:
     return {
-        "image_id": index_record.image_id,
-        "label": index_record.label,
+        "image_id": gt.image_id,
+        "label": gt.label,
         "status": "failed",
         "error": error,
         "blacklisted": int(blacklisted),
@@ -129,86 +158,172 @@ def _failed_record(index_record: Any, blacklisted: bool, error: str) -> dict[str
     }
 
 
-class _BatchScorer:
-    """Turns one batch of model outputs into per-image records (CAMs -> boxes -> guesses -> scores)."""
+def image_record(
+    protocol: Protocol,
+    gt: GTImage,
+    blacklisted: bool,
+    size: tuple[int, int],
+    top5_classes: np.ndarray,
+    top5_scores: np.ndarray,
+    cams: torch.Tensor | None,
+) -> dict[str, Any]:
+    """The per-image record of one decoded image.
 
-    def __init__(self, protocol: Protocol, model: BenchModel, valset: ValSet):
-        self.protocol = protocol
-        self.model = model
-        self.valset = valset
-        self.localizes = model.spec.head in ("gap", "gmp")
-        if self.localizes:
-            weight, _bias = model.classifier()
-            self.weight = weight.detach()
-        self.slots = protocol.slots
-        self.ranks = protocol.ranks_needed
-
-    def __call__(self, batch: dict[str, Any], logits: torch.Tensor, features: torch.Tensor | None) -> list[dict[str, Any]]:
-        probs = logits.float().softmax(dim=1)
-        top_scores, top_classes = probs.topk(5, dim=1)
-        labels = torch.as_tensor([self.valset.images[int(i)].label for i in batch["index"]], device=logits.device)
-        cams = None
-        if self.localizes and features is not None:
-            # Maps of the top-k classes and of the GT class (GT-known), one batched einsum.
-            wanted = torch.cat([top_classes[:, : self.ranks], labels[:, None]], dim=1)
-            cams = class_activation_maps(features, self.weight, wanted)  # (B, k+1, h, w)
-        top_classes_np = top_classes.cpu().numpy()
-        top_scores_np = top_scores.cpu().numpy()
-        records = []
-        for row in range(len(batch["index"])):
-            gt = self.valset.images[int(batch["index"][row])]
-            blacklisted = gt.image_id in self.valset.blacklisted
-            error = batch["error"][row]
-            if error:
-                records.append(_failed_record(gt, blacklisted, error))
-                continue
-            height, width = int(batch["height"][row]), int(batch["width"][row])
-            classes = top_classes_np[row]
-            guess_classes = np.array([classes[s.rank] for s in self.slots], dtype=np.int64)
-            record = {
-                "image_id": gt.image_id,
-                "label": gt.label,
-                "status": "ok",
-                "error": "",
-                "blacklisted": int(blacklisted),
-                "width": width,
-                "height": height,
-                "top5_classes": format_ints(classes),
-                "top5_scores": format_floats(top_scores_np[row]),
-                "guess_classes": format_ints(guess_classes),
-                "guess_boxes": "",
-                "guess_ious": "",
-                "guess_hits": "",
-                "gtk_box": "",
-                "gtk_iou": "",
-                "gtk_hit": 0,
-                "degenerate": 0,
-            }
-            if cams is not None:
-                record.update(self._localize(cams[row], (height, width), gt, guess_classes))
-            records.append(record)
-        return records
-
-    def _localize(self, cams: torch.Tensor, size: tuple[int, int], gt: Any, guess_classes: np.ndarray) -> dict[str, Any]:
-        """cams: (k+1, h, w) for the top-k ranks then the GT class."""
-        up = upsample_cam(cams, size, mode=self.protocol.upsample).float().cpu().numpy()
-        boxes, degenerate = boxes_for_maps(
-            up, self.protocol.thresholds, rule=self.protocol.box_rule, connectivity=self.protocol.connectivity
-        )  # boxes (k+1, T, 4)
-        guess_boxes = np.stack([boxes[s.rank, s.threshold_index] for s in self.slots])
-        gtk_box = boxes[-1, self.protocol.gt_known_threshold_index]
-        scored = evaluate_image(
-            gt.label, gt.boxes, guess_classes, guess_boxes, gtk_box, iou_threshold=self.protocol.iou_threshold
-        )
-        return {
+    Args:
+        size: the image's original (height, width) in pixels.
+        top5_classes, top5_scores: the 5 best classes and their softmax probabilities.
+        cams: ``(k+1, h, w)`` CAMs of the top-k classes (k = ``protocol.ranks_needed``) then the GT
+            class, at feature resolution; None for models that do not localize.
+    Used by the engine (fresh runs) and by :func:`bench.rescore.rescore_run` (cached CAMs), so both
+    give identical records.
+    """
+    height, width = size
+    guess_classes = np.array([top5_classes[s.rank] for s in protocol.slots], dtype=np.int64)
+    record = {
+        "image_id": gt.image_id,
+        "label": gt.label,
+        "status": "ok",
+        "error": "",
+        "blacklisted": int(blacklisted),
+        "width": width,
+        "height": height,
+        "top5_classes": format_ints(top5_classes),
+        "top5_scores": format_floats(top5_scores),
+        "guess_classes": format_ints(guess_classes),
+        "guess_boxes": "",
+        "guess_ious": "",
+        "guess_hits": "",
+        "gtk_box": "",
+        "gtk_iou": "",
+        "gtk_hit": 0,
+        "degenerate": 0,
+    }
+    if cams is None:
+        return record
+    k = protocol.ranks_needed
+    # The GT class's map is the same as a top-k map when the GT class is among them: reuse its box.
+    ranked = [int(c) for c in top5_classes[:k]]
+    maps = cams if gt.label not in ranked else cams[:k]
+    gt_map = k if gt.label not in ranked else ranked.index(gt.label)
+    up = upsample_cam(maps, size, mode=protocol.upsample).float().cpu().numpy()
+    boxes, degenerate = boxes_for_maps(up, protocol.thresholds, rule=protocol.box_rule, connectivity=protocol.connectivity)
+    guess_boxes = np.stack([boxes[s.rank, s.threshold_index] for s in protocol.slots])
+    gtk_box = boxes[gt_map, protocol.gt_known_threshold_index]
+    scored = evaluate_image(gt.label, gt.boxes, guess_classes, guess_boxes, gtk_box, iou_threshold=protocol.iou_threshold)
+    used = sorted({s.rank for s in protocol.slots} | {gt_map})
+    record.update(
+        {
             "guess_boxes": format_boxes(guess_boxes),
             "guess_ious": format_floats(scored.guess_ious, IOU_DIGITS),
             "guess_hits": format_ints(scored.guess_hits.astype(int)),
             "gtk_box": format_ints(gtk_box),
             "gtk_iou": f"{scored.gtk_iou:.{IOU_DIGITS}f}",
             "gtk_hit": int(scored.gtk_hit),
-            "degenerate": int(bool(degenerate.any())),
+            "degenerate": int(bool(degenerate[used].any())),
         }
+    )
+    return record
+
+
+class _BatchScorer:
+    """Splits the work on one batch: device part now (softmax, top-5, CAMs), per-image part later.
+
+    ``prepare`` runs in the main thread right after the forward pass; it returns one closure per
+    image that upsamples that image's CAMs, extracts boxes and scores them. The closures run in a
+    thread pool while the next batch goes through the network (torch and the box code release the
+    GIL), and their results are consumed in order.
+    """
+
+    def __init__(self, protocol: Protocol, model: BenchModel, valset: ValSet, save_cams: bool):
+        self.protocol = protocol
+        self.valset = valset
+        self.localizes = model.spec.head in ("gap", "gmp")
+        self.weight = model.classifier()[0].detach() if self.localizes else None
+        self.ranks = protocol.ranks_needed
+        self.save_cams = save_cams
+
+    def prepare(self, batch: dict[str, Any], logits: torch.Tensor, features: torch.Tensor | None) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
+        probs = logits.float().softmax(dim=1)
+        top_scores, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
+        indices = [int(i) for i in batch["index"]]
+        gts = [self.valset.images[i] for i in indices]
+        cams = None
+        if self.weight is not None and features is not None:
+            labels = torch.as_tensor([g.label for g in gts], device=logits.device)
+            # Maps of the top-k classes and of the GT class (GT-known), one batched einsum.
+            wanted = torch.cat([top_classes[:, : self.ranks], labels[:, None]], dim=1)
+            cams = class_activation_maps(features.float(), self.weight, wanted)  # (B, k+1, h, w)
+            if self.save_cams:
+                # The cache holds float16; boxes are computed from exactly those values so that
+                # `bench rescore` reproduces this run's records bit for bit.
+                cams = cams.half().float()
+        cached = None
+        if self.save_cams and cams is not None:
+            decoded = np.array([not e for e in batch["error"]], dtype=bool)  # failed images get no entry
+            cached = {
+                "index": np.asarray(indices, dtype=np.int64)[decoded],
+                "classes": wanted.cpu().numpy().astype(np.int32)[decoded],
+                "cams": cams.half().cpu().numpy()[decoded],
+            }
+        top_classes_np = top_classes.cpu().numpy()
+        top_scores_np = top_scores.cpu().numpy()
+        jobs: list[Callable[[], dict[str, Any]]] = []
+        for row, gt in enumerate(gts):
+            blacklisted = gt.image_id in self.valset.blacklisted
+            error = batch["error"][row]
+            if error:
+                jobs.append(partial(_failed_record, gt, blacklisted, error))
+                continue
+            size = (int(batch["height"][row]), int(batch["width"][row]))
+            image_cams = None if cams is None else cams[row]
+            jobs.append(
+                partial(image_record, self.protocol, gt, blacklisted, size, top_classes_np[row], top_scores_np[row], image_cams)
+            )
+        return jobs, cached
+
+
+class _ShardSink:
+    """Collects records (and cached CAMs) by shard; writes a shard the moment it is complete."""
+
+    def __init__(self, run: RunDir, shard_size: int, n_images: int, save_cams: bool):
+        self.run = run
+        self.shard_size = shard_size
+        self.n_images = n_images
+        self.save_cams = save_cams
+        self.records: dict[int, list[dict[str, Any]]] = {}
+        self.cams: dict[int, list[dict[str, np.ndarray]]] = {}
+
+    def _shard_len(self, shard: int) -> int:
+        return min((shard + 1) * self.shard_size, self.n_images) - shard * self.shard_size
+
+    def add(self, indices: list[int], records: list[dict[str, Any]], cached: dict[str, np.ndarray] | None) -> None:
+        touched = []
+        for index, record in zip(indices, records):
+            shard = index // self.shard_size
+            self.records.setdefault(shard, []).append(record)
+            if shard not in touched:
+                touched.append(shard)
+        if self.save_cams:
+            for shard in touched:
+                rows = (np.asarray(indices) // self.shard_size) == shard
+                part = None if cached is None else {k: v[rows] for k, v in cached.items()}
+                self.cams.setdefault(shard, []).append(part)
+        for shard in touched:
+            if len(self.records[shard]) == self._shard_len(shard):
+                if self.save_cams:
+                    write_cam_shard(self.run, shard, [c for c in self.cams.pop(shard) if c is not None])
+                self.run.write_shard(shard, self.records.pop(shard))
+
+    def check_empty(self) -> None:
+        if self.records:  # pragma: no cover - every shard is complete once the loader is exhausted
+            raise RuntimeError(f"internal error: shards {sorted(self.records)} incomplete after the data ran out")
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def summarize_run(run: RunDir) -> dict[str, Any]:
@@ -242,6 +357,8 @@ def run_suite(
     """Run one model on one suite into ``run``; resumes finished shards. Returns the summary (rank 0)."""
     rank, world = _dist_info()
     device = torch.device(config.device)
+    if world > 1:
+        device = _init_distributed(device)
     n_images = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
     n_shards = (n_images + config.shard_size - 1) // config.shard_size
     identity = _identity(protocol, model, weights, valset, n_images, config)
@@ -287,6 +404,11 @@ def run_suite(
                 "limit": config.limit,
                 "shard_size": config.shard_size,
                 "world_size": world,
+                "amp": config.amp,
+                "channels_last": config.channels_last,
+                "save_cams": config.save_cams,
+                "cam_cache_dtype": "float16" if config.save_cams else None,
+                "box_workers": config.box_workers,
             },
             "versions": _library_versions(),
             "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
@@ -314,9 +436,11 @@ def run_suite(
             pin_memory=device.type == "cuda",
             persistent_workers=False,
         )
-        scorer = _BatchScorer(protocol, model, valset)
+        scorer = _BatchScorer(protocol, model, valset, config.save_cams)
         model.eval().to(device)
-        pending: dict[int, list[dict[str, Any]]] = {}
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        sink = _ShardSink(run, config.shard_size, n_images, config.save_cams)
         bar = tqdm(
             total=len(indices),
             desc=f"{model.spec.name} on {protocol.name}" + (f" [rank {rank}]" if world > 1 else ""),
@@ -324,19 +448,35 @@ def run_suite(
             disable=not config.progress,
             position=rank,
         )
-        with torch.inference_mode():
-            for batch in loader:
-                logits, features = model(batch["image"].to(device, non_blocking=True))
-                for record, index in zip(scorer(batch, logits, features), batch["index"].tolist()):
-                    shard = index // config.shard_size
-                    pending.setdefault(shard, []).append(record)
-                    shard_len = min((shard + 1) * config.shard_size, n_images) - shard * config.shard_size
-                    if len(pending[shard]) == shard_len:
-                        run.write_shard(shard, pending.pop(shard))
-                bar.update(len(batch["index"]))
-        bar.close()
-        if pending:  # pragma: no cover - every shard is complete once the loader is exhausted
-            raise RuntimeError(f"internal error: shards {sorted(pending)} incomplete after the data ran out")
+        pool = ThreadPoolExecutor(max_workers=config.box_workers) if config.box_workers > 0 else None
+        in_flight: deque[tuple[list[int], list[Any], dict[str, np.ndarray] | None]] = deque()
+
+        def drain(keep: int) -> None:
+            while len(in_flight) > keep:
+                batch_indices, results, cached = in_flight.popleft()
+                records = [r.result() if isinstance(r, Future) else r for r in results]
+                sink.add(batch_indices, records, cached)
+                bar.update(len(batch_indices))
+
+        autocast = _autocast(device, config.amp)
+        try:
+            with torch.inference_mode():
+                for batch in loader:
+                    x = batch["image"].to(device, non_blocking=True)
+                    if config.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast:
+                        logits, features = model(x)
+                    jobs, cached = scorer.prepare(batch, logits, features)
+                    results = [pool.submit(job) for job in jobs] if pool else [job() for job in jobs]
+                    in_flight.append(([int(i) for i in batch["index"]], results, cached))
+                    drain(keep=1)  # at most one batch in the pool while the next one runs
+                drain(keep=0)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        sink.check_empty()
 
     if world > 1:
         dist.barrier()

@@ -1,0 +1,124 @@
+"""`bench rescore`: re-apply a protocol's box rule / thresholds / heuristic to a run's cached CAMs.
+
+The network is not run again: the top-5 classes and scores come from the source run's records and
+the maps from its CAM cache (``bench run --save-cams``, see :mod:`bench.cam_cache`). Records are made
+by the same function as in a fresh run (:func:`bench.engine.image_record`), so rescoring a cache with
+protocol P gives exactly the records of a fresh ``--save-cams`` run with P.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.cam_cache import read_cam_shard
+from bench.data.ilsvrc import ValSet, load_val
+from bench.engine import RunConflict, _failed_record, image_record, summarize_run
+from bench.protocol import Protocol, protocol_from_dict
+from bench.results import RunDir, parse_floats, parse_ints
+
+__all__ = ["rescore_run", "RescoreError"]
+
+
+class RescoreError(ValueError):
+    """The source run cannot be rescored as asked (no cache, too few cached classes, data changed)."""
+
+
+def _load_data(manifest: dict[str, Any], protocol: Protocol, source: Protocol) -> ValSet:
+    data = manifest["data"]
+    root = Path(data["root"])
+
+    def load(p: Protocol) -> ValSet:
+        blacklist = root / p.blacklist if p.blacklist else None
+        return load_val(root, layout=data["layout"], blacklist=blacklist)
+
+    valset = load(source)
+    if valset.fingerprint() != data["fingerprint"]:
+        raise RescoreError(
+            f"the ground truth under {root} changed since the run (fingerprint {valset.fingerprint()[:12]} "
+            f"vs {data['fingerprint'][:12]}); rescoring would mix data — run `bench run` again"
+        )
+    return valset if protocol.blacklist == source.blacklist else load(protocol)
+
+
+def rescore_run(source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool = True) -> dict[str, Any]:
+    """Rescore ``source``'s cached CAMs with ``protocol`` into ``target``; returns the new summary."""
+    manifest = source.read_manifest()
+    if not manifest["settings"].get("save_cams"):
+        raise RescoreError(f"{source.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    if manifest["model"]["head"] not in ("gap", "gmp"):
+        raise RescoreError(f"{source.path}: model {manifest['model']['name']} does not localize with CAMs")
+    source_protocol = protocol_from_dict(manifest["protocol"], f"{source.manifest_path} (protocol)")
+    cached_ranks = source_protocol.ranks_needed
+    if protocol.ranks_needed > cached_ranks:
+        raise RescoreError(
+            f"{protocol.name} needs the CAMs of the top-{protocol.ranks_needed} classes but {source.path} cached "
+            f"only the top-{cached_ranks}; rerun with a suite that needs at least as many classes"
+        )
+    valset = _load_data(manifest, protocol, source_protocol)
+    by_id = {g.image_id: g for g in valset.images}
+    records = source.read_records()
+    shard_size = manifest["settings"]["shard_size"]
+    n_images = len(records)
+    n_shards = (n_images + shard_size - 1) // shard_size
+
+    identity = dict(manifest["identity"], protocol_hash=protocol.hash)
+    if target.exists() and target.read_manifest().get("identity") != identity:
+        raise RunConflict(f"{target.path} already holds a different run; choose another --out or delete it")
+    new_manifest = dict(manifest)
+    new_manifest.update(
+        identity=identity,
+        protocol_hash=protocol.hash,
+        protocol=protocol.resolved(),
+        protocol_file=protocol.source,
+        rescored_from=str(source.path),
+        started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    new_manifest.pop("finished", None)
+    target.write_manifest(new_manifest)
+
+    k = protocol.ranks_needed
+    bar = tqdm(total=n_images, desc=f"rescore {manifest['model']['name']} with {protocol.name}", unit="img", disable=not progress)
+    for shard in range(n_shards):
+        if shard in target.done_shards():
+            bar.update(min(shard_size, n_images - shard * shard_size))
+            continue
+        cache = read_cam_shard(source, shard)
+        position = {int(i): row for row, i in enumerate(cache["index"])}
+        out = []
+        for row in records.iloc[shard * shard_size : (shard + 1) * shard_size].itertuples(index=False):
+            gt = by_id[row.image_id]
+            blacklisted = gt.image_id in valset.blacklisted
+            if row.status != "ok":
+                out.append(_failed_record(gt, blacklisted, row.error))
+                continue
+            index = shard * shard_size + len(out)
+            cached_classes = cache["classes"][position[index]]
+            top5 = parse_ints(row.top5_classes)
+            if list(cached_classes[:cached_ranks]) != list(top5[:cached_ranks]) or cached_classes[-1] != gt.label:
+                raise RescoreError(f"{source.path}: cached CAMs of {gt.image_id} do not match its record; the cache is stale or corrupt")
+            cams = cache["cams"][position[index]]
+            maps = np.concatenate([cams[:k], cams[-1:]]).astype(np.float32)  # top-k then the GT class
+            out.append(
+                image_record(
+                    protocol,
+                    gt,
+                    blacklisted,
+                    (int(row.height), int(row.width)),
+                    top5,
+                    parse_floats(row.top5_scores),
+                    torch.from_numpy(maps),
+                )
+            )
+        target.write_shard(shard, out)
+        bar.update(len(out))
+    bar.close()
+    target.merge_shards(n_shards)
+    new_manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    target.write_manifest(new_manifest)
+    return summarize_run(target)
