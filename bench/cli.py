@@ -5,6 +5,8 @@
               [--batch-size B] [--workers W] [--out DIR] [--weights FILE] [--gt-layout L] [--images DIR]
     bench table --paper 1|2|3 [--runs DIR ...] [--format csv|latex|md] [--out FILE] [--with-paper]
     bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
+    bench show RUN [RUN2] [--images ID ...|--worst N|--best N|--random N] [--seed S] [--out DIR]
+    bench report RUN ... [--out report.html] [--gallery N] [--curve-limit N] [--assets DIR]
 """
 
 from __future__ import annotations
@@ -37,7 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=2, help="DataLoader decode workers")
     run.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
+    run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast precision of the forward pass")
+    run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
+    run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float16) for `bench rescore`")
+    run.add_argument("--box-workers", type=int, default=2, help="threads for upsampling + boxes, overlapped with the forward")
     run.add_argument("--no-progress", action="store_true")
+
+    rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")
+    rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
+    rescore.add_argument("--protocol", required=True, help="suite name or .toml path")
+    rescore.add_argument("--out", type=Path, default=None, help="results root (default: the source run's root); writes OUT/SUITE/MODEL")
+    rescore.add_argument("--no-progress", action="store_true")
 
     table = sub.add_parser("table", help="paper-shaped tables from finished runs")
     table.add_argument("--paper", type=int, required=True, choices=[1, 2, 3])
@@ -59,6 +71,27 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--suite", default=None)
     compare.add_argument("--format", default="md", choices=["csv", "latex", "md"])
     compare.add_argument("--out", type=Path, default=None)
+    show = sub.add_parser("show", help="CAM overlays (PNG) of chosen images of a run, or of two runs side by side")
+    show.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="a run folder; a second one is shown side by side")
+    pick = show.add_mutually_exclusive_group()
+    pick.add_argument("--images", nargs="+", metavar="ID", help="these image ids")
+    pick.add_argument("--worst", type=int, metavar="N", help="the N lowest GT-known IoUs (default: 4)")
+    pick.add_argument("--best", type=int, metavar="N", help="the N highest GT-known IoUs")
+    pick.add_argument("--random", type=int, metavar="N", help="N images drawn with --seed")
+    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--out", type=Path, default=Path("show"), help="folder for the PNGs (default: ./show)")
+    show.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run")
+    show.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    show.add_argument("--batch-size", type=int, default=16)
+
+    report = sub.add_parser("report", help="one self-contained HTML page: manifests, tables, compare, curves, gallery")
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or folders holding runs")
+    report.add_argument("--out", type=Path, default=Path("report.html"))
+    report.add_argument("--gallery", type=int, default=3, help="best and worst images per run (0: none)")
+    report.add_argument("--curve-limit", type=int, default=None, help="threshold curves on the first N images only")
+    report.add_argument("--assets", type=Path, default=None, help="also write each curve's CSV and PNG here")
+    report.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    report.add_argument("--batch-size", type=int, default=16)
     return parser
 
 
@@ -87,7 +120,7 @@ def cmd_list() -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.data.ilsvrc import load_val
-    from bench.engine import RunConfig, resolve_device, run_suite
+    from bench.engine import RunConfig, resolve_device, run_suite, shutdown_distributed
     from bench.models import build_model
     from bench.protocol import load_protocol
     from bench.results import RunDir
@@ -105,14 +138,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit=args.limit,
         shard_size=args.shard_size,
         progress=not args.no_progress,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        save_cams=args.save_cams,
+        box_workers=args.box_workers,
     )
-    for i, name in enumerate(args.model):
-        model, info = build_model(name, weights[i] if i < len(weights) else None)
-        run = RunDir(args.out / protocol.name / name)
-        summary = run_suite(protocol, valset, model, info, run, config, command=sys.argv)
-        if summary is not None:
-            print(f"{name} on {protocol.name}: results in {run.path}")
-            print(json.dumps(summary, indent=2))
+    try:
+        for i, name in enumerate(args.model):
+            model, info = build_model(name, weights[i] if i < len(weights) else None)
+            run = RunDir(args.out / protocol.name / name)
+            summary = run_suite(protocol, valset, model, info, run, config, command=sys.argv)
+            if summary is not None:  # rank 0 (or a single process) reports
+                print(f"{name} on {protocol.name}: results in {run.path}")
+                print(json.dumps(summary, indent=2))
+    finally:
+        shutdown_distributed()
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from bench.protocol import load_protocol
+    from bench.rescore import rescore_run
+    from bench.results import RunDir
+
+    source = RunDir(args.run_dir)
+    protocol = load_protocol(args.protocol)
+    root = args.out if args.out is not None else source.path.parent.parent
+    target = RunDir(root / protocol.name / source.path.name)
+    if target.path.resolve() == source.path.resolve():
+        raise SystemExit("bench rescore: the target is the source run itself; pass another --protocol or --out")
+    summary = rescore_run(source, protocol, target, progress=not args.no_progress)
+    print(f"rescored {source.path} with {protocol.name}: results in {target.path}")
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -151,7 +208,35 @@ def cmd_data(args: argparse.Namespace) -> int:
     raise AssertionError(args.data_command)  # pragma: no cover
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "table": cmd_table, "compare": cmd_compare, "data": cmd_data}
+def cmd_show(args: argparse.Namespace) -> int:
+    from bench.viz import show
+
+    if len(args.runs) > 2:
+        raise SystemExit("bench show: give one run, or two runs to show side by side")
+    for flag in ("worst", "best", "random"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"bench show: --{flag} needs N >= 1")
+    paths = show(
+        args.runs, args.out, images=args.images, worst=args.worst, best=args.best, random=args.random,
+        seed=args.seed, device=args.device, data_root=args.data, batch_size=args.batch_size,
+    )  # fmt: skip
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.html_report import build_report
+
+    path = build_report(
+        args.runs, args.out, gallery=args.gallery, curve_limit=args.curve_limit, device=args.device,
+        batch_size=args.batch_size, assets_dir=args.assets,
+    )  # fmt: skip
+    print(f"wrote {path}")
+    return 0
+
+
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,11 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.engine import RunError
     from bench.models import UnknownModelError, WeightsError
     from bench.protocol import ProtocolError
+    from bench.rescore import RescoreError
 
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, FileNotFoundError) as exc:
+    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2
