@@ -1,7 +1,7 @@
 """Command line: argument parsing only; each sub-command calls one function elsewhere.
 
     bench list
-    bench run --suite ilsvrc_loc --model NAME [--model NAME ...] --data DIR [--limit N] [--device cpu|cuda|auto]
+    bench run --suite SUITE [--model NAME ...] [--data DIR] [--limit N] [--device cpu|cuda|auto]
               [--batch-size B] [--workers W] [--out DIR] [--weights FILE] [--gt-layout L] [--images DIR]
     bench table --paper 1|2|3 [--runs DIR ...] [--format csv|latex|md] [--out FILE] [--with-paper]
     bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate models on a suite")
     run.add_argument("--suite", required=True, help="suite name (protocols/NAME.toml) or a .toml path")
-    run.add_argument("--model", action="append", required=True, help="registry name; repeat for several")
-    run.add_argument("--data", required=True, type=Path, help="ILSVRC-layout data root (DESIGN §3)")
+    run.add_argument("--model", action="append", help="registry name; repeat for several (default: the suite's models)")
+    run.add_argument("--data", type=Path, help="ILSVRC-layout data root, DESIGN §3 (default: the suite's data)")
     run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
     run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
     run.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
@@ -119,18 +119,9 @@ def cmd_list() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.data.ilsvrc import load_val
-    from bench.engine import RunConfig, resolve_device, run_suite, shutdown_distributed
-    from bench.models import build_model
-    from bench.protocol import load_protocol
-    from bench.results import RunDir
+    from bench.engine import RunConfig, resolve_device
+    from bench.suite import SuiteRequest, run_named_suite
 
-    protocol = load_protocol(args.suite)
-    weights = args.weights or []
-    if len(weights) > len(args.model):
-        raise SystemExit("bench run: more --weights than --model; give one --weights per --model, in order")
-    blacklist = (args.data / protocol.blacklist) if protocol.blacklist else None
-    valset = load_val(args.data, layout=args.gt_layout, images_dir=args.images, blacklist=blacklist)
     config = RunConfig(
         device=resolve_device(args.device),
         batch_size=args.batch_size,
@@ -143,16 +134,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         save_cams=args.save_cams,
         box_workers=args.box_workers,
     )
-    try:
-        for i, name in enumerate(args.model):
-            model, info = build_model(name, weights[i] if i < len(weights) else None)
-            run = RunDir(args.out / protocol.name / name)
-            summary = run_suite(protocol, valset, model, info, run, config, command=sys.argv)
-            if summary is not None:  # rank 0 (or a single process) reports
-                print(f"{name} on {protocol.name}: results in {run.path}")
-                print(json.dumps(summary, indent=2))
-    finally:
-        shutdown_distributed()
+    request = SuiteRequest(
+        suite=args.suite,
+        models=args.model or (),
+        data=args.data,
+        weights=args.weights or (),
+        gt_layout=args.gt_layout,
+        images=args.images,
+        out=args.out,
+    )
+    run_named_suite(request, config)
     return 0
 
 

@@ -15,6 +15,11 @@ Schema (every table and key; anything else is an error naming the key):
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
 [scoring]  iou_threshold (0 < x <= 1)
 [data]     blacklist (str: a path relative to the data root, "" for none; must not escape the root)
+[suite]    (optional; what `bench run --suite NAME` does when flags are left out — NOT part of the
+           hash, since it does not change how an image is scored)
+           models (list of registry names), data ("generated" = the embedded generated data set,
+           made on first use, or a path), companions (list of other suites run on the same models and
+           data, e.g. the tight/loose variant), tables (list of paper table numbers written after the run)
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "scoring": {"iou_threshold": ((int, float), 0.5)},
     "data": {"blacklist": (str, "")},
+    "suite": {"models": (list, []), "data": (str, ""), "companions": (list, []), "tables": (list, [])},
 }
 
 _CHOICES = {
@@ -97,6 +103,10 @@ class Protocol:
     iou_threshold: float
     blacklist: str
     source: str = ""  # the file it came from (not part of the hash)
+    default_models: tuple[str, ...] = ()  # [suite] defaults (not part of the hash)
+    default_data: str = ""
+    companions: tuple[str, ...] = ()
+    tables: tuple[int, ...] = ()
 
     # --- derived views -------------------------------------------------------------------------
     @property
@@ -219,6 +229,12 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
             raise ProtocolError(
                 f"{where}: key 'data.blacklist' = {blacklist!r} must be a relative path inside the data root"
             )
+    for key, item_type in (("models", str), ("companions", str), ("tables", int)):
+        items = values[("suite", key)]
+        if not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
+            raise ProtocolError(f"{where}: key 'suite.{key}' must be a list of {item_type.__name__}")
+    if any(t not in (1, 2, 3) for t in values[("suite", "tables")]):
+        raise ProtocolError(f"{where}: key 'suite.tables' may hold only 1, 2 and 3")
     return Protocol(
         name=values[("protocol", "name")],
         version=values[("protocol", "version")],
@@ -233,6 +249,10 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         iou_threshold=iou,
         blacklist=blacklist,
         source=where,
+        default_models=tuple(values[("suite", "models")]),
+        default_data=values[("suite", "data")],
+        companions=tuple(values[("suite", "companions")]),
+        tables=tuple(values[("suite", "tables")]),
     )
 
 

@@ -121,3 +121,16 @@ def test_resolved_round_trips_through_validation() -> None:
         again = protocol_from_dict(p.resolved())
         assert again.hash == p.hash
         assert again.slots == p.slots
+
+
+def test_suite_table_gives_defaults_outside_the_hash(tmp_path: Path) -> None:
+    demo = load_protocol("demo")
+    assert demo.default_models == ("simplecnn_gap", "simplecnn_gmp")
+    assert demo.default_data == "generated"
+    assert demo.companions == ("demo_tight_loose",) and demo.tables == (1, 2, 3)
+    # Same scoring keys with and without a [suite] table: same hash.
+    with_suite = load_protocol(write(tmp_path, BASE + "[suite]\nmodels = ['a']\ndata = 'x'\n", "s.toml"))
+    assert with_suite.hash == load_protocol(write(tmp_path, BASE, "n.toml")).hash
+    for bad, key in (("models = 'a'", "suite.models"), ("tables = [4]", "suite.tables"), ("companions = [1]", "suite.companions")):
+        with pytest.raises(ProtocolError, match=key):
+            load_protocol(write(tmp_path, BASE + f"[suite]\n{bad}\n", "bad.toml"))

@@ -1,0 +1,105 @@
+"""`bench run`: resolve a suite's defaults, run each model, run companion suites, write tables.
+
+A suite file's optional ``[suite]`` table (see :mod:`bench.protocol`) supplies the models and data
+when the command line leaves them out (``data = "generated"`` is the embedded generated data set,
+made on first use into the cache), names companion suites to run on the same models and data, and
+lists the paper tables to write under ``OUT/<suite>/tables/`` (CSV, Markdown, LaTeX).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data.ilsvrc import load_val
+from bench.engine import RunConfig, RunError, run_suite, shutdown_distributed
+from bench.models import build_model
+from bench.protocol import Protocol, load_protocol
+from bench.results import RunDir
+
+__all__ = ["SuiteRequest", "resolve_data", "run_named_suite", "write_tables"]
+
+
+@dataclass(frozen=True)
+class SuiteRequest:
+    """What `bench run` was asked for; None/empty means "the suite's default"."""
+
+    suite: str
+    models: Sequence[str] = ()
+    data: Path | None = None
+    weights: Sequence[Path] = ()
+    gt_layout: str = "auto"
+    images: Path | None = None
+    out: Path = Path("results")
+
+
+def resolve_data(protocol: Protocol, data: Path | None) -> Path:
+    """The data root: the --data flag, else the suite's default (``generated`` -> the cached generated set)."""
+    if data is not None:
+        return data
+    if protocol.default_data == "generated":
+        from bench.data.synthetic import ensure_dataset, val_root
+
+        return val_root(ensure_dataset(progress=True))
+    if protocol.default_data:
+        return Path(protocol.default_data)
+    raise RunError(f"suite {protocol.name} has no default data: pass --data DIR (an ILSVRC-layout val folder)")
+
+
+def write_tables(protocol: Protocol, out: Path) -> list[Path]:
+    """Write the suite's tables (from every run under ``out``) as CSV, Markdown and LaTeX."""
+    from bench.report import load_runs, paper_table, render, table_caption
+
+    runs = [r for r in load_runs([out]) if r.suite in (protocol.name, *protocol.companions)]
+    written = []
+    for number in protocol.tables:
+        frame = paper_table(runs, number, with_paper=False, suite=protocol.name)
+        for fmt, ext in (("csv", "csv"), ("md", "md"), ("latex", "tex")):
+            path = out / protocol.name / "tables" / f"table{number}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(frame, fmt, caption=table_caption(number)))
+            written.append(path)
+    return written
+
+
+def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
+    """Run the suite (and its companions) for every model; returns the run folders."""
+    protocol = load_protocol(request.suite)
+    models = list(request.models) or list(protocol.default_models)
+    if not models:
+        raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
+    if len(request.weights) > len(models):
+        raise RunError("more --weights than --model; give one --weights per --model, in order")
+    data = resolve_data(protocol, request.data)
+    protocols = [protocol, *(load_protocol(c) for c in protocol.companions)]
+    runs: list[RunDir] = []
+    try:
+        for p in protocols:
+            blacklist = (data / p.blacklist) if p.blacklist else None
+            valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
+            for i, name in enumerate(models):
+                model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
+                run = RunDir(request.out / p.name / name)
+                summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                runs.append(run)
+                if summary is not None:  # rank 0 (or a single process) reports
+                    print(f"{name} on {p.name}: results in {run.path}")
+                    print(json.dumps(summary, indent=2))
+    finally:
+        shutdown_distributed()
+    if protocol.tables and _is_rank0():
+        for path in write_tables(protocol, request.out):
+            print(f"wrote {path}")
+        from bench.report import load_runs, paper_table, render
+
+        print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
+    return runs
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
