@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     photos = data_sub.add_parser("photos", help="scikit-image's real photographs with hand-drawn boxes (needs the demo extra)")
     photos.add_argument("--out", type=Path, default=Path("data/photos"))
+    synth = data_sub.add_parser("synth", help="the generated localization data set (train + val, ILSVRC layout, masks)")
+    synth.add_argument("--out", type=Path, default=None, help="folder (default: the cache dir used by the demo suite)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--classes", type=int, default=6, help="number of object classes (up to 10)")
+    synth.add_argument("--size", type=int, default=200, help="train images per class; val gets a quarter as many")
 
     compare = sub.add_parser("compare", help="compare GAP vs GMP twins (or two run folders)")
     compare.add_argument("a", help="family tag (gap, gmp, fc) or a run folder")
@@ -195,6 +200,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         root = write_real_photo_val(args.out)
         print(f"wrote the real-photo val set (VOC XML layout) to {root}; run it with --data {root}")
+        return 0
+    if args.data_command == "synth":
+        from bench.data.synthetic import SynthConfig, ensure_dataset, train_root, val_root
+
+        config = SynthConfig(seed=args.seed, classes=args.classes, train_per_class=args.size, val_per_class=max(1, args.size // 4))
+        out = ensure_dataset(config, args.out, progress=True)
+        print(f"generated data set in {out}: train {train_root(out)}, val --data {val_root(out)}")
         return 0
     raise AssertionError(args.data_command)  # pragma: no cover
 
