@@ -32,13 +32,14 @@ from bench.boxes import boxes_for_maps
 from bench.cam import class_activation_maps, upsample_cam
 from bench.cam_cache import write_cam_shard
 from bench.data.ilsvrc import GTImage, ValSet
-from bench.data.transforms import EvalImages, InputTransform
+from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.metrics import evaluate_image, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.protocol import Protocol
 from bench.results import (
     IOU_DIGITS,
     RunDir,
+    RunLocked,
     format_boxes,
     format_floats,
     format_ints,
@@ -109,7 +110,10 @@ def _library_versions() -> dict[str, str]:
     import scipy
     import torchvision
 
-    return {
+    import PIL
+    from PIL import features
+
+    versions = {
         "bench": bench.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -117,7 +121,17 @@ def _library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "pandas": pandas.__version__,
+        # JPEG decoding (and so every number) depends on the decoder build.
+        "pillow": PIL.__version__,
+        "libjpeg_turbo": features.version("libjpeg_turbo") or "none",
     }
+    try:
+        from importlib.metadata import version
+
+        versions["efficientnet_lite_pytorch"] = version("efficientnet-lite-pytorch")
+    except Exception:  # not installed: the Lite models are unavailable anyway
+        pass
+    return versions
 
 
 def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valset: ValSet, n_images: int, config: RunConfig) -> dict[str, Any]:
@@ -354,7 +368,27 @@ def run_suite(
     config: RunConfig,
     command: Sequence[str] = (),
 ) -> dict[str, Any] | None:
-    """Run one model on one suite into ``run``; resumes finished shards. Returns the summary (rank 0)."""
+    """Run one model on one suite into ``run``; resumes finished shards. Returns the summary (rank 0).
+
+    Rank 0 holds the run folder's lock (``RunDir.lock``) throughout: a second run on the same folder
+    is refused (RunConflict naming the holder's pid); a killed run's stale lock is taken over.
+    """
+    try:
+        with run.lock(enabled=_dist_info()[0] == 0):
+            return _run_suite_locked(protocol, valset, model, weights, run, config, command)
+    except RunLocked as exc:
+        raise RunConflict(str(exc)) from None
+
+
+def _run_suite_locked(
+    protocol: Protocol,
+    valset: ValSet,
+    model: BenchModel,
+    weights: WeightsInfo,
+    run: RunDir,
+    config: RunConfig,
+    command: Sequence[str] = (),
+) -> dict[str, Any] | None:
     rank, world = _dist_info()
     device = torch.device(config.device)
     if world > 1:
@@ -396,6 +430,7 @@ def run_suite(
                 "images_total": len(valset.images),
                 "images_run": n_images,
                 "blacklisted": len(valset.blacklisted),
+                "clipped_boxes": valset.clipped_boxes,
             },
             "settings": {
                 "device": config.device,
@@ -409,6 +444,9 @@ def run_suite(
                 "save_cams": config.save_cams,
                 "cam_cache_dtype": "float16" if config.save_cams else None,
                 "box_workers": config.box_workers,
+                "torch_threads": torch.get_num_threads(),
+                "max_pixels": MAX_PIXELS,
+                "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
             },
             "versions": _library_versions(),
             "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},

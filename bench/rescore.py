@@ -20,7 +20,7 @@ from bench.cam_cache import read_cam_shard
 from bench.data.ilsvrc import ValSet, load_val
 from bench.engine import RunConflict, _failed_record, image_record, summarize_run
 from bench.protocol import Protocol, protocol_from_dict
-from bench.results import RunDir, parse_floats, parse_ints
+from bench.results import RunDir, RunLocked, parse_floats, parse_ints
 
 __all__ = ["rescore_run", "RescoreError"]
 
@@ -47,7 +47,18 @@ def _load_data(manifest: dict[str, Any], protocol: Protocol, source: Protocol) -
 
 
 def rescore_run(source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool = True) -> dict[str, Any]:
-    """Rescore ``source``'s cached CAMs with ``protocol`` into ``target``; returns the new summary."""
+    """Rescore ``source``'s cached CAMs with ``protocol`` into ``target``; returns the new summary.
+
+    Holds ``target``'s lock for the whole rescoring, like a run (a concurrent writer is refused).
+    """
+    try:
+        with target.lock():
+            return _rescore_locked(source, protocol, target, progress=progress)
+    except RunLocked as exc:
+        raise RunConflict(str(exc)) from None
+
+
+def _rescore_locked(source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool) -> dict[str, Any]:
     manifest = source.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RescoreError(f"{source.path} has no CAM cache; rerun it with `bench run ... --save-cams`")

@@ -203,7 +203,7 @@ def test_csv_hand_written(tmp_path):
         f"{ID(1)},{SHARK} 10 20 30 40 {SHARK} 1 2 3 4\n"
         f"{ID(2)},{TENCH} 5 6 7 8\n",
     )
-    touch_images(root / "val", [ID(1), ID(2), ID(3)])
+    touch_images(root / "val", [ID(1), ID(2), ID(3)], size=(64, 48))
     vs = load_val(root)
     assert vs.layout == "csv"
     # no LOC_synset_mapping.txt -> shipped 1000 classes; rows re-sorted by id, box order kept
@@ -244,7 +244,7 @@ def test_wsol_hand_written(tmp_path):
         root / "localization.txt",
         f"val/{ID(7)}.JPEG,1,2,3,4\n" + f"val/{ID(8)}.JPEG,0,0,1,1\n" + f"val/{ID(7)}.JPEG,5,6,7,8\n",
     )
-    touch_images(root / "val", [ID(7), ID(8)])
+    touch_images(root / "val", [ID(7), ID(8)], size=(64, 48))
     vs = load_val(root)
     assert vs.layout == "wsol"
     assert content(vs) == [(ID(7), 278, [[1, 2, 3, 4], [5, 6, 7, 8]]), (ID(8), 999, [[0, 0, 1, 1]])]

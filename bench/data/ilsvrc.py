@@ -2,14 +2,21 @@
 
 Conventions (DESIGN §3):
 
-* Boxes are ``xyxy``, **0-based, inclusive** pixel indices, kept exactly as written in the
-  annotation files (never shifted, never clipped). A box is valid when
-  ``0 <= xmin <= xmax`` and ``0 <= ymin <= ymax``. The upper bound ``xmax <= W-1`` is *not*
-  enforced here: a handful of official ILSVRC boxes touch ``x = W`` and must still load;
-  downstream box code clips.
+* Boxes are ``xyxy``, **0-based, inclusive** pixel indices, never shifted. A box is valid when
+  ``0 <= xmin <= xmax`` and ``0 <= ymin <= ymax`` (otherwise: an error). :func:`read_gt` keeps
+  them exactly as written. :func:`load_val` also checks them against the image size (W, H) when
+  it is known — from the annotation (VOC ``<size>``, wsol ``image_sizes.txt``), else from the
+  image file's header (read lazily, no pixels decoded): a box lying entirely outside the image
+  (``xmin > W-1`` or ``ymin > H-1``) is an error; a box overhanging the right/bottom edge is
+  **clipped** to ``xmax = W-1`` / ``ymax = H-1`` and counted in :attr:`ValSet.clipped_boxes`
+  (official ILSVRC boxes include a few with ``xmax = W``, one past the last pixel). When the size
+  cannot be known (the image header is unreadable: that image will be a ``failed`` record), the
+  boxes are kept as written.
 * Class index = position of the WNID in the **sorted** class list (torchvision order).
   The devkit's ILSVRC2012_ID order is never used.
 * Every box of an image has the image's class.
+* Class list: ``wnids=`` if given, else ``root/LOC_synset_mapping.txt`` if the root has one (any
+  layout), else the shipped 1000-class list.
 
 Layouts:
 
@@ -26,16 +33,30 @@ Layouts:
     ``localization.txt`` (``path,x0,y0,x1,y1``, one line per box).
 
 Errors are collected, never fail-fast: :class:`DataError` carries every problem found, each
-naming the file, what is wrong and how to fix it.
+naming the file (with the line where there is one), what is wrong and how to fix it.
+
+Image files: every directory entry of the image folder (or of a class sub-folder) whose name ends
+in an image extension is an image, whatever it turns out to be (a directory named ``x.JPEG``, a
+broken symlink, a FIFO): such entries are not "missing", they become ``failed`` records with the
+reason when the run decodes them (:mod:`bench.data.transforms`).
+
+A blacklist path that lies inside the data root must also *resolve* inside it: a symlink pointing
+out of the root is refused before it is read (protocol files name their blacklist relative to the
+data root; :mod:`bench.protocol` already rejects absolute and ``..`` paths).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
 import re
+import stat
+import warnings
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -174,6 +195,9 @@ class ValSet:
     layout: str  # 'voc' | 'csv' | 'wsol'
     root: Path
     blacklisted: frozenset[str]  # image ids on the blacklist (still in images)
+    #: GT boxes clipped to the image (xmax > W-1 or ymax > H-1 as written), and their images.
+    clipped_boxes: int = 0
+    clipped_images: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -243,6 +267,8 @@ class GroundTruth:
     records: dict[str, tuple[int, np.ndarray]]  # image_id -> (label, (n,4) int64 boxes)
     source: Path  # annotation folder or file that was read
     paths: dict[str, str] = field(default_factory=dict)  # wsol: image_id -> path as written
+    #: image_id -> (width, height) stated by the annotation (VOC <size>, wsol image_sizes.txt)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def num_boxes(self) -> int:
@@ -440,8 +466,38 @@ def _voc_files(ann_dir: Path) -> list[Path]:
     return sorted(files)
 
 
-def _read_voc(ann_dir: Path, index: dict[str, int], problems: list[Problem], ann_ids: set[str]) -> Records:
-    """Parse every XML file in ``ann_dir``; returns {image_id: (label, boxes)}."""
+def _voc_size(tree: ET.Element, f: Path, problems: list[Problem]) -> tuple[int, int] | None:
+    """(width, height) from ``<size>``; None when absent or 0 (unknown); a problem when malformed."""
+    size = tree.find("size")
+    if size is None:
+        return None
+    texts = [(size.findtext(t) or "").strip() for t in ("width", "height")]
+    if not all(texts):
+        return None
+    vals = [_parse_int(t) for t in texts]
+    if any(v is None or v < 0 for v in vals):
+        problems.append(
+            Problem(
+                "bad-size",
+                str(f),
+                f"<size> width/height {texts[0]!r}/{texts[1]!r} are not non-negative integers",
+                "write the image's width and height in pixels (or 0 if unknown)",
+            )
+        )
+        return None
+    w, h = vals
+    return (w, h) if w and h else None  # type: ignore[return-value]
+
+
+def _read_voc(
+    ann_dir: Path,
+    index: dict[str, int],
+    problems: list[Problem],
+    ann_ids: set[str],
+    sizes: dict[str, tuple[int, int]] | None = None,
+) -> Records:
+    """Parse every XML file in ``ann_dir``; returns {image_id: (label, boxes)} and fills ``sizes``
+    with the ``<size>`` of each image that states one."""
     records: Records = {}
     seen: dict[str, Path] = {}
     all_boxes: list[list[int]] = []
@@ -480,10 +536,11 @@ def _read_voc(ann_dir: Path, index: dict[str, int], problems: list[Problem], ann
         try:
             tree = ET.fromstring(data)
         except ET.ParseError as exc:
+            line = exc.position[0] if getattr(exc, "position", None) else None
             problems.append(
                 Problem(
                     "malformed-xml",
-                    str(f),
+                    f"{f}:{line}" if line else str(f),
                     f"malformed XML ({exc})",
                     "re-extract this file from the annotation archive, or delete it",
                 )
@@ -499,6 +556,9 @@ def _read_voc(ann_dir: Path, index: dict[str, int], problems: list[Problem], ann
                     "name each XML file after the image it annotates",
                 )
             )
+        stated = _voc_size(tree, f, problems)
+        if stated is not None and sizes is not None:
+            sizes[image_id] = stated
         names: list[str] = []
         boxes: list[list[int]] = []
         ok = True
@@ -571,9 +631,17 @@ def _read_voc(ann_dir: Path, index: dict[str, int], problems: list[Problem], ann
 
 def _read_csv(path: Path, wnids: tuple[str, ...], problems: list[Problem], ann_ids: set[str]) -> Records:
     """Parse ``LOC_val_solution.csv`` (vectorised); returns {image_id: (label, boxes)}."""
+    lineno: np.ndarray | None = None
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except pd.errors.ParserError:
+        # Some row has more than 2 comma-separated fields; pandas stops at the first one. Re-read
+        # line by line to report every such row, and go on with the others.
+        df, lineno, bad_ids = _read_csv_rows(path, problems)
+        ann_ids.update(bad_ids)  # their images are annotated (badly), not unannotated
+        if df is None:
+            return {}
+    except (OSError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         problems.append(
             Problem(
                 "malformed-csv",
@@ -596,7 +664,8 @@ def _read_csv(path: Path, wnids: tuple[str, ...], problems: list[Problem], ann_i
         return {}
     ids = df["ImageId"].str.strip().map(_strip_image_ext).to_numpy(dtype=object)
     strings = df["PredictionString"].to_numpy(dtype=object)
-    lineno = np.arange(len(df)) + 2  # header is line 1
+    if lineno is None:
+        lineno = np.arange(len(df)) + 2  # header is line 1
     ann_ids.update(i for i in ids if i)
 
     empty = np.flatnonzero(ids == "")
@@ -702,6 +771,54 @@ def _read_csv(path: Path, wnids: tuple[str, ...], problems: list[Problem], ann_i
     return {ids[good[r]]: (int(labels[r]), chunks[r]) for r in np.flatnonzero(keep)}
 
 
+def _read_csv_rows(path: Path, problems: list[Problem]) -> tuple[pd.DataFrame | None, np.ndarray, set[str]]:
+    """Slow path of the CSV reader: every row with more than 2 fields is a problem (with its
+    line). Returns the other rows (short rows padded with '', as pandas does), their line
+    numbers, and the image ids of the bad rows."""
+    bad_ids: set[str] = set()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem("malformed-csv", str(path), f"cannot read ({exc})", "fix the file"))
+        return None, np.zeros(0, dtype=np.int64), bad_ids
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for rec in reader:
+        if not any(field.strip() for field in rec):
+            continue
+        if header is None:
+            header = [c.strip() for c in rec]
+            if header != ["ImageId", "PredictionString"]:
+                problems.append(
+                    Problem(
+                        "malformed-csv",
+                        f"{path}:{reader.line_num}",
+                        f"header is {header}, expected ['ImageId', 'PredictionString']",
+                        "use the Kaggle LOC_val_solution.csv format",
+                    )
+                )
+                return None, np.zeros(0, dtype=np.int64), bad_ids
+            continue
+        if len(rec) > 2:
+            problems.append(
+                Problem(
+                    "bad-row",
+                    f"{path}:{reader.line_num}",
+                    f"row has {len(rec)} comma-separated fields, expected 2 (ImageId,PredictionString)",
+                    "remove the extra commas: boxes are separated by spaces inside PredictionString",
+                )
+            )
+            if rec[0].strip():
+                bad_ids.add(_strip_image_ext(rec[0].strip()))
+            continue
+        rows.append((rec + ["", ""])[:2])
+        lines.append(reader.line_num)
+    frame = pd.DataFrame(rows, columns=["ImageId", "PredictionString"], dtype=object)
+    return frame, np.asarray(lines, dtype=np.int64), bad_ids
+
+
 def _any_bad_box(boxes: np.ndarray) -> bool:
     if len(boxes) == 0:
         return False
@@ -744,9 +861,14 @@ def _read_table(
 
 
 def _read_wsol(
-    meta: Path, wnids: tuple[str, ...], problems: list[Problem], ann_ids: set[str]
+    meta: Path,
+    wnids: tuple[str, ...],
+    problems: list[Problem],
+    ann_ids: set[str],
+    sizes: dict[str, tuple[int, int]] | None = None,
 ) -> tuple[Records, dict[str, str]]:
-    """Parse wsolevaluation metadata; returns ({image_id: (label, boxes)}, {image_id: path})."""
+    """Parse wsolevaluation metadata; returns ({image_id: (label, boxes)}, {image_id: path}) and
+    fills ``sizes`` from ``image_sizes.txt`` (when present) for the images it lists."""
     missing = [f for f in WSOL_FILES if not (meta / f).is_file()]
     for f in missing:
         problems.append(
@@ -853,21 +975,23 @@ def _read_wsol(
                 )
             )
 
-    # image_sizes.txt (optional; only its format is checked)
-    sizes = meta / WSOL_SIZES
-    if sizes.is_file():
-        srows, slines = _read_table(sizes, 3, problems, "path,width,height")
+    # image_sizes.txt (optional): sizes of the listed images, used to check and clip boxes
+    sizes_file = meta / WSOL_SIZES
+    if sizes_file.is_file():
+        srows, slines = _read_table(sizes_file, 3, problems, "path,width,height")
         for (p, w, h), ln in zip(srows, slines):
             wi, hi = _parse_int(w), _parse_int(h)
             if wi is None or hi is None or wi <= 0 or hi <= 0:
                 problems.append(
                     Problem(
                         "bad-size",
-                        f"{sizes}:{ln}",
+                        f"{sizes_file}:{ln}",
                         f"size {w},{h} is not two positive integers",
                         "write 'path,width,height'",
                     )
                 )
+            elif sizes is not None and p in path_index:
+                sizes[stems[path_index[p]]] = (wi, hi)
 
     # localization.txt
     brows, blines = _read_table(loc_file, 5, problems, "path,x0,y0,x1,y1")
@@ -964,7 +1088,7 @@ def _read_gt_layout(
         return None
     if layout == "voc":
         ann_dir = _find_voc_dir(root)
-        cls = _resolve_wnids(wnids, None, problems)
+        cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
         if ann_dir is None:
             problems.append(
                 Problem(
@@ -976,7 +1100,9 @@ def _read_gt_layout(
             )
             return GroundTruth(layout, cls, {}, root)
         index = {w: i for i, w in enumerate(cls)}
-        return GroundTruth(layout, cls, _read_voc(ann_dir, index, problems, ann_ids), ann_dir)
+        voc_sizes: dict[str, tuple[int, int]] = {}
+        records = _read_voc(ann_dir, index, problems, ann_ids, voc_sizes)
+        return GroundTruth(layout, cls, records, ann_dir, sizes=voc_sizes)
     if layout == "csv":
         sol = root / CSV_SOLUTION
         cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
@@ -987,7 +1113,7 @@ def _read_gt_layout(
             return GroundTruth(layout, cls, {}, sol)
         return GroundTruth(layout, cls, _read_csv(sol, cls, problems, ann_ids), sol)
     meta = _find_wsol_dir(root)
-    cls = _resolve_wnids(wnids, None, problems)
+    cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
     if meta is None:
         problems.append(
             Problem(
@@ -998,16 +1124,18 @@ def _read_gt_layout(
             )
         )
         return GroundTruth(layout, cls, {}, root)
-    records, paths = _read_wsol(meta, cls, problems, ann_ids)
-    return GroundTruth(layout, cls, records, meta, paths)
+    wsol_sizes: dict[str, tuple[int, int]] = {}
+    records, paths = _read_wsol(meta, cls, problems, ann_ids, wsol_sizes)
+    return GroundTruth(layout, cls, records, meta, paths, sizes=wsol_sizes)
 
 
 def read_gt(root: PathLike, layout: str = "auto", *, wnids: WnidsArg = None) -> GroundTruth:
     """Parse the ground truth under ``root`` without looking at image files.
 
     ``wnids``: class list (sequence of WNIDs, or a ``LOC_synset_mapping.txt`` path); it is
-    sorted, and labels are positions in it. Default: ``root/LOC_synset_mapping.txt`` for the
-    csv layout if present, else the shipped 1000-class list.
+    sorted, and labels are positions in it. Default: ``root/LOC_synset_mapping.txt`` if present
+    (any layout), else the shipped 1000-class list. Boxes are returned exactly as written (the
+    size check and clipping happen in :func:`load_val`).
     Raises :class:`DataError` listing every problem.
     """
     problems: list[Problem] = []
@@ -1025,11 +1153,35 @@ def devkit_index_to_image_id(n: int) -> str:
     return f"ILSVRC2012_val_{n:08d}"
 
 
-def _parse_blacklist(blacklist: BlacklistArg, problems: list[Problem]) -> set[str]:
+def _escapes_root(path: Path, root: Path) -> Path | None:
+    """If ``path`` lies inside ``root`` as written but resolves (through symlinks) outside the
+    resolved root, the resolved path; else None. Paths outside the root as written are the
+    caller's explicit choice and are not judged."""
+    absolute = Path(os.path.normpath(path.absolute()))
+    base = Path(os.path.normpath(root.absolute()))
+    if not absolute.is_relative_to(base):
+        return None
+    real = absolute.resolve()
+    return None if real.is_relative_to(base.resolve()) else real
+
+
+def _parse_blacklist(blacklist: BlacklistArg, problems: list[Problem], root: Path | None = None) -> set[str]:
     if blacklist is None:
         return set()
     if isinstance(blacklist, (str, os.PathLike)):
         p = Path(blacklist)
+        outside = _escapes_root(p, root) if root is not None else None
+        if outside is not None:
+            problems.append(
+                Problem(
+                    "unsafe-path",
+                    str(p),
+                    f"the blacklist is inside the data root {root} but resolves to {outside}, outside it "
+                    "(refused, not read)",
+                    "put the blacklist file itself inside the data root instead of a symlink pointing out of it",
+                )
+            )
+            return set()
         try:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
@@ -1111,8 +1263,17 @@ def _pick_images_dir(root: Path, images_dir: PathLike | None, problems: list[Pro
     return None
 
 
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def _scan_images(folder: Path, problems: list[Problem]) -> tuple[dict[str, str], dict[str, str]]:
-    """Image files in ``folder`` or its direct sub-folders: ({stem: path}, {stem: subfolder name})."""
+    """Images in ``folder`` or its direct sub-folders: ({stem: path}, {stem: subfolder name}).
+
+    Every entry whose name has an image extension counts, whatever it is (regular file,
+    directory, broken symlink, FIFO...): what cannot be decoded becomes a ``failed`` record at
+    run time instead of a silently missing image. Sub-folders without an image extension are
+    class folders (one level)."""
     found: dict[str, str] = {}
     subdir: dict[str, str] = {}
     dups: dict[str, list[str]] = defaultdict(list)
@@ -1131,13 +1292,22 @@ def _scan_images(folder: Path, problems: list[Problem]) -> tuple[dict[str, str],
     with os.scandir(folder) as it:
         entries = list(it)
     for e in entries:
-        if e.is_dir():
-            with os.scandir(e.path) as sub:
-                for s in sub:
-                    if s.is_file():
-                        add(s.path, s.name, e.name)
-        elif e.is_file():
+        if _is_image_name(e.name):
             add(e.path, e.name, "")
+        elif e.is_dir():
+            try:
+                with os.scandir(e.path) as sub:
+                    for s in sub:
+                        add(s.path, s.name, e.name)
+            except OSError as exc:
+                problems.append(
+                    Problem(
+                        "unreadable",
+                        e.path,
+                        f"cannot list this class folder ({exc.strerror or exc})",
+                        "fix its permissions or move it out of the image folder",
+                    )
+                )
     for stem, extra in sorted(dups.items()):
         problems.append(
             Problem(
@@ -1169,14 +1339,16 @@ def load_val(
         blacklist: file (or iterable) of image ids / 1-based devkit indices.
         wnids: class list (WNIDs or a synset-mapping path); sorted before use.
 
-    Every annotated image needs a file and every image file needs an annotation. All
-    problems (GT, images, blacklist) are collected and raised as one :class:`DataError`.
+    Every annotated image needs a file and every image file needs an annotation. Boxes are
+    checked against the image size and overhanging ones clipped (module docstring;
+    :attr:`ValSet.clipped_boxes`). All problems (GT, images, boxes, blacklist) are collected and
+    raised as one :class:`DataError`.
     """
     root_p = Path(root).absolute()
     problems: list[Problem] = []
     ann_ids: set[str] = set()
     gt = _read_gt(root_p, layout, wnids, problems, ann_ids)
-    bl = _parse_blacklist(blacklist, problems)
+    bl = _parse_blacklist(blacklist, problems, root_p)
     if gt is None:
         raise DataError(problems, context=f"root {root_p}")
     img_dir = _pick_images_dir(root_p, images_dir, problems)
@@ -1254,6 +1426,7 @@ def load_val(
                 )
             )
         images.append(GTImage(image_id, Path(path), label, boxes))
+    images, clipped = _fit_boxes_to_images(images, gt, problems)
     if problems:
         raise DataError(problems, context=f"root {root_p}")
     ids = {im.image_id for im in images}
@@ -1263,4 +1436,81 @@ def load_val(
         layout=gt.layout,
         root=root_p,
         blacklisted=frozenset(bl & ids),
+        clipped_boxes=sum(clipped.values()),
+        clipped_images=tuple(sorted(clipped)),
     )
+
+
+# --------------------------------------------------------------------------- boxes vs image size
+
+#: Threads reading image headers when the annotations state no sizes (I/O bound).
+HEADER_THREADS = 8
+
+
+def image_header_size(path: PathLike) -> tuple[int, int] | None:
+    """(width, height) from an image file's header (Pillow opens lazily: no pixel is decoded), or
+    None when it cannot be read: not a non-empty regular file (never opened then, so a FIFO
+    cannot block), unreadable, or not an image. Pillow's decompression-bomb warning is silenced."""
+    from PIL import Image  # local: only load_val needs Pillow here
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+    except Exception:  # noqa: BLE001 - any unreadable header means "size unknown"
+        return None
+    return (int(w), int(h)) if w > 0 and h > 0 else None
+
+
+def _header_sizes(paths: Sequence[Path]) -> list[tuple[int, int] | None]:
+    if len(paths) <= 2 * HEADER_THREADS:
+        return [image_header_size(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
+        return list(pool.map(image_header_size, paths, chunksize=64))
+
+
+def _fit_boxes_to_images(
+    images: list[GTImage], gt: GroundTruth, problems: list[Problem]
+) -> tuple[list[GTImage], dict[str, int]]:
+    """Check every box against its image's size (stated by the annotation, else the image
+    header): a box entirely outside is a problem; one overhanging the right/bottom edge is
+    clipped to W-1 / H-1. Returns the images (clipped ones replaced) and {image_id: boxes clipped}."""
+    stated_by = {"voc": "<size> in its XML file", "wsol": WSOL_SIZES}.get(gt.layout, "annotation")
+    unknown = [im for im in images if im.image_id not in gt.sizes]
+    header = dict(zip((im.image_id for im in unknown), _header_sizes([im.path for im in unknown])))
+    out: list[GTImage] = []
+    clipped: dict[str, int] = {}
+    for im in images:
+        size = gt.sizes.get(im.image_id) or header.get(im.image_id)
+        if size is None:
+            out.append(im)  # size unknown (unreadable image: it will be a failed record)
+            continue
+        w, h = size
+        b = im.boxes
+        valid = (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 0] <= b[:, 2]) & (b[:, 1] <= b[:, 3])
+        outside = valid & ((b[:, 0] > w - 1) | (b[:, 1] > h - 1))  # invalid boxes are reported already
+        source = stated_by if im.image_id in gt.sizes else "the image file's header"
+        for box in b[outside]:
+            problems.append(
+                Problem(
+                    "box-outside",
+                    f"{gt.source} ({im.image_id})",
+                    f"box {[int(v) for v in box]} lies outside the {w}x{h} image (size from {source})",
+                    "fix the box or the image size; boxes are 0-based inclusive, "
+                    f"so xmin <= {w - 1} and ymin <= {h - 1}",
+                )
+            )
+        over = (b[:, 2] > w - 1) | (b[:, 3] > h - 1)
+        if outside.any() or not over.any():
+            out.append(im)
+            continue
+        fitted = b.copy()
+        fitted[:, 2] = np.minimum(fitted[:, 2], w - 1)
+        fitted[:, 3] = np.minimum(fitted[:, 3], h - 1)
+        out.append(GTImage(im.image_id, im.path, im.label, _readonly(fitted)))
+        clipped[im.image_id] = int(over.sum())
+    return out, clipped
