@@ -294,6 +294,19 @@ BOX_RULES: dict[str, BoxRule] = {
     ),
 }
 
+# The CAM authors' released box generator (bench.release_boxes does not import this module).
+from bench.release_boxes import cam_release_rule  # noqa: E402
+
+BOX_RULES["cam_release"] = BoxRule(
+    name="cam_release",
+    boxes=cam_release_rule,
+    description=(
+        "the CAM release's dt_box: 8-bit map, thresholds 20/100/110, distance transform > 10, "
+        "all contours' rects, sort + merge; T=1 -> [loose], T=2 -> [loose, tight] "
+        "(threshold values unused); boxes (x, y, x+w, y+h)"
+    ),
+)
+
 
 def boxes_for_maps(
     cams: np.ndarray,
