@@ -33,6 +33,7 @@ from bench.cam import class_activation_maps, upsample_cam
 from bench.cam_cache import write_cam_shard
 from bench.data.ilsvrc import GTImage, ValSet
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
+from bench.gradmaps import localization_maps
 from bench.metrics import evaluate_image, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.protocol import Protocol
@@ -239,6 +240,11 @@ def image_record(
     return record
 
 
+def localizes(head: str, method: str) -> bool:
+    """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network."""
+    return head in ("gap", "gmp") or method != "cam"
+
+
 class _BatchScorer:
     """Splits the work on one batch: device part now (softmax, top-5, CAMs), per-image part later.
 
@@ -251,22 +257,30 @@ class _BatchScorer:
     def __init__(self, protocol: Protocol, model: BenchModel, valset: ValSet, save_cams: bool):
         self.protocol = protocol
         self.valset = valset
-        self.localizes = model.spec.head in ("gap", "gmp")
-        self.weight = model.classifier()[0].detach() if self.localizes else None
+        self.model = model
+        self.method = protocol.cam_method
+        self.localizes = localizes(model.spec.head, self.method)
+        self.weight = model.classifier()[0].detach() if self.localizes and self.method == "cam" else None
         self.ranks = protocol.ranks_needed
         self.save_cams = save_cams
 
-    def prepare(self, batch: dict[str, Any], logits: torch.Tensor, features: torch.Tensor | None) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
+    def prepare(
+        self, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None
+    ) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
         probs = logits.float().softmax(dim=1)
         top_scores, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
         indices = [int(i) for i in batch["index"]]
         gts = [self.valset.images[i] for i in indices]
         cams = None
-        if self.weight is not None and features is not None:
+        if self.localizes:
             labels = torch.as_tensor([g.label for g in gts], device=logits.device)
-            # Maps of the top-k classes and of the GT class (GT-known), one batched einsum.
+            # Maps of the top-k classes and of the GT class (GT-known).
             wanted = torch.cat([top_classes[:, : self.ranks], labels[:, None]], dim=1)
-            cams = class_activation_maps(features.float(), self.weight, wanted)  # (B, k+1, h, w)
+            if self.method == "cam":  # one batched einsum over the features already computed
+                cams = class_activation_maps(features.float(), self.weight, wanted)  # (B, k+1, h, w)
+            else:  # gradient maps need their own forward/backward (gradients switched on locally)
+                layer = self.protocol.cam_layer or None
+                cams = localization_maps(self.model, x, wanted, self.method, layer).float()
             if self.save_cams:
                 # The cache holds float16; boxes are computed from exactly those values so that
                 # `bench rescore` reproduces this run's records bit for bit.
@@ -345,7 +359,7 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     manifest = run.read_manifest()
     frame = run.read_records()
     arrays = records_to_arrays(frame)
-    localized = manifest["model"]["head"] in ("gap", "gmp")
+    localized = localizes(manifest["model"]["head"], manifest["protocol"]["cam"]["method"])
     summary: dict[str, Any] = {
         "suite": manifest["protocol"]["protocol"]["name"],
         "model": manifest["model"]["name"],
@@ -354,7 +368,7 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     }
     summary.update(summarize(**arrays, localized=localized))
     if not localized:
-        summary["note"] = "fully connected head: CAM does not apply; localization needs gradient-based maps"
+        summary["note"] = "fully connected head: CAM does not apply; localization needs gradient-based maps (--method gradcam|gradcampp|backprop)"
     run.write_summary(summary)
     return summary
 
@@ -498,14 +512,17 @@ def _run_suite_locked(
 
         autocast = _autocast(device, config.amp)
         try:
-            with torch.inference_mode():
+            # Gradient maps need autograd inside the loop (they switch it on locally); inference
+            # tensors cannot take part in it, so those runs use no_grad for the scoring forward.
+            no_grad = torch.inference_mode() if protocol.cam_method == "cam" else torch.no_grad()
+            with no_grad:
                 for batch in loader:
                     x = batch["image"].to(device, non_blocking=True)
                     if config.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with autocast:
                         logits, features = model(x)
-                    jobs, cached = scorer.prepare(batch, logits, features)
+                    jobs, cached = scorer.prepare(batch, x, logits, features)
                     results = [pool.submit(job) for job in jobs] if pool else [job() for job in jobs]
                     in_flight.append(([int(i) for i in batch["index"]], results, cached))
                     drain(keep=1)  # at most one batch in the pool while the next one runs

@@ -8,8 +8,12 @@ Schema (every table and key; anything else is an error naming the key):
 
 [protocol] name (str, required), version (int >= 1, required), description (str)
 [input]    interpolation ("bilinear" | "bicubic"), antialias (bool)
-[cam]      upsample ("bilinear" | "bicubic")
-[boxes]    rule ("largest_cc"), connectivity (4 | 8)
+[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp"),
+           layer (str: module path for gradcam/gradcampp, "" = the default layer)
+[boxes]    rule ("largest_cc" | "cam_release"), connectivity (4 | 8)
+           cam_release is the authors' released generator: its thresholds (20, 100, 110 of 255) are
+           fixed, so the guesses.*threshold keys must be left out (nominal 20/255 and 100/255 are
+           recorded) and connectivity must be 8
 [guesses]  heuristic ("top5" | "tight_loose");
            top5: threshold (0 <= t < 1);
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
@@ -27,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -62,7 +66,7 @@ class GuessSlot:
 _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "protocol": {"name": (str, ...), "version": (int, ...), "description": (str, "")},
     "input": {"interpolation": (str, "bilinear"), "antialias": (bool, True)},
-    "cam": {"upsample": (str, "bilinear")},
+    "cam": {"upsample": (str, "bilinear"), "method": (str, "cam"), "layer": (str, "")},
     "boxes": {"rule": (str, "largest_cc"), "connectivity": (int, 8)},
     "guesses": {
         "heuristic": (str, "top5"),
@@ -78,7 +82,8 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 _CHOICES = {
     ("input", "interpolation"): ("bilinear", "bicubic"),
     ("cam", "upsample"): ("bilinear", "bicubic"),
-    ("boxes", "rule"): ("largest_cc",),
+    ("boxes", "rule"): ("largest_cc", "cam_release"),
+    ("cam", "method"): ("cam", "backprop", "gradcam", "gradcampp"),
     ("boxes", "connectivity"): (4, 8),
     ("guesses", "heuristic"): ("top5", "tight_loose"),
 }
@@ -96,6 +101,8 @@ class Protocol:
     interpolation: str
     antialias: bool
     upsample: str
+    cam_method: str
+    cam_layer: str
     box_rule: str
     connectivity: int
     heuristic: str
@@ -135,7 +142,7 @@ class Protocol:
         return {
             "protocol": {"name": self.name, "version": self.version, "description": self.description},
             "input": {"interpolation": self.interpolation, "antialias": self.antialias},
-            "cam": {"upsample": self.upsample},
+            "cam": {"upsample": self.upsample, "method": self.cam_method, "layer": self.cam_layer},
             "boxes": {"rule": self.box_rule, "connectivity": self.connectivity},
             "guesses": guesses,
             "scoring": {"iou_threshold": self.iou_threshold},
@@ -150,6 +157,21 @@ class Protocol:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_method(self, method: str | None, layer: str | None = None) -> "Protocol":
+        """The same protocol with another map method (`bench run --method`); validated like a file key."""
+        if method is None and layer is None:
+            return self
+        raw = self.resolved()
+        if method is not None:
+            raw["cam"]["method"] = method
+        if layer is not None:
+            raw["cam"]["layer"] = layer
+        if self.box_rule == "cam_release":
+            raw["guesses"] = {"heuristic": self.heuristic}
+        where = f"{self.source} (with --method {method})"
+        return replace(_validate(raw, where), source=self.source, default_models=self.default_models,
+                       default_data=self.default_data, companions=self.companions, tables=self.tables)
 
 
 def _check_type(where: str, key: str, value: Any, types: Any) -> None:
@@ -205,6 +227,18 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                 raise ProtocolError(
                     f"{where}: key 'guesses.{key}' belongs to heuristic '{other_heuristic}', not '{heuristic}'"
                 )
+    release = values[("boxes", "rule")] == "cam_release"
+    if release:
+        given = [f"guesses.{k}" for k in wanted if values[("guesses", k)] is not None]
+        if given:
+            raise ProtocolError(
+                f"{where}: key(s) {given} cannot be set with boxes.rule = 'cam_release' (its thresholds are fixed)"
+            )
+        if values[("boxes", "connectivity")] != 8:
+            raise ProtocolError(f"{where}: key 'boxes.connectivity' must be 8 with boxes.rule = 'cam_release'")
+        nominal = {"threshold": 20 / 255, "loose_threshold": 20 / 255, "tight_threshold": 100 / 255}
+        for k in wanted:
+            values[("guesses", k)] = nominal[k]
     thresholds = []
     for key in wanted:
         t = values[("guesses", key)]
@@ -242,6 +276,8 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         interpolation=values[("input", "interpolation")],
         antialias=values[("input", "antialias")],
         upsample=values[("cam", "upsample")],
+        cam_method=values[("cam", "method")],
+        cam_layer=values[("cam", "layer")],
         box_rule=values[("boxes", "rule")],
         connectivity=values[("boxes", "connectivity")],
         heuristic=heuristic,

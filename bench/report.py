@@ -64,6 +64,7 @@ class RunInfo:
     head: str
     suite: str
     heuristic: str
+    cam_method: str
     protocol_hash: str
     data_fingerprint: str
     images_run: int  # how many images of the data set the run covered (--limit)
@@ -71,7 +72,7 @@ class RunInfo:
 
     @property
     def localized(self) -> bool:
-        return self.head in ("gap", "gmp")
+        return self.head in ("gap", "gmp") or self.cam_method != "cam"
 
 
 def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
@@ -81,15 +82,17 @@ def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
         manifest = run.read_manifest()
         summary = run.read_summary()
         model = manifest["model"]
+        cam_method = manifest["protocol"]["cam"].get("method", "cam")
         infos.append(
             RunInfo(
                 path=run.path,
                 model=model["name"],
-                method=model.get("paper_name") or model["name"],
+                method=_method_name(model.get("paper_name") or model["name"], cam_method),
                 family=model["family"],
                 head=model["head"],
                 suite=manifest["protocol"]["protocol"]["name"],
                 heuristic=manifest["protocol"]["guesses"]["heuristic"],
+                cam_method=cam_method,
                 protocol_hash=manifest["protocol_hash"],
                 data_fingerprint=manifest["data"]["fingerprint"],
                 images_run=manifest["data"]["images_run"],
@@ -97,6 +100,14 @@ def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
             )
         )
     return infos
+
+
+_METHOD_LABELS = {"backprop": "Backprop", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++"}
+
+
+def _method_name(network: str, cam_method: str) -> str:
+    """Row name: the network's (paper) name for CAM; 'Backprop on VGGnet' etc. as in the paper's Table 2."""
+    return network if cam_method == "cam" else f"{_METHOD_LABELS[cam_method]} on {network}"
 
 
 def _paper_numbers() -> pd.DataFrame:
@@ -134,7 +145,8 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
             twins = [
                 h
                 for h in heuristic_runs
-                if h.model == r.model and (h.data_fingerprint, h.images_run) == (r.data_fingerprint, r.images_run)
+                if (h.model, h.cam_method, h.data_fingerprint, h.images_run)
+                == (r.model, r.cam_method, r.data_fingerprint, r.images_run)
             ]
             row = {"method": r.method, "model": r.model, "suite": r.suite, "images": r.summary.get("scored")}
             if not r.localized:
@@ -215,7 +227,7 @@ def compare_families(runs: Sequence[RunInfo], tag_a: str, tag_b: str, suite: str
         if a.head != tag_a or (suite and a.suite != suite):
             continue
         for b in runs:
-            if b.head == tag_b and b.family == a.family and b.suite == a.suite:
+            if b.head == tag_b and (b.family, b.suite, b.cam_method) == (a.family, a.suite, a.cam_method):
                 pairs.append((a, b))
     if not pairs:
         found = sorted({f"{r.model} ({r.suite})" for r in runs})

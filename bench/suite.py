@@ -20,7 +20,7 @@ from bench.models import build_model
 from bench.protocol import Protocol, load_protocol
 from bench.results import RunDir
 
-__all__ = ["SuiteRequest", "resolve_data", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class SuiteRequest:
     gt_layout: str = "auto"
     images: Path | None = None
     out: Path = Path("results")
+    method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
+    layer: str | None = None  # --layer: Grad-CAM layer
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -65,16 +67,22 @@ def write_tables(protocol: Protocol, out: Path) -> list[Path]:
     return written
 
 
+def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
+    """``OUT/<suite>/<model>`` for CAM runs, ``OUT/<suite>/<model>-<method>`` for gradient-map runs."""
+    suffix = "" if protocol.cam_method == "cam" else f"-{protocol.cam_method}"
+    return RunDir(out / protocol.name / f"{model}{suffix}")
+
+
 def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     """Run the suite (and its companions) for every model; returns the run folders."""
-    protocol = load_protocol(request.suite)
+    protocol = load_protocol(request.suite).with_method(request.method, request.layer)
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
     if len(request.weights) > len(models):
         raise RunError("more --weights than --model; give one --weights per --model, in order")
     data = resolve_data(protocol, request.data)
-    protocols = [protocol, *(load_protocol(c) for c in protocol.companions)]
+    protocols = [protocol, *(load_protocol(c).with_method(request.method, request.layer) for c in protocol.companions)]
     runs: list[RunDir] = []
     try:
         for p in protocols:
@@ -82,7 +90,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
             for i, name in enumerate(models):
                 model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
-                run = RunDir(request.out / p.name / name)
+                run = run_folder(request.out, p, name)
                 summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
                 runs.append(run)
                 if summary is not None:  # rank 0 (or a single process) reports

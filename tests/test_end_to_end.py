@@ -259,3 +259,52 @@ def test_missing_weights_is_a_clear_cli_error(generated: dict[str, Path], tmp_pa
     assert code == 2
     err = capsys.readouterr().err
     assert "vgg16_gap" in err and "--weights" in err
+
+
+def test_gradient_maps_give_fc_networks_table2_rows(generated: dict[str, Path], tmp_path: Path) -> None:
+    """`--method gradcam|backprop` localizes a fully connected net; Table 2 names the rows as the paper."""
+    torch.manual_seed(0)
+    model, _ = build_model("alexnet", pretrained=False)
+    ckpt = tmp_path / "alexnet.pth"
+    torch.save(model.weights_module().state_dict(), ckpt)
+    out = tmp_path / "runs"
+    base = ["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), "--limit", "2", *COMMON, "--model", "alexnet", "--weights", str(ckpt), "--out", str(out)]
+    for method in ("cam", "gradcam", "backprop"):
+        assert main([*base, "--method", method]) == 0
+    assert (out / "ilsvrc_loc" / "alexnet").is_dir() and (out / "ilsvrc_loc" / "alexnet-gradcam").is_dir()
+    grad = json.loads((out / "ilsvrc_loc" / "alexnet-gradcam" / "summary.json").read_text())
+    assert grad["top1_loc_err"] is not None and grad["loc_images"] == 2
+    manifest = json.loads((out / "ilsvrc_loc" / "alexnet-backprop" / "manifest.json").read_text())
+    assert manifest["protocol"]["cam"]["method"] == "backprop"
+    records = RunDir(out / "ilsvrc_loc" / "alexnet-backprop").read_records()
+    assert all(parse_boxes(b).shape == (5, 4) for b in records["guess_boxes"])
+    table = tmp_path / "t2.csv"
+    assert main(["table", "--paper", "2", "--runs", str(out), "--format", "csv", "--out", str(table), "--with-paper"]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(table).set_index("method")
+    assert {"AlexNet", "Grad-CAM on AlexNet", "Backprop on AlexNet"} <= set(frame.index)
+    assert frame.loc["AlexNet", "top1_err"].startswith("n/a")
+    assert float(frame.loc["Backprop on AlexNet", "paper_top5_err"]) == pytest.approx(52.64)
+
+
+def test_release_rule_runs_end_to_end(generated: dict[str, Path], tmp_path: Path) -> None:
+    """ilsvrc_loc_release: guesses are the released generator's (loose, tight) boxes of c1, c2, c3."""
+    from bench.release_boxes import cam_release_boxes
+
+    out = tmp_path / "rel"
+    assert main(["run", "--suite", "ilsvrc_loc_release", "--data", str(generated["voc"]), "--limit", "3", *COMMON, "--model", "efficientnet_lite0", "--out", str(out)]) == 0
+    frame = RunDir(out / "ilsvrc_loc_release" / "efficientnet_lite0").read_records()
+    model, _ = build_model("efficientnet_lite0")
+    valset = load_val(generated["voc"])
+    transform = InputTransform(model.spec.input_size, model.spec.mean, model.spec.std)
+    weight, _ = model.classifier()
+    for row, gt in zip(frame.itertuples(), valset.images):
+        rgb = decode_rgb(gt.path)
+        with torch.inference_mode():
+            logits, feats = model(transform(rgb)[None])
+            c1 = int(logits[0].argmax())
+            cam = class_activation_maps(feats, weight, torch.tensor([[c1]]))[0]
+            up = upsample_cam(cam, rgb.shape[:2]).numpy()[0]
+        expected, _ = cam_release_boxes(up)
+        assert parse_boxes(row.guess_boxes)[:2].tolist() == expected.tolist()

@@ -134,3 +134,20 @@ def test_suite_table_gives_defaults_outside_the_hash(tmp_path: Path) -> None:
     for bad, key in (("models = 'a'", "suite.models"), ("tables = [4]", "suite.tables"), ("companions = [1]", "suite.companions")):
         with pytest.raises(ProtocolError, match=key):
             load_protocol(write(tmp_path, BASE + f"[suite]\n{bad}\n", "bad.toml"))
+
+
+def test_release_rule_and_method_override(tmp_path: Path) -> None:
+    release = load_protocol("ilsvrc_loc_release")
+    assert release.box_rule == "cam_release" and release.heuristic == "tight_loose"
+    assert release.thresholds == pytest.approx((20 / 255, 100 / 255))  # nominal, recorded
+    text = BASE.replace('heuristic = "top5"\nthreshold = 0.2', 'heuristic = "top5"\nthreshold = 0.3') + "[boxes]\nrule = 'cam_release'\n"
+    with pytest.raises(ProtocolError, match="guesses.threshold"):
+        load_protocol(write(tmp_path, text))
+    loc = load_protocol("ilsvrc_loc")
+    grad = loc.with_method("gradcam", "features.11")
+    assert (grad.cam_method, grad.cam_layer) == ("gradcam", "features.11")
+    assert grad.hash != loc.hash and grad.thresholds == loc.thresholds
+    assert loc.with_method(None) is loc
+    with pytest.raises(ProtocolError, match="cam.method"):
+        loc.with_method("saliency")
+    assert release.with_method("backprop").box_rule == "cam_release"
