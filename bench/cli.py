@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=2, help="DataLoader decode workers")
     run.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
+    run.add_argument("--method", default=None, choices=["cam", "backprop", "gradcam", "gradcampp"],
+                     help="localization map (default: the suite's, cam); gradient maps localize any network")
+    run.add_argument("--layer", default=None, help="Grad-CAM layer (module path; default: the last conv block)")
     run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast precision of the forward pass")
     run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
     run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float16) for `bench rescore`")
@@ -97,6 +100,20 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--assets", type=Path, default=None, help="also write each curve's CSV and PNG here")
     report.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     report.add_argument("--batch-size", type=int, default=16)
+
+    train = sub.add_parser("train", help="train / fine-tune a registry model from image-level labels (bench.train)")
+    train.add_argument("--model", required=True, help="registry name")
+    train.add_argument("--data", required=True, help="ImageFolder-style train set (DIR/train/<wnid>/ or DIR/<wnid>/), or 'generated'")
+    train.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
+    train.add_argument("--batch-size", type=int, default=None, help="global batch (split over torchrun ranks); default: recipe")
+    train.add_argument("--lr", type=float, default=None, help="base learning rate; default: recipe")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, default=2, help="DataLoader decode workers")
+    train.add_argument("--out", type=Path, default=None, help="checkpoint file (default: checkpoints/MODEL.pth); sidecar CKPT.json")
+    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    train.add_argument("--weights", type=Path, default=None, help="start from this checkpoint instead of the recipe's init")
+    train.add_argument("--val", type=Path, default=None, help="val root for the final accuracy (default: auto)")
+    train.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -147,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         gt_layout=args.gt_layout,
         images=args.images,
         out=args.out,
+        method=args.method,
+        layer=args.layer,
     )
     run_named_suite(request, config)
     return 0
@@ -239,7 +258,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report}
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.train import TrainConfig, train
+
+    out = args.out if args.out is not None else Path("checkpoints") / f"{args.model}.pth"
+    config = TrainConfig(
+        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, workers=args.workers, out=out, device=args.device, init_weights=args.weights,
+        val=args.val, progress=not args.no_progress, argv=tuple(sys.argv),
+    )  # fmt: skip
+    result = train(config)
+    if result.checkpoint is not None:
+        info = result.info
+        val = "n/a" if info["val_top1"] is None else f"{info['val_top1']:.2f} %"
+        print(f"{args.model}: final train loss {info['final_train_loss']:.4f}, val top-1 {val}")
+        print(f"wrote {result.checkpoint} and {result.checkpoint}.json")
+    return 0
+
+
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
