@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
     table.add_argument("--with-paper", action="store_true", help="add the paper's published numbers")
 
+    sweep = sub.add_parser("sweep", help="MaxBoxAcc / MaxBoxAccV2 / PxAP threshold sweeps from a run's CAM cache")
+    sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
+    sweep.add_argument("--step", type=float, default=0.01, help="threshold grid step (0.001 for 1,000 thresholds)")
+    sweep.add_argument("--at", default="224", choices=["224", "original"], help="evaluation size of maps and boxes")
+    sweep.add_argument("--no-progress", action="store_true")
+
+    export = sub.add_parser("export", help="export a run's detections")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--coco", action="store_true", required=True, help="COCO JSON + box AP (pycocotools COCOeval)")
+
     data = sub.add_parser("data", help="write ready-made data sets in ILSVRC layout")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     photos = data_sub.add_parser("photos", help="scikit-image's real photographs with hand-drawn boxes (needs the demo extra)")
@@ -188,6 +198,26 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.results import RunDir
+    from bench.run_metrics import sweep_run
+
+    result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
+    print(f"wrote {args.run_dir / 'sweep.json'} and {args.run_dir / 'sweep_curves.csv'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.results import RunDir
+    from bench.run_metrics import coco_export
+
+    result = coco_export(RunDir(args.run_dir))
+    print(json.dumps(result, indent=2))
+    print(f"wrote {args.run_dir / 'coco.json'} and {args.run_dir / 'coco_eval.json'}")
+    return 0
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from bench.report import load_runs, paper_table, render, table_caption
 
@@ -276,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,11 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.models import UnknownModelError, WeightsError
     from bench.protocol import ProtocolError
     from bench.rescore import RescoreError
+    from bench.run_metrics import RunMetricsError
 
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, FileNotFoundError) as exc:
+    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -139,6 +139,14 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
                 row["top5_err"] = _num(s.get(f"top5_{kind}_err"))
             rows.append(row)
         columns = ["method", "model", "suite", "images", "top1_err", "top5_err"]
+        if kind == "loc":
+            from bench.run_metrics import read_box_ap
+
+            box_ap = [read_box_ap(r.path) for r in base]
+            if any(v is not None for v in box_ap):  # `bench export --coco` was run on some of them
+                for row, value in zip(rows, box_ap):
+                    row["box_ap"] = None if value is None else round(value, 4)
+                columns.append("box_ap")
     else:
         heuristic_runs = [r for r in runs if r.heuristic == "tight_loose"]
         for r in base:
@@ -201,14 +209,27 @@ def _check_comparable(a: RunInfo, b: RunInfo) -> None:
         )
 
 
-def compare_runs(a: RunInfo, b: RunInfo) -> pd.DataFrame:
-    """Metric rows, columns A, B and B - A (percent points; mean_iou in 0-1)."""
+def compare_runs(a: RunInfo, b: RunInfo, *, bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Metric rows, columns A, B, B - A (percent points; mean_iou in 0-1), and for the error metrics a
+    paired bootstrap 95% interval of B - A (``ci_lo``, ``ci_hi``) and the exact McNemar p-value on the
+    per-image hits (``p_mcnemar``); see :mod:`bench.stats`."""
+    from bench.results import RunDir
+    from bench.stats import paired_comparison
+
     _check_comparable(a, b)
+    paired = paired_comparison(RunDir(a.path).read_records(), RunDir(b.path).read_records(), n=bootstrap, seed=seed)
+    paired = paired.set_index("metric")
     rows = []
     for metric in COMPARE_METRICS:
         va, vb = a.summary.get(metric), b.summary.get(metric)
         delta = None if va is None or vb is None else round(float(vb) - float(va), 4)
-        rows.append({"metric": metric, a.model: _num4(va), b.model: _num4(vb), "delta": delta})
+        row = {"metric": metric, a.model: _num4(va), b.model: _num4(vb), "delta": delta}
+        if metric in paired.index and delta is not None:
+            stats = paired.loc[metric]
+            row.update(ci_lo=_num4(stats["ci_lo"]), ci_hi=_num4(stats["ci_hi"]), p_mcnemar=_num4(stats["p_value"]))
+        else:
+            row.update(ci_lo=None, ci_hi=None, p_mcnemar=None)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -238,7 +259,7 @@ def compare_families(runs: Sequence[RunInfo], tag_a: str, tag_b: str, suite: str
     frames = []
     for a, b in pairs:
         table = compare_runs(a, b)
-        table.columns = ["metric", tag_a, tag_b, "delta"]
+        table.columns = ["metric", tag_a, tag_b, "delta", "ci_lo", "ci_hi", "p_mcnemar"]
         table.insert(0, "suite", a.suite)
         table.insert(0, "family", a.family)
         frames.append(table)

@@ -224,6 +224,9 @@ def test_compare_gap_gmp_pairs_twins_and_refuses_other_data(generated: dict[str,
     for row in table.itertuples():
         assert row.gap == pytest.approx(round(s_gap[row.metric], 4))
         assert row.delta == pytest.approx(round(s_gmp[row.metric] - s_gap[row.metric], 4), abs=2e-4)
+        if row.metric.endswith("_err"):  # paired bootstrap interval around the delta, McNemar p in [0, 1]
+            assert row.ci_lo <= row.delta + 1e-9 and row.delta - 1e-9 <= row.ci_hi
+            assert 0.0 <= row.p_mcnemar <= 1.0
 
     # The GMP twin run on other data: compare must refuse and say it is the data.
     other = tmp_path / "other"

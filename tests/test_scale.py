@@ -131,3 +131,51 @@ def test_torchrun_two_processes_give_the_records_of_one(data: Path, tmp_path: Pa
     import json
 
     assert json.loads((b / "manifest.json").read_text())["settings"]["world_size"] == 2
+
+
+def test_sweep_from_cache_matches_direct_accumulation(cached_runs: Path, data: Path) -> None:
+    """`bench sweep` on the cache equals SweepAccumulator fed by hand with the same GT-class maps."""
+    import json
+
+    import torch
+
+    from bench.cam import upsample_cam
+    from bench.data.ilsvrc import load_val
+    from bench.sweep import SweepAccumulator, scale_boxes
+
+    run = cached_runs / "ilsvrc_loc" / "efficientnet_lite0"
+    assert main(["sweep", str(run), "--no-progress"]) == 0
+    result = json.loads((run / "sweep.json").read_text())
+    assert result["images"] == N and result["at"] == "224"
+    valset = load_val(data)
+    records = RunDir(run).read_records()
+    acc = SweepAccumulator()
+    for shard in range(3):
+        cache = read_cam_shard(RunDir(run), shard)
+        for index, cams in zip(cache["index"], cache["cams"]):
+            gt = valset.images[int(index)]
+            w, h = int(records.iloc[int(index)]["width"]), int(records.iloc[int(index)]["height"])
+            cam = upsample_cam(torch.from_numpy(cams[-1:].astype(np.float32)), (224, 224))[0].numpy()
+            acc.add(cam, scale_boxes(gt.boxes, (w, h), (224, 224)))
+    expected = acc.results()
+    assert result["maxboxacc"] == pytest.approx(expected["maxboxacc"])
+    assert result["maxboxacc_v2"] == pytest.approx(expected["maxboxacc_v2"])
+    curves = (run / "sweep_curves.csv").read_text().splitlines()
+    assert curves[0].startswith("tau,boxacc_30") and len(curves) == 1 + 100
+
+
+def test_coco_export_and_box_ap_column(cached_runs: Path, tmp_path: Path) -> None:
+    import json
+
+    run = cached_runs / "ilsvrc_loc" / "efficientnet_lite0"
+    assert main(["export", str(run), "--coco"]) == 0
+    coco = json.loads((run / "coco.json").read_text())
+    assert len(coco["images"]) == N and len(coco["annotations"]) >= N
+    ev = json.loads((run / "coco_eval.json").read_text())
+    assert 0.0 <= ev["AP"] <= 1.0
+    out = tmp_path / "t2.csv"
+    assert main(["table", "--paper", "2", "--runs", str(cached_runs), "--format", "csv", "--out", str(out)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert frame.loc[0, "box_ap"] == pytest.approx(round(ev["AP"], 4))
