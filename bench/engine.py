@@ -47,7 +47,7 @@ from bench.results import (
     records_to_arrays,
 )
 
-__all__ = ["RunConfig", "RunError", "RunConflict", "run_suite", "summarize_run", "resolve_device"]
+__all__ = ["RunConfig", "RunError", "RunConflict", "library_versions", "run_suite", "summarize_run", "resolve_device"]
 
 
 class RunError(RuntimeError):
@@ -105,7 +105,7 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     import numpy
     import pandas
     import scipy
@@ -462,7 +462,7 @@ def _run_suite_locked(
                 "max_pixels": MAX_PIXELS,
                 "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
             },
-            "versions": _library_versions(),
+            "versions": library_versions(),
             "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "command": list(command) or sys.argv,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -61,6 +61,8 @@ EXPECTED: dict[str, tuple[str, int, int, int | None]] = {
     "efficientnet_lite0": ("gap", 224, 7, 1280),
     "efficientnet_lite1": ("gap", 240, 8, 1280),
     "efficientnet_lite2": ("gap", 260, 9, 1280),
+    "simplecnn_gap": ("gap", 128, 16, 256),  # demo nets: 6 classes of the generated data
+    "simplecnn_gmp": ("gmp", 128, 16, 256),
 }
 
 GOOGLENET_FILE = "googlenet-1378be20.pth"  # basename of torchvision's GoogLeNet IMAGENET1K_V1 URL
@@ -77,7 +79,7 @@ def test_registry_contents_and_invariants() -> None:
         assert (spec.head, spec.input_size, spec.grid) == (head, size, grid), spec.name
         assert spec.paper_name is None or spec.paper_name in PAPER_NAMES
         assert spec.weights_note
-        if spec.name.startswith("efficientnet_lite"):
+        if spec.name.startswith(("efficientnet_lite", "simplecnn")):
             assert spec.mean == spec.std == (0.5, 0.5, 0.5)
         else:
             assert spec.mean == (0.485, 0.456, 0.406) and spec.std == (0.229, 0.224, 0.225)
@@ -123,7 +125,8 @@ def test_forward_grid_and_cam_identity(name: str) -> None:
         if head != "fc":  # a bias of O(1) so that a CAM wrongly including it is caught
             model.classifier()[1].normal_()
         logits, feats = model(x)
-    assert logits.shape == (1, 1000)
+    n_classes = 6 if name.startswith("simplecnn") else 1000
+    assert logits.shape == (1, n_classes)
     if head == "fc":
         assert feats is None
         with pytest.raises(CamNotApplicable):
@@ -131,9 +134,9 @@ def test_forward_grid_and_cam_identity(name: str) -> None:
     else:
         assert feats is not None and feats.shape == (1, k, grid, grid)
         w, b = model.classifier()
-        assert w.shape == (1000, k) and b.shape == (1000,)
+        assert w.shape == (n_classes, k) and b.shape == (n_classes,)
         with torch.no_grad():
-            classes = torch.tensor([[0, 7, 999]])
+            classes = torch.tensor([[0, 4, n_classes - 1]])
             cams = class_activation_maps(feats, w, classes)
             assert cams.shape == (1, 3, grid, grid)
             # the CAM formula, written out independently: M_c = sum_k W[c, k] F_k
@@ -141,11 +144,11 @@ def test_forward_grid_and_cam_identity(name: str) -> None:
                 by_hand = (w[c][:, None, None] * feats[0]).sum(0)
                 torch.testing.assert_close(cams[0, j], by_hand, rtol=1e-5, atol=1e-5)
             if head == "gap":
-                cams_all = class_activation_maps(feats, w, torch.arange(1000)[None])
+                cams_all = class_activation_maps(feats, w, torch.arange(n_classes)[None])
                 torch.testing.assert_close(cams_all.mean((2, 3)) + b, logits, rtol=0, atol=1e-4)
             else:  # gmp: logits == W . max_xy(F) + b
                 torch.testing.assert_close(feats.amax((2, 3)) @ w.T + b, logits, rtol=0, atol=1e-4)
-    if not name.endswith(("_gap", "_gmp")):
+    if not name.endswith(("_gap", "_gmp")):  # (simplecnn_* have no wrapped library model)
         # published nets: same logits as the wrapped library model's own forward
         # (on a small input: the graph is what is compared, not the grid)
         xs = torch.randn(2, 3, 64, 64)

