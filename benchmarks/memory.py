@@ -1,0 +1,74 @@
+"""Peak memory vs number of images (a script, not a test): does `bench run` stream?
+
+    python benchmarks/memory.py --model efficientnet_lite0 --small 500 --large 5000
+
+Writes ``--large`` 500x375 JPEGs once (cut from the bundled photographs, see throughput.py), then runs
+`bench run` in a fresh subprocess on the first ``--small`` images and on all ``--large`` images and
+reports each child's peak RSS (ru_maxrss of the child) and their ratio. A streaming run keeps the
+ratio near 1: records are flushed per shard and CAMs never accumulate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import make_images  # noqa: E402
+
+
+def peak_rss_of_run(args: list[str]) -> tuple[float, float]:
+    """Run `python -m bench run ...` in a child; return (peak RSS MB of the child, seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bench", "run", *args], check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all waited-for children: run the small one first.
+    return max(after, before) / 1024, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--large", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--csv", type=Path, default=Path("results/benchmarks/memory.csv"))
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    data = make_images(tmp / "data", args.large)
+    rows = []
+    for n in (args.small, args.large):
+        flags = ["--suite", "ilsvrc_loc", "--model", args.model, "--data", str(data), "--limit", str(n),
+                 "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--out", str(tmp / f"out{n}"), "--no-progress"]
+        rss, seconds = peak_rss_of_run(flags)
+        rows.append({"images": n, "peak_rss_mb": round(rss, 1), "seconds": round(seconds, 1), "ips": round(n / seconds, 2)})
+        print(rows[-1])
+    ratio = rows[1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+    print(f"peak RSS ratio {args.large}/{args.small} images: {ratio:.3f}")
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    new = not args.csv.exists()
+    with args.csv.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["date", "model", "small", "large", "rss_small_mb", "rss_large_mb", "ratio"])
+        if new:
+            writer.writeheader()
+        writer.writerow({
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": args.model,
+            "small": args.small, "large": args.large, "rss_small_mb": rows[0]["peak_rss_mb"],
+            "rss_large_mb": rows[1]["peak_rss_mb"], "ratio": round(ratio, 3),
+        })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
