@@ -373,6 +373,23 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     return summary
 
 
+def _check_model_fits_data(protocol: Protocol, valset: ValSet, model: BenchModel) -> None:
+    """Refuse, before any work, a model whose classes cannot score this data or this protocol."""
+    n_classes = model.num_classes
+    top_label = max((g.label for g in valset.images), default=-1)
+    if top_label >= n_classes:
+        raise RunError(
+            f"{model.spec.name} predicts {n_classes} classes but the data under {valset.root} has labels up to "
+            f"{top_label} ({len(valset.wnids)} classes): evaluate it on data with its own classes, or use a "
+            "model trained on these classes (`bench train`)"
+        )
+    if n_classes < 5 or n_classes < protocol.ranks_needed:
+        raise RunError(
+            f"{model.spec.name} has {n_classes} classes; the protocol {protocol.name} scores the top-5 classes, "
+            "so it needs a model with at least 5"
+        )
+
+
 def run_suite(
     protocol: Protocol,
     valset: ValSet,
@@ -403,6 +420,7 @@ def _run_suite_locked(
     config: RunConfig,
     command: Sequence[str] = (),
 ) -> dict[str, Any] | None:
+    _check_model_fits_data(protocol, valset, model)
     rank, world = _dist_info()
     device = torch.device(config.device)
     if world > 1:

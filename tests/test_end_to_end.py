@@ -311,3 +311,12 @@ def test_release_rule_runs_end_to_end(generated: dict[str, Path], tmp_path: Path
             up = upsample_cam(cam, rgb.shape[:2]).numpy()[0]
         expected, _ = cam_release_boxes(up)
         assert parse_boxes(row.guess_boxes)[:2].tolist() == expected.tolist()
+
+
+def test_model_with_other_classes_is_refused_before_any_work(generated: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """simplecnn_gap predicts the 6 generated classes: on ImageNet-labelled data it is a clear error."""
+    code = main(["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), *COMMON, "--model", "simplecnn_gap", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "simplecnn_gap predicts 6 classes" in err and "labels up to" in err
+    assert not (tmp_path / "ilsvrc_loc" / "simplecnn_gap" / "records").exists()

@@ -145,6 +145,14 @@ class BenchModel(nn.Module):
         """The module whose ``state_dict()`` is the canonical weights-file layout."""
         return self.net.weights_module()
 
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the network predicts (out_features of its last linear layer)."""
+        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
+        if not linears:  # pragma: no cover - every registry network ends in a linear classifier
+            raise TypeError(f"{self.spec.name}: no linear classifier found")
+        return int(linears[-1].out_features)
+
 
 # --------------------------------------------------------------------------- registry table
 
