@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast precision of the forward pass")
     run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
     run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float16) for `bench rescore`")
-    run.add_argument("--box-workers", type=int, default=2, help="threads for upsampling + boxes, overlapped with the forward")
+    run.add_argument("--box-workers", type=int, default=None,
+                     help="threads for upsampling + boxes, overlapped with the forward (default: 2 on GPU, inline on CPU)")
     run.add_argument("--no-progress", action="store_true")
 
     rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")

@@ -71,7 +71,15 @@ class RunConfig:
     amp: str = "off"  # "off" | "bf16" | "fp16": autocast for the forward pass (CAMs stay float32)
     channels_last: bool = False
     save_cams: bool = False  # store top-k + GT CAMs at feature resolution (float16) for `bench rescore`
-    box_workers: int = 2  # threads that upsample + extract boxes, overlapped with the next forward (0 = inline)
+    # Threads that upsample + extract boxes while the next batch runs (0 = inline, None = auto: 2 when
+    # the network runs on a GPU; inline on CPU, where the network already uses every core and extra
+    # threads only contend with it — measured in results/benchmarks/throughput.csv).
+    box_workers: int | None = None
+
+    def resolved_box_workers(self) -> int:
+        if self.box_workers is not None:
+            return self.box_workers
+        return 2 if self.device.startswith("cuda") else 0
 
 
 def resolve_device(name: str) -> str:
@@ -475,7 +483,7 @@ def _run_suite_locked(
                 "channels_last": config.channels_last,
                 "save_cams": config.save_cams,
                 "cam_cache_dtype": "float16" if config.save_cams else None,
-                "box_workers": config.box_workers,
+                "box_workers": config.resolved_box_workers(),
                 "torch_threads": torch.get_num_threads(),
                 "max_pixels": MAX_PIXELS,
                 "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
@@ -518,7 +526,8 @@ def _run_suite_locked(
             disable=not config.progress,
             position=rank,
         )
-        pool = ThreadPoolExecutor(max_workers=config.box_workers) if config.box_workers > 0 else None
+        box_workers = config.resolved_box_workers()
+        pool = ThreadPoolExecutor(max_workers=box_workers) if box_workers > 0 else None
         in_flight: deque[tuple[list[int], list[Any], dict[str, np.ndarray] | None]] = deque()
 
         def drain(keep: int) -> None:
