@@ -267,27 +267,50 @@ def compare_families(runs: Sequence[RunInfo], tag_a: str, tag_b: str, suite: str
 
 
 # ---- rendering ---------------------------------------------------------------------------------
-def _cell(value: Any) -> str:
+# Metrics on a 0-1 scale (the rest are percent): shown with 4 decimals instead of 2.
+_UNIT_SCALE_METRICS = {"mean_iou", "box_ap"}
+
+
+def _cell(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
+        return f"{value:.{digits}f}"
     return str(value)
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text: 2 decimals (percent), 4 for 0-1 metrics (a column, or a compare row)."""
+    shown = frame.copy().astype(object)
+    for i in range(len(frame)):
+        row_digits = 4 if "metric" in frame.columns and frame["metric"].iloc[i] in _UNIT_SCALE_METRICS else 2
+        for j, column in enumerate(frame.columns):
+            digits = 4 if column in _UNIT_SCALE_METRICS else row_digits
+            value = frame.iat[i, j]
+            if column == "p_mcnemar" and isinstance(value, float) and 0 <= value < 1e-4:
+                shown.iat[i, j] = "<0.0001"
+                continue
+            shown.iat[i, j] = _cell(value, 4 if column == "p_mcnemar" else digits)
+    shown.columns = [str(c) for c in frame.columns]
+    return shown
 
 
 def _markdown(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join(" ---: " if pd.api.types.is_numeric_dtype(frame[c]) else " --- " for c in frame.columns) + "|"
-    body = ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in _shown(frame).itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
 def _latex(frame: pd.DataFrame, caption: str | None) -> str:
-    shown = frame.copy().astype(object).map(_cell) if hasattr(frame, "map") else frame.copy().astype(object).applymap(_cell)
-    shown.columns = [str(c) for c in frame.columns]
-    styler = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    styler = _shown(frame).style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
+    if caption is not None:  # the caption is text too: escape LaTeX's specials (e.g. '%' starts a comment)
+        caption = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in caption)
     return styler.to_latex(hrules=True, column_format=align, caption=caption, position_float="centering" if caption else None)
+
+
+_LATEX_SPECIALS = {"%": r"\%", "&": r"\&", "#": r"\#", "_": r"\_", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
 
 def render(frame: pd.DataFrame, fmt: str, caption: str | None = None) -> str:

@@ -175,6 +175,7 @@ def test_tables_export_in_all_formats(photo_runs: Path, tmp_path: Path, paper: i
     if fmt == "latex":
         assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
         assert "efficientnet\\_lite0" in text  # escaped underscore
+        assert "(\\%)" in text and "(%)" not in text  # a bare % would start a LaTeX comment
     if fmt == "md":
         assert text.startswith("| method |")
     if fmt == "csv":
