@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFile
+from PIL import ImageFile
 
 import bench
 from bench.cli import main
@@ -32,11 +32,10 @@ from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import DataError, load_val
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
 from bench.metrics import best_iou
-from bench.results import RunDir, RunLock, RunLocked, parse_boxes, pid_alive
+from bench.results import RunDir, RunLocked, parse_boxes, pid_alive
 from tests.robust_corpus import (
     GT_KINDS,
     IMAGE_KINDS,
-    TENCH,
     permission_denial_effective,
     write_gt_cases,
     write_image_corpus,

@@ -17,6 +17,7 @@ On-disk result of :func:`write_ilsvrc_layout` for ``out``::
 from __future__ import annotations
 
 import colorsys
+import io
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -87,29 +88,46 @@ def _link_images(layout_root: Path) -> None:
         shutil.copytree(layout_root.parent / "val", link)
 
 
-def _voc_xml(image_id: str, shape: tuple[int, ...], wnid: str, boxes: np.ndarray) -> ET.ElementTree:
+def voc_annotation_xml(
+    image_id: str,
+    width: int,
+    height: int,
+    depth: int,
+    wnid: str,
+    boxes: Sequence[Sequence[int]],
+    *,
+    database: str = "ILSVRC_2012",
+    segmented: int = 0,
+    truncated: Sequence[int] | None = None,
+) -> bytes:
+    """One image's PASCAL VOC annotation in the official ILSVRC val shape (tab-indented, UTF-8).
+
+    ``boxes`` are inclusive 0-based ``(xmin, ymin, xmax, ymax)``, written as is (never shifted);
+    ``<filename>`` is the image id without extension, as in the official val XML files.
+    ``truncated`` gives each object's flag (default 0).
+    """
     ann = ET.Element("annotation")
     ET.SubElement(ann, "folder").text = "val"
-    ET.SubElement(ann, "filename").text = image_id  # the official val XML uses the stem
-    src = ET.SubElement(ann, "source")
-    ET.SubElement(src, "database").text = "ILSVRC_2012"
+    ET.SubElement(ann, "filename").text = image_id
+    ET.SubElement(ET.SubElement(ann, "source"), "database").text = database
     size = ET.SubElement(ann, "size")
-    ET.SubElement(size, "width").text = str(shape[1])
-    ET.SubElement(size, "height").text = str(shape[0])
-    ET.SubElement(size, "depth").text = str(shape[2])
-    ET.SubElement(ann, "segmented").text = "0"
-    for x0, y0, x1, y1 in boxes.tolist():
+    for tag, v in (("width", width), ("height", height), ("depth", depth)):
+        ET.SubElement(size, tag).text = str(int(v))
+    ET.SubElement(ann, "segmented").text = str(segmented)
+    for i, box in enumerate(boxes):
         obj = ET.SubElement(ann, "object")
         ET.SubElement(obj, "name").text = wnid
         ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "truncated").text = str(0 if truncated is None else int(truncated[i]))
         ET.SubElement(obj, "difficult").text = "0"
         bb = ET.SubElement(obj, "bndbox")
-        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), (x0, y0, x1, y1)):
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
             ET.SubElement(bb, tag).text = str(int(v))
     tree = ET.ElementTree(ann)
     ET.indent(tree, space="\t")
-    return tree
+    buf = io.BytesIO()
+    tree.write(buf, encoding="utf-8", xml_declaration=False)
+    return buf.getvalue() + b"\n"
 
 
 def write_ilsvrc_layout(
@@ -173,8 +191,9 @@ def write_ilsvrc_layout(
             ann = root / "Annotations" / "CLS-LOC" / "val"
             ann.mkdir(parents=True, exist_ok=True)
             for image_id, img, wnid, boxes in samples:
-                _voc_xml(image_id, np.asarray(img).shape, wnid, np.asarray(boxes)).write(
-                    ann / f"{image_id}.xml", encoding="utf-8"
+                height, width, depth = np.asarray(img).shape
+                (ann / f"{image_id}.xml").write_bytes(
+                    voc_annotation_xml(image_id, width, height, depth, wnid, np.asarray(boxes).tolist())
                 )
         elif layout == "csv":
             shipped = dict(zip(load_wnids(), load_class_names()))

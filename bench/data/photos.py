@@ -50,9 +50,11 @@ import os
 import shutil
 from pathlib import Path
 from typing import NamedTuple
-from xml.sax.saxutils import escape
+
 
 from PIL import Image
+
+from bench.data.fixtures import voc_annotation_xml
 
 __all__ = [
     "RealPhoto",
@@ -160,40 +162,6 @@ def _load_photo(photo: RealPhoto) -> Image.Image:
     return out
 
 
-def _voc_xml(photo: RealPhoto, width: int, height: int, depth: int) -> str:
-    objs = []
-    for xmin, ymin, xmax, ymax in photo.boxes:
-        truncated = int(xmin == 0 or ymin == 0 or xmax == width - 1 or ymax == height - 1)
-        objs.append(
-            "\t<object>\n"
-            f"\t\t<name>{escape(photo.wnid)}</name>\n"
-            "\t\t<pose>Unspecified</pose>\n"
-            f"\t\t<truncated>{truncated}</truncated>\n"
-            "\t\t<difficult>0</difficult>\n"
-            "\t\t<bndbox>\n"
-            f"\t\t\t<xmin>{xmin}</xmin>\n"
-            f"\t\t\t<ymin>{ymin}</ymin>\n"
-            f"\t\t\t<xmax>{xmax}</xmax>\n"
-            f"\t\t\t<ymax>{ymax}</ymax>\n"
-            "\t\t</bndbox>\n"
-            "\t</object>\n"
-        )
-    return (
-        "<annotation>\n"
-        "\t<folder>val</folder>\n"
-        f"\t<filename>{escape(photo.image_id)}</filename>\n"
-        "\t<source>\n\t\t<database>ILSVRC_2012</database>\n\t</source>\n"
-        "\t<size>\n"
-        f"\t\t<width>{width}</width>\n"
-        f"\t\t<height>{height}</height>\n"
-        f"\t\t<depth>{depth}</depth>\n"
-        "\t</size>\n"
-        "\t<segmented>0</segmented>\n"
-        + "".join(objs)
-        + "</annotation>\n"
-    )
-
-
 def write_real_photo_val(out_dir: Path) -> Path:
     """Write the photos + per-image VOC XML under ``out_dir/voc`` and return that root."""
     root = Path(out_dir) / "voc"
@@ -206,8 +174,9 @@ def write_real_photo_val(out_dir: Path) -> Path:
         w, h = im.size
         im.save(img_dir / f"{photo.image_id}.JPEG", format="JPEG", quality=95)
         depth = 1 if im.mode == "L" else 3
-        (ann_dir / f"{photo.image_id}.xml").write_text(
-            _voc_xml(photo, w, h, depth), encoding="utf-8"
+        truncated = [int(x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1) for x0, y0, x1, y1 in photo.boxes]
+        (ann_dir / f"{photo.image_id}.xml").write_bytes(
+            voc_annotation_xml(photo.image_id, w, h, depth, photo.wnid, photo.boxes, truncated=truncated)
         )
     return root
 

@@ -72,7 +72,6 @@ import os
 import shutil
 import sys
 import time
-import xml.etree.ElementTree as ET
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -83,6 +82,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bench.data.classes import WNID_RE
+from bench.data.fixtures import voc_annotation_xml
 
 __all__ = [
     "DATASET_VERSION",
@@ -916,31 +916,6 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _voc_xml(sample_id: str, w: int, h: int, wnid: str, boxes: Sequence[Sequence[int]]) -> bytes:
-    ann = ET.Element("annotation")
-    ET.SubElement(ann, "folder").text = "val"
-    ET.SubElement(ann, "filename").text = sample_id
-    ET.SubElement(ET.SubElement(ann, "source"), "database").text = "wsol-bench synthetic"
-    size = ET.SubElement(ann, "size")
-    for tag, v in (("width", w), ("height", h), ("depth", 3)):
-        ET.SubElement(size, tag).text = str(v)
-    ET.SubElement(ann, "segmented").text = "1"
-    for box in boxes:
-        obj = ET.SubElement(ann, "object")
-        ET.SubElement(obj, "name").text = wnid
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        bb = ET.SubElement(obj, "bndbox")
-        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
-            ET.SubElement(bb, tag).text = str(int(v))
-    tree = ET.ElementTree(ann)
-    ET.indent(tree, space="\t")
-    buf = io.BytesIO()
-    tree.write(buf, encoding="utf-8", xml_declaration=False)
-    return buf.getvalue() + b"\n"
-
-
 def _link(link: Path, target: str) -> None:
     """Relative directory symlink ``link -> target`` (a copy where symlinks are unavailable)."""
     try:
@@ -1095,7 +1070,9 @@ def _write_all(tmp: Path, config: SynthConfig, progress: bool, workers: int) -> 
             rows += [f"{head},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in e.boxes]
         else:
             (val / f"{e.image_id}{IMAGE_EXT}").write_bytes(e.jpeg)
-            (ann / f"{e.image_id}.xml").write_bytes(_voc_xml(e.image_id, e.width, e.height, e.wnid, e.boxes))
+            (ann / f"{e.image_id}.xml").write_bytes(
+                voc_annotation_xml(e.image_id, e.width, e.height, 3, e.wnid, e.boxes, database="wsol-bench synthetic", segmented=1)
+            )
             # like Kaggle's file, every PredictionString ends with a space
             pred = "".join(f"{e.wnid} {x0} {y0} {x1} {y1} " for x0, y0, x1, y1 in e.boxes)
             solution.append(f"{e.image_id},{pred}")
