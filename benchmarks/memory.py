@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
 import resource
 import subprocess
 import sys
@@ -24,18 +25,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import make_images  # noqa: E402
 
 
-def peak_rss_of_run(args: list[str]) -> tuple[float, float]:
-    """Run `python -m bench run ...` in a child; return (peak RSS MB of the child, seconds)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def peak_rss_of_run(args: list[str]) -> tuple[float, float, float]:
+    """Run `bench run ...` in a fresh child process (this script with --child).
+
+    Returns (peak RSS MB of the run's main process, peak RSS MB of its largest DataLoader worker,
+    seconds). Each figure is that child's own ru_maxrss, so runs do not contaminate each other.
+    """
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench", "run", *args], check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited-for children: run the small one first.
-    return max(after, before) / 1024, seconds
+    own, workers = json.loads(proc.stdout.strip().splitlines()[-1])
+    return own / 1024, workers / 1024, seconds
+
+
+def child(args: list[str]) -> int:
+    from bench.cli import main as bench_main
+
+    code = bench_main(["run", *args])
+    # ru_maxrss is in KiB on Linux.
+    print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
+    return code
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--small", type=int, default=500)
@@ -43,16 +57,18 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", type=Path, default=Path("results/benchmarks/memory.csv"))
+    parser.add_argument("--data", type=Path, default=None, help="existing ILSVRC-layout data with >= --large images")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    data = make_images(tmp / "data", args.large)
+    data = args.data or make_images(tmp / "data", args.large)
     rows = []
     for n in (args.small, args.large):
         flags = ["--suite", "ilsvrc_loc", "--model", args.model, "--data", str(data), "--limit", str(n),
                  "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--out", str(tmp / f"out{n}"), "--no-progress"]
-        rss, seconds = peak_rss_of_run(flags)
-        rows.append({"images": n, "peak_rss_mb": round(rss, 1), "seconds": round(seconds, 1), "ips": round(n / seconds, 2)})
+        rss, worker_rss, seconds = peak_rss_of_run(flags)
+        rows.append({"images": n, "peak_rss_mb": round(rss, 1), "worker_peak_rss_mb": round(worker_rss, 1),
+                     "seconds": round(seconds, 1), "ips": round(n / seconds, 2)})
         print(rows[-1])
     ratio = rows[1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
     print(f"peak RSS ratio {args.large}/{args.small} images: {ratio:.3f}")
