@@ -34,6 +34,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from bench.maps import check_map
+
 __all__ = [
     "BoxRule",
     "BOX_RULES",
@@ -78,18 +80,6 @@ class BoxRule:
 def whole_image_box(height: int, width: int) -> np.ndarray:
     """The inclusive box covering a ``height x width`` image: ``(0, 0, W-1, H-1)``."""
     return np.array([0, 0, width - 1, height - 1], dtype=np.int64)
-
-
-def _check_map(cam: np.ndarray) -> np.ndarray:
-    """Validate a 2-D map and return it as a float ndarray (float16/32/64 kept as is)."""
-    cam = np.asarray(cam)
-    if cam.ndim != 2:
-        raise ValueError(f"CAM must be a 2-D (H, W) array, got shape {cam.shape}")
-    if cam.size == 0:
-        raise ValueError(f"CAM is empty, shape {cam.shape}")
-    if cam.dtype not in (np.float16, np.float32, np.float64):
-        cam = cam.astype(np.float64)
-    return cam
 
 
 def _check_threshold(threshold: float) -> float:
@@ -239,7 +229,7 @@ def largest_cc_boxes(
     """
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
-    cam = _check_map(cam)
+    cam = check_map(cam)
     ts = [_check_threshold(t) for t in thresholds]
     mx = _map_max(cam)
     height, width = cam.shape

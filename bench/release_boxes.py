@@ -97,6 +97,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from bench.maps import check_map
+
 __all__ = [
     "RELEASE_THRESHOLDS",
     "DT_KEEP_ABOVE",
@@ -175,18 +177,6 @@ class ReleaseTrace:
 # --------------------------------------------------------------------------- (a) 8-bit image
 
 
-def _check_map(cam: np.ndarray) -> np.ndarray:
-    """A finite, non-empty 2-D float map (float64 view); ValueError otherwise."""
-    cam = np.asarray(cam)
-    if cam.ndim != 2:
-        raise ValueError(f"CAM must be a 2-D (H, W) array, got shape {cam.shape}")
-    if cam.size == 0:
-        raise ValueError(f"CAM is empty, shape {cam.shape}")
-    if not np.all(np.isfinite(cam)):
-        raise ValueError(f"CAM is not finite: {int((~np.isfinite(cam)).sum())} non-finite values")
-    return cam
-
-
 def release_gray(cam: np.ndarray) -> np.ndarray:
     """Step (a): ``uint8 g = floor(255 * clip(M / max(M), 0, 1) + 0.5)``.
 
@@ -197,7 +187,7 @@ def release_gray(cam: np.ndarray) -> np.ndarray:
         ValueError: bad map, or ``max(M) <= 0`` (nothing to normalise by; callers treat that
             map as degenerate before calling this).
     """
-    cam = _check_map(cam)
+    cam = check_map(cam, finite=True)
     mx = float(cam.max())
     if not mx > 0.0:
         raise ValueError(f"release_gray needs max(M) > 0, got {mx}")
@@ -655,7 +645,7 @@ def cam_release_trace(
     Returns:
         :class:`ReleaseTrace`.
     """
-    cam = _check_map(cam)
+    cam = check_map(cam, finite=True)
     height, width = cam.shape
     empty = np.zeros((0, 4), dtype=np.int64)
     if not float(cam.max()) > 0.0:
