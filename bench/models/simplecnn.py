@@ -53,6 +53,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from bench.models.sources import WeightsNotFound
+from bench.models.surgery import PooledCamHead
 from bench.resources import resource_path
 
 __all__ = [
@@ -93,7 +94,7 @@ def _block(c_in: int, c_out: int, *, pool: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class SimpleCNN(nn.Module):
+class SimpleCNN(PooledCamHead):
     """Four conv blocks + GAP/GMP + linear (see the module docstring for the layer table).
 
     Implements the network protocol of :class:`bench.models.registry.BenchModel`
@@ -128,23 +129,9 @@ class SimpleCNN(nn.Module):
         """``x`` ``(B, 3, S, S)`` -> ``F (B, 256, S/8, S/8)`` (block4's ReLU output)."""
         return self.block4(self.block3(self.block2(self.block1(x))))
 
-    def forward_cam(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x`` ``(B, 3, S, S)`` (mean = std = 0.5) -> ``(logits (B, C), F (B, 256, S/8, S/8))``."""
-        f = self.features(x)
-        pooled = f.mean(dim=(2, 3)) if self.pooling == "gap" else f.amax(dim=(2, 3))
-        return self.fc(pooled), f
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits only, ``(B, C)``."""
-        return self.forward_cam(x)[0]
-
-    def cam_classifier(self) -> tuple[Tensor, Tensor]:
-        """``(W (C, 256), b (C,))`` of ``fc``."""
-        return self.fc.weight, self.fc.bias
-
-    def weights_module(self) -> nn.Module:
-        """Checkpoints are this module's ``state_dict()``."""
-        return self
+    def cam_features(self, x: Tensor) -> Tensor:
+        """The CAM feature map (mean = std = 0.5 input); the head is :class:`PooledCamHead`'s."""
+        return self.features(x)
 
 
 def checkpoint_resource(name: str) -> str:

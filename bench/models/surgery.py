@@ -102,7 +102,41 @@ def _init_conv_(conv: nn.Conv2d) -> None:
         nn.init.zeros_(conv.bias)
 
 
-class SurgeryNet(nn.Module):
+class PooledCamHead(nn.Module):
+    """The GAP/GMP head shared by the paper's surgery nets and the demo nets.
+
+    A subclass defines ``cam_features(x) -> F (B, K, h, w)`` and has ``self.pooling`` ('gap' or
+    'gmp') and ``self.fc`` (``nn.Linear(K, C)``); this gives the CAM interface: logits =
+    ``fc(mean_xy F)`` (GAP) or ``fc(max_xy F)`` (GMP), classifier ``(fc.weight, fc.bias)``, and the
+    module itself as the checkpoint layout.
+    """
+
+    pooling: str
+    fc: nn.Linear
+
+    def cam_features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_cam(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` ``(B, 3, S, S)`` normalised -> ``(logits (B, C), F (B, K, h, w))``."""
+        f = self.cam_features(x)
+        pooled = f.mean(dim=(2, 3)) if self.pooling == "gap" else f.amax(dim=(2, 3))
+        return self.fc(pooled), f
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits only, ``(B, C)``."""
+        return self.forward_cam(x)[0]
+
+    def cam_classifier(self) -> tuple[Tensor, Tensor]:
+        """``(W (C, K), b (C,))`` of the final linear layer."""
+        return self.fc.weight, self.fc.bias
+
+    def weights_module(self) -> nn.Module:
+        """Checkpoints are this module's ``state_dict()``."""
+        return self
+
+
+class SurgeryNet(PooledCamHead):
     """A CAM paper network: torchvision backbone cut + [extra convs] + conv 1024 + GAP/GMP + FC.
 
     Sub-modules (the checkpoint layout, ``state_dict()`` keys):
@@ -164,25 +198,11 @@ class SurgeryNet(nn.Module):
         nn.init.normal_(self.fc.weight, 0.0, 0.01)
         nn.init.zeros_(self.fc.bias)
 
-    def forward_cam(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x`` ``(B, 3, S, S)`` ImageNet-normalised -> ``(logits (B, C), F (B, 1024, h, w))``."""
+    def cam_features(self, x: Tensor) -> Tensor:
+        """``x`` ``(B, 3, S, S)`` ImageNet-normalised -> ``F (B, 1024, h, w)`` (the 1024-unit conv + ReLU)."""
         if self.transform_input:
             x = imagenet_to_half_normalization(x)
-        f = self.relu(self.cam_conv(self.extra(self.backbone(x))))
-        pooled = f.mean(dim=(2, 3)) if self.pooling == "gap" else f.amax(dim=(2, 3))
-        return self.fc(pooled), f
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits only, ``(B, C)``."""
-        return self.forward_cam(x)[0]
-
-    def cam_classifier(self) -> tuple[Tensor, Tensor]:
-        """``(W (C, 1024), b (C,))`` of the final linear layer."""
-        return self.fc.weight, self.fc.bias
-
-    def weights_module(self) -> nn.Module:
-        """Checkpoints of surgery nets are this module's ``state_dict()``."""
-        return self
+        return self.relu(self.cam_conv(self.extra(self.backbone(x))))
 
     def load_backbone_state_dict(
         self, tv_state_dict: Mapping[str, Tensor], *, origin: str, model_name: str
