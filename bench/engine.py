@@ -158,15 +158,16 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
     }
 
 
-def _failed_record(gt: GTImage, blacklisted: bool, error: str) -> dict[str, Any]:
+def _record(gt: GTImage, blacklisted: bool, status: str, error: str = "", width: int = 0, height: int = 0) -> dict[str, Any]:
+    """A record with every column (bench.results.RECORD_COLUMNS) and nothing guessed or scored yet."""
     return {
         "image_id": gt.image_id,
         "label": gt.label,
-        "status": "failed",
+        "status": status,
         "error": error,
         "blacklisted": int(blacklisted),
-        "width": 0,
-        "height": 0,
+        "width": width,
+        "height": height,
         "top5_classes": "",
         "top5_scores": "",
         "guess_classes": "",
@@ -178,6 +179,10 @@ def _failed_record(gt: GTImage, blacklisted: bool, error: str) -> dict[str, Any]
         "gtk_hit": 0,
         "degenerate": 0,
     }
+
+
+def _failed_record(gt: GTImage, blacklisted: bool, error: str) -> dict[str, Any]:
+    return _record(gt, blacklisted, "failed", error)
 
 
 def image_record(
@@ -201,25 +206,12 @@ def image_record(
     """
     height, width = size
     guess_classes = np.array([top5_classes[s.rank] for s in protocol.slots], dtype=np.int64)
-    record = {
-        "image_id": gt.image_id,
-        "label": gt.label,
-        "status": "ok",
-        "error": "",
-        "blacklisted": int(blacklisted),
-        "width": width,
-        "height": height,
-        "top5_classes": format_ints(top5_classes),
-        "top5_scores": format_floats(top5_scores),
-        "guess_classes": format_ints(guess_classes),
-        "guess_boxes": "",
-        "guess_ious": "",
-        "guess_hits": "",
-        "gtk_box": "",
-        "gtk_iou": "",
-        "gtk_hit": 0,
-        "degenerate": 0,
-    }
+    record = _record(gt, blacklisted, "ok", width=width, height=height)
+    record.update(
+        top5_classes=format_ints(top5_classes),
+        top5_scores=format_floats(top5_scores),
+        guess_classes=format_ints(guess_classes),
+    )
     if cams is None:
         return record
     k = protocol.ranks_needed
