@@ -1086,9 +1086,10 @@ def _read_gt_layout(
             )
         )
         return None
+    # The class list is the same for every layout: wnids=, else root/LOC_synset_mapping.txt, else ImageNet's.
+    cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
     if layout == "voc":
         ann_dir = _find_voc_dir(root)
-        cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
         if ann_dir is None:
             problems.append(
                 Problem(
@@ -1105,7 +1106,6 @@ def _read_gt_layout(
         return GroundTruth(layout, cls, records, ann_dir, sizes=voc_sizes)
     if layout == "csv":
         sol = root / CSV_SOLUTION
-        cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
         if not sol.is_file():
             problems.append(
                 Problem("missing-file", str(sol), "not found", f"put {CSV_SOLUTION} in the root folder")
@@ -1113,7 +1113,6 @@ def _read_gt_layout(
             return GroundTruth(layout, cls, {}, sol)
         return GroundTruth(layout, cls, _read_csv(sol, cls, problems, ann_ids), sol)
     meta = _find_wsol_dir(root)
-    cls = _resolve_wnids(wnids, root / CSV_SYNSETS, problems)
     if meta is None:
         problems.append(
             Problem(
