@@ -195,16 +195,19 @@ def test_tables_export_in_all_formats(photo_runs: Path, tmp_path: Path, paper: i
 
 
 # ---- GAP vs GMP ------------------------------------------------------------------------------------
+def random_init_checkpoint(name: str, folder: Path) -> Path:
+    """A seeded random-init model saved as a weights file, to exercise the real --weights loading path."""
+    torch.manual_seed(0)
+    model, _ = build_model(name, pretrained=False)
+    path = folder / f"{name}.pth"
+    torch.save(model.weights_module().state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def twin_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("ckpt")
-    paths = {}
-    for name in ("googlenet_gap", "googlenet_gmp"):
-        torch.manual_seed(0)
-        model, _ = build_model(name, pretrained=False)
-        paths[name] = out / f"{name}.pth"
-        torch.save(model.weights_module().state_dict(), paths[name])
-    return paths
+    return {name: random_init_checkpoint(name, out) for name in ("googlenet_gap", "googlenet_gmp")}
 
 
 def test_compare_gap_gmp_pairs_twins_and_refuses_other_data(generated: dict[str, Path], twin_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -244,10 +247,7 @@ def test_compare_gap_gmp_pairs_twins_and_refuses_other_data(generated: dict[str,
 
 def test_fc_model_localization_columns_say_why(generated: dict[str, Path], tmp_path: Path) -> None:
     """A fully connected net is scored for classification; Table 2 says why it has no loc numbers."""
-    torch.manual_seed(0)
-    model, _ = build_model("alexnet", pretrained=False)
-    ckpt = tmp_path / "alexnet.pth"
-    torch.save(model.weights_module().state_dict(), ckpt)
+    ckpt = random_init_checkpoint("alexnet", tmp_path)
     out = tmp_path / "runs"
     assert main(["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), "--limit", "2", *COMMON, "--model", "alexnet", "--weights", str(ckpt), "--out", str(out)]) == 0
     summary = json.loads((out / "ilsvrc_loc" / "alexnet" / "summary.json").read_text())
@@ -267,10 +267,7 @@ def test_missing_weights_is_a_clear_cli_error(generated: dict[str, Path], tmp_pa
 
 def test_gradient_maps_give_fc_networks_table2_rows(generated: dict[str, Path], tmp_path: Path) -> None:
     """`--method gradcam|backprop` localizes a fully connected net; Table 2 names the rows as the paper."""
-    torch.manual_seed(0)
-    model, _ = build_model("alexnet", pretrained=False)
-    ckpt = tmp_path / "alexnet.pth"
-    torch.save(model.weights_module().state_dict(), ckpt)
+    ckpt = random_init_checkpoint("alexnet", tmp_path)
     out = tmp_path / "runs"
     base = ["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), "--limit", "2", *COMMON, "--model", "alexnet", "--weights", str(ckpt), "--out", str(out)]
     for method in ("cam", "gradcam", "backprop"):
