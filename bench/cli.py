@@ -3,6 +3,7 @@
     bench list
     bench run --suite SUITE [--model NAME ...] [--data DIR] [--limit N] [--device cpu|cuda|auto]
               [--batch-size B] [--workers W] [--out DIR] [--weights FILE] [--gt-layout L] [--images DIR]
+    bench score MAPS --data DIR --suite S [--out DIR] [--workers N]
     bench table --paper 1|2|3 [--runs DIR ...] [--format csv|latex|md] [--out FILE] [--with-paper]
     bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
     bench show RUN [RUN2] [--images ID ...|--worst N|--best N|--random N] [--seed S] [--out DIR]
@@ -28,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate models on a suite")
     run.add_argument("--suite", required=True, help="suite name (protocols/NAME.toml) or a .toml path")
-    run.add_argument("--model", action="append", help="registry name; repeat for several (default: the suite's models)")
+    run.add_argument("--model", action="append",
+                     help="registry name, timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory or an "
+                          "entry-point name; repeat for several (default: the suite's models)")
     run.add_argument("--data", type=Path, help="ILSVRC-layout data root, DESIGN §3 (default: the suite's data)")
     run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
     run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
@@ -41,13 +44,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
     run.add_argument("--method", default=None, choices=["cam", "backprop", "gradcam", "gradcampp"],
                      help="localization map (default: the suite's, cam); gradient maps localize any network")
-    run.add_argument("--layer", default=None, help="Grad-CAM layer (module path; default: the last conv block)")
+    run.add_argument("--layer", default=None,
+                     help="registry models: Grad-CAM layer (module path; default: the last conv block); other models: the "
+                          "module whose output is the feature map (default: traced, the input of the global pooling)")
+    run.add_argument("--classifier", default=None, help="user models: the last linear layer, by module name (default: traced)")
+    run.add_argument("--reshape", default=None, choices=["vit"], help="fold (B, N, C) token features into the patch grid (ViT/DeiT)")
+    run.add_argument("--input-size", type=int, default=None, help="user models: square input side (default: pretrained_cfg, else 224)")
+    run.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="user models: input mean (default: pretrained_cfg, else ImageNet)")
+    run.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="user models: input std (default: pretrained_cfg, else ImageNet)")
     run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast precision of the forward pass")
     run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
     run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float16) for `bench rescore`")
     run.add_argument("--box-workers", type=int, default=None,
                      help="threads for upsampling + boxes, overlapped with the forward (default: 2 on GPU, inline on CPU)")
     run.add_argument("--no-progress", action="store_true")
+
+    score = sub.add_parser("score", help="score localization maps saved elsewhere (.npy GT-class maps or .npz ranked maps) into a run")
+    score.add_argument("maps", type=Path, metavar="MAPS", help="folder of maps, one file per image (see README: Score saved maps)")
+    score.add_argument("--data", type=Path, required=True, help="ILSVRC-layout data root the maps were made on")
+    score.add_argument("--suite", default="ilsvrc_loc", help="suite name or .toml path (default: ilsvrc_loc)")
+    score.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; the run goes to OUT/SUITE/maps-<folder name>")
+    score.add_argument("--name", default=None, help="run name (default: maps-<folder name>)")
+    score.add_argument("--workers", type=int, default=0, help="processes for reading and scoring maps (default: inline)")
+    score.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
+    score.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    score.add_argument("--no-progress", action="store_true")
 
     rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")
     rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
@@ -148,10 +169,18 @@ def cmd_list() -> int:
     for spec in list_models():
         grid = f"{spec.grid}x{spec.grid}" if spec.grid else "-"
         print(f"  {spec.name:20s} head={spec.head:3s} input={spec.input_size} cam_grid={grid:6s} {spec.weights_note}")
+    from bench.models.resolve import ENTRY_POINT_GROUP, entry_point_models
+
+    plugins = entry_point_models()
+    print(f"models from installed packages (entry points {ENTRY_POINT_GROUP}):" + ("" if plugins else " none"))
+    for name, ep in sorted(plugins.items()):
+        print(f"  {name:20s} {ep.value}")
+    print("also: timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.models.resolve import ModelOptions
     from bench.run.engine import RunConfig, resolve_device
     from bench.run.suite import SuiteRequest, run_named_suite
 
@@ -177,8 +206,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         out=args.out,
         method=args.method,
         layer=args.layer,
+        model_options=ModelOptions(
+            classifier=args.classifier, reshape=args.reshape, input_size=args.input_size, mean=args.mean, std=args.std
+        ),
     )
     run_named_suite(request, config)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench.run.score import score_folder
+
+    run = score_folder(
+        args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
+        workers=args.workers, progress=not args.no_progress, command=sys.argv,
+    )  # fmt: skip
+    print(f"scored {args.maps} on {args.data}: results in {run.path}")
+    print(json.dumps(run.read_summary(), indent=2))
     return 0
 
 
@@ -307,7 +351,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "score": cmd_score, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,11 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.core.protocol import ProtocolError
     from bench.run.rescore import RescoreError
     from bench.analysis.run_metrics import RunMetricsError
+    from bench.models.user import ModelAdapterError
+    from bench.run.score import ScoreError
 
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
+    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, RunMetricsError, ModelAdapterError, ScoreError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torchvision.models as tvm
 from torch import Tensor, nn
@@ -144,6 +144,15 @@ class BenchModel(nn.Module):
     def weights_module(self) -> nn.Module:
         """The module whose ``state_dict()`` is the canonical weights-file layout."""
         return self.net.weights_module()
+
+    @property
+    def returns_features(self) -> bool:
+        """Whether ``forward`` returns the map layer's features (GAP/GMP heads; user models with a layer)."""
+        return self.spec.head in ("gap", "gmp")
+
+    def manifest_info(self) -> dict[str, Any]:
+        """Extra fields for the run manifest's ``model`` section (user models: reference, preprocessing...)."""
+        return {}
 
     @property
     def num_classes(self) -> int:

@@ -72,7 +72,7 @@ class RunInfo:
 
     @property
     def localized(self) -> bool:
-        return self.head in ("gap", "gmp") or self.cam_method != "cam"
+        return self.head in ("gap", "gmp", "maps") or self.cam_method != "cam"  # maps: `bench score` runs
 
 
 def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:

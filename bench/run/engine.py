@@ -240,8 +240,9 @@ def image_record(
 
 
 def localizes(head: str, method: str) -> bool:
-    """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network."""
-    return head in ("gap", "gmp") or method != "cam"
+    """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network;
+    ``head == 'maps'``: a `bench score` run of maps made elsewhere."""
+    return head in ("gap", "gmp", "maps") or method != "cam"
 
 
 class _BatchScorer:
@@ -453,6 +454,7 @@ def _run_suite_locked(
                 "weights_source": weights.source,
                 "weights_path": weights.path,
                 "weights_sha256": weights.sha256,
+                **model.manifest_info(),
             },
             "data": {
                 "root": str(valset.root),

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bench.data.ilsvrc import load_val
 from bench.run.engine import RunConfig, RunError, run_suite, shutdown_distributed
-from bench.models import build_model
+from bench.models.resolve import ModelOptions, is_registry_model, resolve_model
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
 
@@ -28,14 +29,16 @@ class SuiteRequest:
     """What `bench run` was asked for; None/empty means "the suite's default"."""
 
     suite: str
-    models: Sequence[str] = ()
+    models: Sequence[Any] = ()  # registry names, model strings (bench.models.resolve) or nn.Modules
     data: Path | None = None
     weights: Sequence[Path] = ()
     gt_layout: str = "auto"
     images: Path | None = None
     out: Path = Path("results")
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
-    layer: str | None = None  # --layer: Grad-CAM layer
+    layer: str | None = None  # --layer: Grad-CAM layer (registry models); feature layer of user models
+    model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
+    verbose: bool = True  # print each summary and the tables (the CLI); the Python API passes False
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -74,36 +77,52 @@ def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
 
 
 def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
-    """Run the suite (and its companions) for every model; returns the run folders."""
-    protocol = load_protocol(request.suite).with_method(request.method, request.layer)
+    """Run the suite (and its companions) for every model; returns the run folders.
+
+    Registry models take ``--layer`` as the protocol's Grad-CAM layer (as before); other models
+    (:mod:`bench.models.resolve`) take it as their feature layer, recorded in the manifest's model
+    section, so their protocol keeps the suite's own ``[cam] layer``.
+    """
+    base = load_protocol(request.suite)
+    protocol = base.with_method(request.method, request.layer)
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
     if len(request.weights) > len(models):
         raise RunError("more --weights than --model; give one --weights per --model, in order")
     data = resolve_data(protocol, request.data)
-    protocols = [protocol, *(load_protocol(c).with_method(request.method, request.layer) for c in protocol.companions)]
+    bases = [base, *(load_protocol(c) for c in protocol.companions)]
     runs: list[RunDir] = []
     try:
-        for p in protocols:
-            blacklist = (data / p.blacklist) if p.blacklist else None
+        for b in bases:
+            blacklist = (data / b.blacklist) if b.blacklist else None
             valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
-            for i, name in enumerate(models):
-                model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
-                run = run_folder(request.out, p, name)
+            for i, ref in enumerate(models):
+                registry = is_registry_model(ref)
+                p = b.with_method(request.method, request.layer if registry else None)
+                options = replace(
+                    request.model_options,
+                    weights=request.weights[i] if i < len(request.weights) else None,
+                    layer=None if registry else request.layer,
+                    method=p.cam_method,
+                )
+                model, info = resolve_model(ref, options)
+                run = run_folder(request.out, p, model.spec.name)
                 summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
                 runs.append(run)
-                if summary is not None:  # rank 0 (or a single process) reports
-                    print(f"{name} on {p.name}: results in {run.path}")
+                if summary is not None and request.verbose:  # rank 0 (or a single process) reports
+                    print(f"{model.spec.name} on {p.name}: results in {run.path}")
                     print(json.dumps(summary, indent=2))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
         for path in write_tables(protocol, request.out):
-            print(f"wrote {path}")
+            if request.verbose:
+                print(f"wrote {path}")
         from bench.report.tables import load_runs, paper_table, render
 
-        print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
+        if request.verbose:
+            print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
     return runs
 
 
