@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
+import multiprocessing
 import os
 import platform
 import sys
@@ -318,7 +319,10 @@ def _results(context: ScoreContext, tasks: Sequence[ScoreTask], workers: int) ->
         yield from map(fn, tasks)
         return
     chunk = max(1, min(64, len(tasks) // (workers * 4) or 1))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # 'spawn': a forked child of a process whose torch already started its OpenMP threads can hang in
+    # its first parallel region; each worker then runs torch on one thread (the pool is the parallelism).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         yield from pool.map(fn, tasks, chunksize=chunk)
 
 
