@@ -261,19 +261,22 @@ def net_to_arch(net: Any, origin: str = "<prototxt>") -> dict[str, Any]:
     return arch
 
 
-def pool_output_size(size: int, kernel: int, stride: int, pad: int, round_mode: str = "CEIL") -> int:
+def pool_output_size(
+    size: int, kernel: int, stride: int, pad: int, round_mode: str = "CEIL", padded: bool | None = None
+) -> int:
     """Caffe's pooled size along one axis (``PoolingLayer::Reshape``).
 
-    ``CEIL``: ``ceil((size + 2 pad - kernel) / stride) + 1``; when padding is used and the last
-    window would start at or past ``size + pad`` it is dropped (one less). ``FLOOR``: the floor
-    version (newer Caffe's ``round_mode``).
+    ``CEIL``: ``ceil((size + 2 pad - kernel) / stride) + 1``; when the layer pads (``padded``:
+    ``pad_h || pad_w``, default ``pad > 0``) and the last window would start at or past
+    ``size + pad`` it is dropped (one less). ``FLOOR``: the floor version (newer Caffe's
+    ``round_mode``).
     """
     span = size + 2 * pad - kernel
     if round_mode == "CEIL":
         out = int(math.ceil(span / stride)) + 1
     else:
         out = span // stride + 1
-    if pad > 0 and (out - 1) * stride >= size + pad:
+    if (pad > 0 if padded is None else padded) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -313,7 +316,7 @@ def infer_shapes(arch: dict[str, Any], origin: str = "<arch>") -> list[dict[str,
             else:
                 y = [c]
                 for size, k, s, p in zip((h, w), e["kernel"], e["stride"], e["pad"]):
-                    n = pool_output_size(size, k, s, p, e["round_mode"])
+                    n = pool_output_size(size, k, s, p, e["round_mode"], padded=max(e["pad"]) > 0)
                     if n >= 1 and (n - 1) * s - p >= size:  # Caffe would divide by 0 / emit -FLT_MAX
                         raise CaffeFormatError(f"{where}: the last pooling window lies outside the input ({size} px)")
                     y.append(n)

@@ -56,8 +56,9 @@ def caffe_pool2d(
     if global_pooling:
         kernel, stride, pad = (h, w), (1, 1), (0, 0)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
-    oh = pool_output_size(h, kh, sh, ph, round_mode)
-    ow = pool_output_size(w, kw, sw, pw, round_mode)
+    padded = ph > 0 or pw > 0
+    oh = pool_output_size(h, kh, sh, ph, round_mode, padded)
+    ow = pool_output_size(w, kw, sw, pw, round_mode, padded)
     need_h, need_w = (oh - 1) * sh + kh, (ow - 1) * sw + kw  # extent covered, from -pad
     fill = float("-inf") if method == "MAX" else 0.0
     xp = F.pad(x, (pw, max(need_w - w - pw, 0), ph, max(need_h - h - ph, 0)), value=fill)

@@ -1,0 +1,599 @@
+"""Caffe models without Caffe (bench.models.caffe): schema, both dialects, Caffe semantics, convert, CAM head.
+
+The networks here are tiny and written with protobuf in both Caffe dialects; their forward pass is
+checked against an independent numpy implementation of Caffe's layer semantics (explicit loops
+over windows, written from Caffe's C++ rules, float64).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("google.protobuf", reason="the 'caffe' extra (protobuf) is not installed")
+
+from google.protobuf import text_format  # noqa: E402
+
+from bench.models.caffe import (  # noqa: E402
+    CaffeFormatError,
+    convert_caffe,
+    find_cam_head,
+    load_caffe,
+    load_converted,
+    pool_output_size,
+    read_caffemodel,
+    read_prototxt,
+)
+from bench.models.caffe import schema  # noqa: E402
+from bench.models.caffe.arch import infer_shapes  # noqa: E402
+
+# --------------------------------------------------------------------------- numpy reference
+
+
+def ref_conv(x, w, b, stride, pad, group):
+    """Caffe convolution, direct loops over output pixels (x: (C, H, W); w: (O, C/g, kh, kw))."""
+    c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.zeros((c, h + 2 * pad, wd + 2 * pad))
+    xp[:, pad : pad + h, pad : pad + wd] = x
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    og = o // group
+    y = np.zeros((o, oh, ow))
+    for g in range(group):
+        for i in range(oh):
+            for j in range(ow):
+                patch = xp[g * cg : (g + 1) * cg, i * stride : i * stride + kh, j * stride : j * stride + kw]
+                y[g * og : (g + 1) * og, i, j] = np.tensordot(w[g * og : (g + 1) * og], patch, axes=3)
+    return y + (0 if b is None else b[:, None, None])
+
+
+def ref_pool(x, method, k, s, p, global_pooling=False):
+    """Caffe PoolingLayer::Reshape + Forward_cpu, transcribed: window start/end, clipping, divisor."""
+    c, h, w = x.shape
+    (kh, kw), (sh, sw), (padh, padw) = (k, k), (s, s), (p, p)
+    if global_pooling:
+        (kh, kw), (sh, sw), (padh, padw) = (h, w), (1, 1), (0, 0)
+    ph = int(math.ceil((h + 2 * padh - kh) / sh)) + 1
+    pw = int(math.ceil((w + 2 * padw - kw) / sw)) + 1
+    if padh or padw:
+        if (ph - 1) * sh >= h + padh:
+            ph -= 1
+        if (pw - 1) * sw >= w + padw:
+            pw -= 1
+    y = np.zeros((c, ph, pw))
+    for i in range(ph):
+        for j in range(pw):
+            hs, ws = i * sh - padh, j * sw - padw
+            he, we = min(hs + kh, h + padh), min(ws + kw, w + padw)
+            size = (he - hs) * (we - ws)
+            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+            win = x[:, hs:he, ws:we]
+            if method == "MAX":
+                y[:, i, j] = win.max(axis=(1, 2))
+            else:
+                y[:, i, j] = win.sum(axis=(1, 2)) / size
+    return y
+
+
+def ref_lrn(x, n, alpha, beta, k):
+    c = x.shape[0]
+    y = np.empty_like(x)
+    for ch in range(c):
+        lo, hi = max(0, ch - (n - 1) // 2), min(c, ch + (n - 1) // 2 + 1)
+        y[ch] = x[ch] * (k + alpha / n * (x[lo:hi] ** 2).sum(axis=0)) ** (-beta)
+    return y
+
+
+def ref_layer(L, weights, ins):
+    """One layer of the test's own layer description (see NET_A / NET_B), float64."""
+    t, name = L["type"], L["name"]
+    if t == "Convolution":
+        w, b = weights[name]
+        return ref_conv(ins[0], w, b, L.get("stride", 1), L.get("pad", 0), L.get("group", 1))
+    if t == "Pooling":
+        return ref_pool(ins[0], L["pool"], L.get("kernel", 0), L.get("stride", 1), L.get("pad", 0), L.get("global", False))
+    if t == "LRN":
+        return ref_lrn(ins[0], L["local_size"], L["alpha"], L["beta"], 1.0)
+    if t == "ReLU":
+        return np.maximum(ins[0], 0)
+    if t == "Dropout":
+        return ins[0]
+    if t == "Concat":
+        return np.concatenate(ins, axis=0)
+    if t == "InnerProduct":
+        w, b = weights[name]
+        return w @ ins[0].reshape(-1) + b
+    raise AssertionError(t)
+
+
+def ref_forward(layers, weights, x, keep=None):
+    """Scores (the final Softmax skipped) of one image ``x (C, H, W)``; optionally a blob's value too."""
+    blobs = {"data": x}
+    kept = None
+    for L in layers:
+        if L["type"] == "Softmax":
+            continue
+        ins = [blobs[b] for b in L["bottom"]]
+        if keep is not None and L["name"] == keep:
+            kept = ins[0]
+        y = ref_layer(L, weights, ins)
+        blobs[L["top"]] = y
+    return (y, kept) if keep is not None else y
+
+
+# --------------------------------------------------------------------------- tiny nets
+# Each layer: the test's plain description; writers turn it into either dialect.
+
+# Old dialect (V1 `layers { type: CONVOLUTION }`), AlexNet-like, 2 x 3 x 19 x 19.
+NET_A_INPUT = (3, 19, 19)
+NET_A = [
+    dict(name="conv1", type="Convolution", bottom=["data"], top="conv1", num_output=8, kernel=5, stride=2),  # 8x8
+    dict(name="relu1", type="ReLU", bottom=["conv1"], top="conv1"),  # in place
+    dict(name="norm1", type="LRN", bottom=["conv1"], top="norm1", local_size=5, alpha=0.375, beta=0.75),
+    dict(name="pool1", type="Pooling", bottom=["norm1"], top="pool1", pool="MAX", kernel=3, stride=2),  # ceil 4 != floor 3
+    dict(name="conv2", type="Convolution", bottom=["pool1"], top="conv2", num_output=12, kernel=3, pad=1, group=2),
+    dict(name="relu2", type="ReLU", bottom=["conv2"], top="conv2"),
+    dict(name="pool2", type="Pooling", bottom=["conv2"], top="pool2", pool="AVE", kernel=3, stride=2, pad=1),  # 3x3, clipped divisor
+    dict(name="CAM_conv", type="Convolution", bottom=["pool2"], top="CAM_conv", num_output=6, kernel=3, pad=1, group=3),
+    dict(name="CAM_relu", type="ReLU", bottom=["CAM_conv"], top="CAM_conv"),
+    dict(name="CAM_pool", type="Pooling", bottom=["CAM_conv"], top="CAM_pool", pool="AVE", kernel=3, stride=3),  # kernel-sized
+    dict(name="CAM_drop", type="Dropout", bottom=["CAM_pool"], top="CAM_pool"),
+    dict(name="fc", type="InnerProduct", bottom=["CAM_pool"], top="fc", num_output=5),
+    dict(name="prob", type="Softmax", bottom=["fc"], top="prob"),
+]
+
+# New dialect (`layer { type: "Convolution" }`), inception-style concat, 2 x 3 x 12 x 12.
+NET_B_INPUT = (3, 12, 12)
+NET_B = [
+    dict(name="conv1/3x3", type="Convolution", bottom=["data"], top="conv1", num_output=6, kernel=3, pad=1),
+    dict(name="relu1", type="ReLU", bottom=["conv1"], top="conv1"),
+    dict(name="pool1", type="Pooling", bottom=["conv1"], top="pool1", pool="MAX", kernel=3, stride=2),  # ceil 6 != floor 5
+    dict(name="norm1", type="LRN", bottom=["pool1"], top="norm1", local_size=3, alpha=0.5, beta=0.625),
+    dict(name="inc/1x1", type="Convolution", bottom=["norm1"], top="inc/1x1", num_output=4, kernel=1),
+    dict(name="inc/3x3_reduce", type="Convolution", bottom=["norm1"], top="inc/3x3_reduce", num_output=3, kernel=1),
+    dict(name="inc/relu_reduce", type="ReLU", bottom=["inc/3x3_reduce"], top="inc/3x3_reduce"),
+    dict(name="inc/3x3", type="Convolution", bottom=["inc/3x3_reduce"], top="inc/3x3", num_output=5, kernel=3, pad=1),
+    dict(name="inc/pool", type="Pooling", bottom=["norm1"], top="inc/pool", pool="MAX", kernel=3, stride=1, pad=1),
+    dict(name="inc/pool_proj", type="Convolution", bottom=["inc/pool"], top="inc/pool_proj", num_output=2, kernel=1),
+    dict(name="inc/output", type="Concat", bottom=["inc/1x1", "inc/3x3", "inc/pool_proj"], top="inc/output"),
+    dict(name="pre", type="Convolution", bottom=["inc/output"], top="pre", num_output=8, kernel=2),  # 5x5
+    dict(name="pre_relu", type="ReLU", bottom=["pre"], top="pre"),
+    dict(name="pool2", type="Pooling", bottom=["pre"], top="pool2", pool="MAX", kernel=2, stride=2, pad=1),  # 4 -> 3 (last window dropped)
+    dict(name="pool2b", type="Pooling", bottom=["pool2"], top="pool2b", pool="AVE", kernel=2, stride=2, pad=1),  # 3 -> 2
+    dict(name="CAM_conv", type="Convolution", bottom=["pool2b"], top="CAM_conv", num_output=6, kernel=3, pad=1, group=2),
+    dict(name="CAM_relu", type="ReLU", bottom=["CAM_conv"], top="CAM_conv"),
+    dict(name="gap", type="Pooling", bottom=["CAM_conv"], top="gap", pool="AVE", global_=True),
+    dict(name="fc", type="InnerProduct", bottom=["gap"], top="fc", num_output=5),
+    dict(name="prob", type="Softmax", bottom=["fc"], top="prob"),
+]
+for _L in NET_B:
+    if "global_" in _L:
+        _L["global"] = _L.pop("global_")
+
+_V1_TYPES = {"Convolution": 4, "Pooling": 17, "LRN": 15, "ReLU": 18, "Dropout": 6, "Concat": 3, "InnerProduct": 14, "Softmax": 20}
+
+
+def _fill_params(msg, L):
+    t = L["type"]
+    if t == "Convolution":
+        p = msg.convolution_param
+        p.num_output = L["num_output"]
+        p.kernel_size.append(L["kernel"])
+        if L.get("stride", 1) != 1:
+            p.stride.append(L["stride"])
+        if L.get("pad", 0):
+            p.pad.append(L["pad"])
+        if L.get("group", 1) != 1:
+            p.group = L["group"]
+        p.weight_filler.type = "gaussian"  # ignored (weights come from the caffemodel)
+    elif t == "Pooling":
+        p = msg.pooling_param
+        p.pool = {"MAX": 0, "AVE": 1}[L["pool"]]
+        if L.get("global"):
+            p.global_pooling = True
+        else:
+            p.kernel_size = L["kernel"]
+            p.stride = L.get("stride", 1)
+            if L.get("pad", 0):
+                p.pad = L["pad"]
+    elif t == "LRN":
+        p = msg.lrn_param
+        p.local_size, p.alpha, p.beta = L["local_size"], L["alpha"], L["beta"]
+    elif t == "InnerProduct":
+        msg.inner_product_param.num_output = L["num_output"]
+    elif t == "Dropout":
+        msg.dropout_param.dropout_ratio = 0.5
+
+
+def _random_weights(layers, input_shape, seed):
+    """Random weights per conv / inner-product layer, shapes taken from a reference pass on zeros.
+
+    Values are rounded to float32 (what a caffemodel stores), held as float64.
+    """
+    rng = np.random.default_rng(seed)
+    blobs = {"data": np.zeros(input_shape)}
+    weights = {}
+    for L in layers:
+        if L["type"] == "Softmax":
+            continue
+        ins = [blobs[b] for b in L["bottom"]]
+        if L["type"] == "Convolution":
+            cin = ins[0].shape[0] // L.get("group", 1)
+            weights[L["name"]] = (
+                rng.normal(0, 0.5, (L["num_output"], cin, L["kernel"], L["kernel"])),
+                rng.normal(0, 0.2, L["num_output"]),
+            )
+        elif L["type"] == "InnerProduct":
+            weights[L["name"]] = (rng.normal(0, 0.5, (L["num_output"], ins[0].size)), rng.normal(0, 0.2, L["num_output"]))
+        if L["name"] in weights:
+            weights[L["name"]] = tuple(a.astype(np.float32).astype(np.float64) for a in weights[L["name"]])
+        blobs[L["top"]] = ref_layer(L, weights, ins)
+    return weights
+
+
+# --------------------------------------------------------------------------- writers (both dialects)
+
+
+def _blob(msg, arr, legacy):
+    arr = np.asarray(arr, dtype=np.float32)
+    if legacy:
+        dims = (1,) * (4 - arr.ndim) + arr.shape
+        msg.num, msg.channels, msg.height, msg.width = dims
+    else:
+        msg.shape.dim.extend(arr.shape)
+    msg.data.extend(arr.reshape(-1).tolist())
+
+
+def write_net(tmp_path, layers, input_shape, weights, dialect, stem="net"):
+    """Write ``stem.prototxt`` + ``stem.caffemodel``; V1 uses legacy 4-D blob dims, V2 blob shapes."""
+    deploy, model = schema.NetParameter(name=stem), schema.NetParameter(name=stem)
+    deploy.input.append("data")
+    if dialect == "v1":
+        deploy.input_dim.extend((10, *input_shape))
+    else:
+        deploy.input_shape.add().dim.extend((10, *input_shape))
+    for L in layers:
+        for net, with_blobs in ((deploy, False), (model, True)):
+            if dialect == "v1":
+                msg = net.layers.add(name=L["name"], type=_V1_TYPES[L["type"]])
+            else:
+                msg = net.layer.add(name=L["name"], type=L["type"])
+            msg.bottom.extend(L["bottom"])
+            msg.top.append(L["top"])
+            _fill_params(msg, L)
+            if with_blobs and L["name"] in weights:
+                for arr in weights[L["name"]]:
+                    _blob(msg.blobs.add(), arr, legacy=dialect == "v1")
+    proto, caffemodel = tmp_path / f"{stem}.prototxt", tmp_path / f"{stem}.caffemodel"
+    proto.write_text(text_format.MessageToString(deploy))
+    caffemodel.write_bytes(model.SerializeToString())
+    return proto, caffemodel
+
+
+NETS = {"v1": (NET_A, NET_A_INPUT), "v2": (NET_B, NET_B_INPUT)}
+
+
+@pytest.fixture(params=["v1", "v2"])
+def tiny(request, tmp_path):
+    layers, shape = NETS[request.param]
+    weights = _random_weights(layers, shape, seed=1 if request.param == "v1" else 2)
+    proto, model = write_net(tmp_path, layers, shape, weights, request.param)
+    x = np.random.default_rng(3).normal(0, 1, (2, *shape))
+    return request.param, layers, weights, proto, model, x
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_schema_field_numbers_read_hand_encoded_bytes():
+    """Wire bytes written by hand from caffe.proto's numbers decode to the right fields."""
+
+    def ld(field, payload):  # length-delimited field
+        return bytes([(field << 3) | 2, len(payload)]) + payload
+
+    floats = np.array([1.5, -2.0], dtype="<f4").tobytes()
+    shape = ld(1, bytes([2, 1]))  # BlobShape.dim = 1 (packed varints 2, 1)
+    blob_new = ld(7, shape) + ld(5, floats)  # BlobProto.shape = 7, data = 5
+    blob_old = bytes([0x08, 1, 0x10, 1, 0x18, 1, 0x20, 2]) + ld(5, floats)  # num=1 channels=2 height=3 width=4
+    conv = bytes([0x08, 7]) + bytes([0x28, 2])  # ConvolutionParameter.num_output = 1, group = 5
+    v1 = ld(4, b"c1") + bytes([0x28, 4]) + ld(6, blob_old) + ld(10, conv)  # V1: name=4 type=5 blobs=6 convolution_param=10
+    new = ld(1, b"c2") + ld(2, b"Convolution") + ld(7, blob_new)  # LayerParameter: name=1 type=2 blobs=7
+    new_conv = bytes([0xD2, 0x06, len(conv)]) + conv  # convolution_param = 106 (tag 106<<3|2 = 850 = 0xD2 0x06)
+    net_bytes = ld(1, b"n") + ld(2, v1) + bytes([0xA2, 0x06, len(new + new_conv)]) + new + new_conv  # name=1 layers=2 layer=100
+    net = schema.NetParameter()
+    net.ParseFromString(net_bytes)
+    assert net.name == "n"
+    (old,) = net.layers
+    assert (old.name, old.type, old.convolution_param.num_output, old.convolution_param.group) == ("c1", 4, 7, 2)
+    assert (old.blobs[0].num, old.blobs[0].channels, old.blobs[0].height, old.blobs[0].width) == (1, 1, 1, 2)
+    (layer,) = net.layer
+    assert (layer.name, layer.type, list(layer.blobs[0].shape.dim)) == ("c2", "Convolution", [2, 1])
+    assert list(layer.blobs[0].data) == [1.5, -2.0]
+    assert layer.convolution_param.num_output == 7
+    # input=3 input_dim=4 input_shape=8; V1 LayerType names
+    net2 = schema.NetParameter()
+    net2.ParseFromString(ld(3, b"data") + bytes([0x20, 10, 0x20, 3]) + ld(8, ld(1, bytes([1, 3]))))
+    assert list(net2.input) == ["data"] and list(net2.input_dim) == [10, 3] and list(net2.input_shape[0].dim) == [1, 3]
+    names = schema.V1LayerParameter.LayerType
+    assert [names.Value(n) for n in ("CONVOLUTION", "POOLING", "LRN", "INNER_PRODUCT", "CONCAT", "RELU", "DROPOUT", "SOFTMAX")] == [
+        4, 17, 15, 14, 3, 18, 6, 20
+    ]
+
+
+def test_pool_output_size_caffe_rule():
+    # ceil mode: (8 - 3) / 2 = 2.5 -> 4 windows (floor would give 3)
+    assert pool_output_size(8, 3, 2, 0) == 4
+    # with padding the last window starting at or past H + p is dropped: ceil((3+2-2)/2)+1 = 3 -> 2
+    assert pool_output_size(3, 2, 2, 1) == 2
+    assert pool_output_size(5, 2, 2, 1) == 3
+    # AlexNet pool1 on 55 and GoogLeNet's 112 -> 56
+    assert pool_output_size(55, 3, 2, 0) == 27
+    assert pool_output_size(112, 3, 2, 0) == 56
+    assert pool_output_size(8, 3, 2, 0, "FLOOR") == 3
+
+
+# --------------------------------------------------------------------------- forward vs reference
+
+
+def test_forward_matches_numpy_reference(tiny):
+    dialect, layers, weights, proto, model, x = tiny
+    net = load_caffe(proto, model)
+    want = np.stack([ref_forward(layers, weights, xi) for xi in x])
+    with torch.no_grad():
+        got64 = net.double()(torch.from_numpy(x)).numpy()
+        got32 = net.float()(torch.from_numpy(x).float()).double().numpy()
+    scale = np.abs(want).max()
+    # float64: only summation order differs from the loops
+    np.testing.assert_allclose(got64, want, rtol=0, atol=1e-10 * scale)
+    # float32: < 1e-5 relative to the largest score (a few hundred float32 roundings of O(scale) values)
+    np.testing.assert_allclose(got32, want, rtol=0, atol=1e-5 * scale)
+    # the nets were built so that each rule matters: ceil != floor, a clipped AVE divisor, dropped window
+    shapes = {s["name"]: s["output"] for s in infer_shapes(net.arch)}
+    if dialect == "v1":
+        assert shapes["pool1"] == [8, 4, 4] and shapes["pool2"] == [12, 3, 3] and shapes["CAM_pool"] == [6, 1, 1]
+    else:
+        assert shapes["pool1"] == [6, 6, 6] and shapes["pool2"] == [8, 3, 3] and shapes["pool2b"] == [8, 2, 2]
+        assert shapes["inc/output"] == [11, 6, 6]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    h=st.integers(1, 9), w=st.integers(1, 9), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 3),
+    method=st.sampled_from(["MAX", "AVE"]), glob=st.booleans(), seed=st.integers(0, 2**31 - 1),
+)
+def test_pooling_matches_caffe_loops(h, w, k, s, p, method, glob, seed):
+    """caffe_pool2d == Caffe's window loops for every small geometry Caffe accepts."""
+    from bench.models.caffe.net import caffe_pool2d
+
+    if not glob:
+        assume(p < k and k <= h + 2 * p and k <= w + 2 * p)
+        # Caffe leaves a window fully outside the image when k < s (divide by zero): we refuse those
+        for size in (h, w):
+            n = pool_output_size(size, k, s, p)
+            assume((n - 1) * s - p < size)
+    x = np.random.default_rng(seed).normal(size=(2, h, w))
+    want = ref_pool(x, method, k, s, p, global_pooling=glob)
+    if glob:
+        got = caffe_pool2d(torch.from_numpy(x)[None], method, (0, 0), (1, 1), (0, 0), global_pooling=True)[0]
+    else:
+        got = caffe_pool2d(torch.from_numpy(x)[None], method, (k, k), (s, s), (p, p))[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_lrn_matches_loops_and_torch(n):
+    from bench.models.caffe.net import caffe_lrn
+
+    x = np.random.default_rng(n).normal(size=(7, 3, 4))
+    want = ref_lrn(x, n, 0.4, 0.75, 2.0)
+    got = caffe_lrn(torch.from_numpy(x)[None], n, 0.4, 0.75, 2.0)[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    # PyTorch's LocalResponseNorm divides alpha by n too: the same map for odd n
+    tv = torch.nn.LocalResponseNorm(n, alpha=0.4, beta=0.75, k=2.0)(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(tv, want, rtol=1e-12, atol=0)
+
+
+def test_train_val_file_uses_test_phase(tmp_path):
+    """Data layers (TRAIN/TEST), accuracy and loss skipped; a TRAIN-only layer dropped; same scores."""
+    weights = _random_weights(NET_B, NET_B_INPUT, seed=5)
+    proto, model = write_net(tmp_path, NET_B, NET_B_INPUT, weights, "v2")
+    deploy = read_prototxt(proto)
+    tv = schema.NetParameter(name="tv")
+    for phase, crop in ((0, 99), (1, NET_B_INPUT[1])):
+        data = tv.layer.add(name="data", type="Data")
+        data.top.extend(["data", "label"])
+        data.include.add(phase=phase)
+        data.transform_param.crop_size = crop
+        data.transform_param.mean_value.extend([104, 117, 123])
+        data.data_param.source = "lmdb"
+        data.data_param.batch_size = 4
+    for layer in deploy.layer:
+        if layer.type == "Softmax":
+            continue
+        tv.layer.add().CopyFrom(layer)
+        if layer.name == "pre_relu":  # a layer that only exists in training
+            extra = tv.layer.add(name="train_only", type="Dropout")
+            extra.bottom.append("pre")
+            extra.top.append("pre")
+            extra.exclude.add(phase=1)
+            extra.param.add(lr_mult=1)
+    loss = tv.layer.add(name="loss", type="SoftmaxWithLoss")
+    loss.bottom.extend(["fc", "label"])
+    loss.top.append("loss")
+    acc = tv.layer.add(name="acc", type="Accuracy")
+    acc.bottom.extend(["fc", "label"])
+    acc.top.append("acc")
+    acc.include.add(phase=1)
+    acc.accuracy_param.top_k = 5
+    tv_path = tmp_path / "train_val.prototxt"
+    tv_path.write_text(text_format.MessageToString(tv))
+    a, b = load_caffe(proto, model), load_caffe(tv_path, model)
+    assert b.arch["input"] == {"name": "data", "shape": list(NET_B_INPUT)}
+    assert "train_only" not in [e["name"] for e in b.arch["layers"]]
+    x = torch.randn(2, *NET_B_INPUT)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _edit_prototxt(src: Path, dst: Path, old: str, new: str) -> Path:
+    text = src.read_text()
+    assert old in text
+    dst.write_text(text.replace(old, new, 1))
+    return dst
+
+
+def test_unknown_layer_type_names_the_layer(tmp_path):
+    weights = _random_weights(NET_B, NET_B_INPUT, seed=2)
+    proto, model = write_net(tmp_path, NET_B, NET_B_INPUT, weights, "v2")
+    bad = _edit_prototxt(proto, tmp_path / "bad.prototxt", 'type: "LRN"', 'type: "BatchNorm"')
+    with pytest.raises(CaffeFormatError, match=r"layer 'norm1' \(BatchNorm\): unsupported layer type 'BatchNorm'"):
+        load_caffe(bad, model)
+    weights_a = _random_weights(NET_A, NET_A_INPUT, seed=1)
+    proto_a, model_a = write_net(tmp_path, NET_A, NET_A_INPUT, weights_a, "v1", stem="a")
+    bad_a = _edit_prototxt(proto_a, tmp_path / "bad_a.prototxt", "type: LRN", "type: TANH")
+    with pytest.raises(CaffeFormatError, match=r"layer 'norm1' \(TANH\)"):
+        load_caffe(bad_a, model_a)
+
+
+def test_weight_problems_name_the_layer(tmp_path):
+    weights = _random_weights(NET_A, NET_A_INPUT, seed=1)
+    proto, model = write_net(tmp_path, NET_A, NET_A_INPUT, weights, "v1")
+    wider = _edit_prototxt(proto, tmp_path / "wider.prototxt", "num_output: 12", "num_output: 18")
+    with pytest.raises(CaffeFormatError, match=r"layer 'conv2' weight has shape \(12, 4, 3, 3\), the prototxt needs \(18, 4, 3, 3\)"):
+        load_caffe(wider, model)
+    renamed = _edit_prototxt(proto, tmp_path / "renamed.prototxt", 'name: "conv2"', 'name: "conv2_new"')
+    with pytest.raises(CaffeFormatError, match=r"no weights for layer 'conv2_new'"):
+        load_caffe(renamed, model)
+    with pytest.raises(CaffeFormatError, match="not a binary Caffe model|holds no layers"):
+        read_caffemodel(proto)
+    with pytest.raises(CaffeFormatError, match="not a Caffe network description"):
+        read_prototxt(_edit_prototxt(proto, tmp_path / "typo.prototxt", "kernel_size", "kernal_size"))
+
+
+# --------------------------------------------------------------------------- convert, BenchModel, CAM
+
+
+def test_convert_round_trip_and_weights_only(tiny, tmp_path):
+    dialect, layers, weights, proto, model, x = tiny
+    out = convert_caffe(proto, model, tmp_path / "conv" / "net.pt", paper_name="VGGnet-GAP")
+    payload = torch.load(out, weights_only=True)
+    assert payload["format"] == "bench-caffe-net" and payload["meta"]["paper_name"] == "VGGnet-GAP"
+    a = load_caffe(proto, model)
+    b, meta = load_converted(out)
+    assert meta["caffemodel"] == model.name
+    xt = torch.from_numpy(x).float()
+    with torch.no_grad():
+        assert torch.equal(a(xt), b(xt))
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_bench_model_cam_identity_and_preprocessing(tiny, tmp_path):
+    from bench.models import build_model
+    from bench.models.caffe import CAFFE_MEAN_BGR
+
+    dialect, layers, weights, proto, model, x = tiny
+    bench_model, info = build_model(str(proto), weights=model)
+    assert info.source == "file" and info.path == str(model.resolve())
+    spec = bench_model.spec
+    assert spec.head == "gap" and spec.input_size == (NET_A_INPUT if dialect == "v1" else NET_B_INPUT)[1]
+    # harness input: (rgb01 - mean) / std with the spec's mean/std == 255 rgb - mean_rgb
+    rgb01 = torch.rand(2, 3, spec.input_size, spec.input_size, dtype=torch.float64)
+    mean, std = torch.tensor(spec.mean, dtype=torch.float64), torch.tensor(spec.std, dtype=torch.float64)
+    normed = (rgb01 - mean[:, None, None]) / std[:, None, None]
+    bgr = (255 * rgb01).flip(1) - torch.tensor(CAFFE_MEAN_BGR, dtype=torch.float64)[:, None, None]
+    bench_model = bench_model.double()
+    with torch.no_grad():
+        logits, features = bench_model(normed)
+    want = np.stack([ref_forward(layers, weights, xi) for xi in bgr.numpy()])
+    np.testing.assert_allclose(logits.numpy(), want, rtol=0, atol=1e-9 * np.abs(want).max())
+    # features: the input of the CAM pooling (after the in-place CAM ReLU)
+    pool_name = "CAM_pool" if dialect == "v1" else "gap"
+    ref_feat = np.stack([ref_forward(layers, weights, xi, keep=pool_name)[1] for xi in bgr.numpy()])
+    np.testing.assert_allclose(features.numpy(), ref_feat, rtol=0, atol=1e-9 * np.abs(ref_feat).max())
+    assert features.shape[-1] == spec.grid
+    # CAM identity: mean of (CAM + bias) over the map == logit, for every class
+    w, b = bench_model.classifier()
+    cams = torch.einsum("bkhw,ck->bchw", features, w) + b[None, :, None, None]
+    torch.testing.assert_close(cams.mean((2, 3)), logits, rtol=1e-12, atol=1e-12)
+    assert bench_model.num_classes == 5
+
+
+def test_caffe_model_string_from_converted_file(tiny, tmp_path):
+    from bench.models import WeightsError, build_model
+
+    dialect, layers, weights, proto, model, x = tiny
+    out = convert_caffe(proto, model, tmp_path / "vgg16CAM_train_iter_90000.pt")
+    m, info = build_model(f"caffe:{out}")
+    assert m.spec.name == "vgg16CAM_train_iter_90000" and info.path == str(out.resolve())
+    assert m.spec.paper_name is None  # guessed from the source file names (net.prototxt / net.caffemodel)
+    direct, _ = build_model(str(proto), weights=model)
+    xt = torch.randn(1, 3, m.spec.input_size, m.spec.input_size)
+    with torch.no_grad():
+        assert torch.equal(m(xt)[0], direct(xt)[0])
+    with pytest.raises(WeightsError, match="needs its weights"):
+        build_model(str(proto))
+    with pytest.raises(WeightsError, match="holds its weights"):
+        build_model(f"caffe:{out}", weights=model)
+    with pytest.raises(FileNotFoundError):
+        build_model(f"caffe:{tmp_path / 'missing.pt'}")
+
+
+def test_cam_head_requires_whole_map_average(tmp_path):
+    """A MAX pool (or an AVE pool smaller than the map) before the last InnerProduct is no GAP head."""
+    layers = [dict(L) for L in NET_A]
+    for L in layers:
+        if L["name"] == "CAM_pool":
+            L["pool"] = "MAX"
+    weights = _random_weights(layers, NET_A_INPUT, seed=1)
+    proto, model = write_net(tmp_path, layers, NET_A_INPUT, weights, "v1")
+    net = load_caffe(proto, model)
+    assert find_cam_head(net.arch) is None
+    from bench.models import CamNotApplicable, build_model
+
+    m, _ = build_model(str(proto), weights=model)
+    assert m.spec.head == "fc" and m(torch.zeros(1, 3, 19, 19))[1] is None
+    with pytest.raises(CamNotApplicable):
+        m.classifier()
+
+
+# --------------------------------------------------------------------------- the authors' real files
+
+_REAL = {
+    # prototxt, caffemodel, input size, CAM feature map (C, h, w)
+    "vgg16": ("deploy_vgg16CAM.prototxt", "vgg16CAM_train_iter_90000.caffemodel", 224, [1024, 14, 14]),
+    "googlenet": ("train_val_googlenetCAM.prototxt", "imagenet_googlenetCAM_train_iter_120000.caffemodel", 224, [1024, 14, 14]),
+    "alexnetplus": ("deploy_alexnetplusCAM_imagenet.prototxt", "alexnetplusCAM_imagenet.caffemodel", 227, [512, 11, 11]),
+}
+
+
+@pytest.mark.parametrize("which", sorted(_REAL))
+def test_real_models_layer_shapes(which):
+    root = os.environ.get("BENCH_CAFFE_DIR")
+    if not root:
+        pytest.skip("set BENCH_CAFFE_DIR to a folder holding the CAM release's prototxt and caffemodel files")
+    proto_name, model_name, size, cam_shape = _REAL[which]
+    proto, model = Path(root) / proto_name, Path(root) / model_name
+    if not (proto.is_file() and model.is_file()):
+        pytest.skip(f"{proto_name} / {model_name} not in BENCH_CAFFE_DIR={root}")
+    net = load_caffe(proto, model)  # loading checks every weight's shape against the prototxt
+    assert net.arch["input"]["shape"] == [3, size, size]
+    head = find_cam_head(net.arch)
+    assert head is not None
+    shapes = infer_shapes(net.arch)
+    assert shapes[head[0]]["inputs"][0] == cam_shape
+    assert shapes[-1]["output"] == [1000]
+    with torch.no_grad():
+        out, feat = net.forward_blobs(torch.zeros(1, 3, size, size), capture=head[0])
+    assert list(out.shape) == [1, 1000] and list(feat.shape[1:]) == cam_shape
