@@ -7,6 +7,7 @@
     bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
     bench show RUN [RUN2] [--images ID ...|--worst N|--best N|--random N] [--seed S] [--out DIR]
     bench report RUN ... [--out report.html] [--gallery N] [--curve-limit N] [--assets DIR]
+    bench convert caffe DEPLOY.prototxt X.caffemodel --out NET.pt [--paper-name ROW]
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--weights", type=Path, default=None, help="start from this checkpoint instead of the recipe's init")
     train.add_argument("--val", type=Path, default=None, help="val root for the final accuracy (default: auto)")
     train.add_argument("--no-progress", action="store_true")
+    convert = sub.add_parser("convert", help="convert a foreign model file into one the harness loads")
+    convert_sub = convert.add_subparsers(dest="convert_command", required=True)
+    caffe = convert_sub.add_parser("caffe", help="Caffe deploy/train_val .prototxt + .caffemodel -> NET.pt (needs the caffe extra)")
+    caffe.add_argument("deploy", type=Path, help="the network's .prototxt (deploy or train_val; TEST phase)")
+    caffe.add_argument("caffemodel", type=Path, help="its trained weights (.caffemodel)")
+    caffe.add_argument("--out", type=Path, required=True, help="output file; run it with --model caffe:NET.pt")
+    caffe.add_argument("--paper-name", default=None, help="CAM paper row (e.g. VGGnet-GAP); default: guessed from the file names")
     return parser
 
 
@@ -307,7 +315,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
+def cmd_convert(args: argparse.Namespace) -> int:
+    try:
+        from bench.models.caffe import convert_caffe
+    except ImportError as exc:
+        raise SystemExit(f"bench convert caffe: {exc}") from None
+
+    out = convert_caffe(args.deploy, args.caffemodel, args.out, paper_name=args.paper_name)
+    print(f"wrote {out}; evaluate it with --model caffe:{out}")
+    return 0
+
+
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train, "convert": cmd_convert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

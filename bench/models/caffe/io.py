@@ -34,13 +34,20 @@ def read_prototxt(path: str | os.PathLike[str]) -> "schema.NetParameter":
         CaffeFormatError: not valid protobuf text for the schema (message: file, line, field).
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise CaffeFormatError(f"{path}: binary data, not a text .prototxt (pass the .prototxt first, then the .caffemodel)")
     net = schema.NetParameter()
     try:
         text_format.Parse(text, net)
     except text_format.ParseError as exc:
+        detail = str(exc) if len(str(exc)) <= 300 else str(exc)[:300] + "..."
         raise CaffeFormatError(
-            f"{path}: not a Caffe network description this reader supports ({exc}); "
+            f"{path}: not a Caffe network description this reader supports ({detail}); "
             "pass the deploy/train_val .prototxt, not the .caffemodel"
         ) from None
     if not net.layer and not net.layers:
