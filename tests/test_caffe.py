@@ -597,3 +597,165 @@ def test_real_models_layer_shapes(which):
     with torch.no_grad():
         out, feat = net.forward_blobs(torch.zeros(1, 3, size, size), capture=head[0])
     assert list(out.shape) == [1, 1000] and list(feat.shape[1:]) == cam_shape
+
+
+# --------------------------------------------------------------------------- MATLAB imresize
+
+
+def test_matlab_imresize_hand_values():
+    from bench.models.caffe.matlab_resize import imresize_matrix
+
+    # bilinear 2 -> 4 (u = x/2 + 1/4; the left tap mirrors onto pixel 1): [0, .25, .75, 1]
+    np.testing.assert_allclose(imresize_matrix(2, 4, "bilinear") @ [0.0, 1.0], [0, 0.25, 0.75, 1], atol=1e-15)
+    # bilinear 4 -> 2 with antialiasing: triangle stretched x2, taps .125 .375 .375 .125, the
+    # first one mirrored onto pixel 1
+    np.testing.assert_allclose(imresize_matrix(4, 2, "bilinear")[0], [0.5, 0.375, 0.125, 0], atol=1e-15)
+    np.testing.assert_allclose(imresize_matrix(4, 2, "bilinear", antialias=False)[0], [0.5, 0.5, 0, 0], atol=1e-15)
+    # bicubic x2 (a = -0.5): output 2 sits at u = 1.25: taps at 0 (mirror of 1), 1, 2, 3 with
+    # Keys weights k(1.25), k(.25), k(.75), k(1.75)
+    def keys(t):
+        t = abs(t)
+        return 1.5 * t**3 - 2.5 * t**2 + 1 if t <= 1 else -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2 if t <= 2 else 0.0
+
+    row = imresize_matrix(4, 8, "bicubic")[1]
+    w = [keys(1.25), keys(0.25), keys(0.75), keys(1.75)]
+    np.testing.assert_allclose(row, [w[0] + w[1], w[2], w[3], 0], atol=1e-15)
+    for n_in, n_out in ((14, 224), (256, 500), (256, 120), (7, 7)):
+        m = imresize_matrix(n_in, n_out, "bicubic")
+        np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-12)  # constants are kept
+    np.testing.assert_array_equal(imresize_matrix(9, 9, "bicubic"), np.eye(9))
+
+
+# --------------------------------------------------------------------------- ten crops
+
+
+def test_crop_offsets_follow_matlab_loops():
+    from bench.models.caffe.tencrop import crop_offsets
+
+    # prepare_image.m: for i (x) in [1, a+1], for j (y) in [1, a+1]; centre floor((256-c+1)/2)+1 (1-based)
+    assert crop_offsets(224) == [(0, 0), (32, 0), (0, 32), (32, 32), (16, 16)]
+    assert crop_offsets(227) == [(0, 0), (29, 0), (0, 29), (29, 29), (15, 15)]
+
+
+def test_ten_crops_positions_and_flips():
+    from bench.models.caffe.tencrop import ten_crops
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    frame = torch.from_numpy(np.stack([1000.0 * yy + xx] * 3))
+    crops = ten_crops(frame, 224)
+    assert crops.shape == (10, 3, 224, 224)
+    corners = [(0, 0), (32, 0), (0, 32), (32, 32), (16, 16)]
+    for n, (y, x) in enumerate(corners):
+        assert crops[n, 0, 0, 0] == 1000 * y + x and crops[n, 0, 223, 223] == 1000 * (y + 223) + x + 223
+        # flipped copy: its first column is the crop's last column
+        assert crops[n + 5, 0, 0, 0] == 1000 * y + x + 223 and crops[n + 5, 0, 5, 223] == 1000 * (y + 5) + x
+
+
+def test_merge_ten_crops_aligns_hand_built_cams():
+    from bench.models.caffe.tencrop import merge_ten_crops, ten_crops
+
+    # CAMs cut from one frame F (crops, then flipped crops) must merge back onto F, times how
+    # many crops cover each pixel (twice each crop: itself and its flip), signs dropped by |.|
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(256, 256))
+    cams = ten_crops(torch.from_numpy(F)[None], 227)[:, 0]
+    merged = merge_ten_crops(cams).numpy()
+    cover = np.zeros((256, 256))
+    for y, x in [(0, 0), (29, 0), (0, 29), (29, 29), (15, 15)]:
+        cover[y : y + 227, x : x + 227] += 2
+    np.testing.assert_allclose(merged, np.abs(F) * cover, rtol=1e-15)
+    # one hot pixel in the flipped bottom-left crop (number 7): crop pixel (0, 0) is, unflipped,
+    # the crop's last column: frame (y = 29, x = 0 + 226)
+    one = torch.zeros(10, 227, 227, dtype=torch.float64)
+    one[6, 0, 0] = -2.0
+    hit = np.argwhere(merge_ten_crops(one).numpy())
+    assert hit.tolist() == [[29, 226]] and merge_ten_crops(one)[29, 226] == 2.0
+
+
+def test_prepare_image_bgr_and_mean(tmp_path):
+    from scipy.io import savemat
+
+    from bench.models.caffe.tencrop import load_mean_image, prepare_image
+
+    img = np.empty((300, 170, 3), dtype=np.uint8)
+    img[...] = (200, 100, 50)  # R, G, B
+    frame = prepare_image(img)
+    assert frame.shape == (3, 256, 256) and frame.dtype == torch.float32
+    want = np.array([50 - 104.007, 100 - 116.669, 200 - 122.679], dtype=np.float32)
+    np.testing.assert_allclose(frame.numpy()[:, 10, 20], want, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(frame.numpy().std(axis=(1, 2)), 0, atol=2e-5)
+    # the release's .mat mean is W x H x C (BGR): element [x, y, c] belongs to row y, column x
+    mean_whc = np.zeros((256, 256, 3), dtype=np.float32)
+    mean_whc[7, 3, 0] = 9.0  # x = 7, y = 3, channel B
+    savemat(tmp_path / "mean.mat", {"mean_data": mean_whc})
+    mean = load_mean_image(tmp_path / "mean.mat")
+    assert mean.shape == (3, 256, 256) and mean[0, 3, 7] == 9.0 and mean.sum() == 9.0
+    np.save(tmp_path / "mean.npy", mean)
+    np.testing.assert_array_equal(load_mean_image(tmp_path / "mean.npy"), mean)
+    blob = schema.BlobProto(num=1, channels=3, height=256, width=256)
+    blob.data.extend(mean.reshape(-1).tolist())
+    (tmp_path / "mean.binaryproto").write_bytes(blob.SerializeToString())
+    np.testing.assert_array_equal(load_mean_image(tmp_path / "mean.binaryproto"), mean)
+    with_mean = prepare_image(img, mean)
+    assert with_mean[0, 3, 7] == pytest.approx(50 - 9.0, abs=2e-5) and with_mean[1, 3, 7] == pytest.approx(100, abs=2e-5)
+
+
+def test_tencrop_maps_against_a_crop_by_crop_reference(tmp_path):
+    """Scores = mean softmax over the ten crops; maps = |CAM| of each crop placed by hand, summed."""
+    from bench.models.caffe.matlab_resize import imresize
+    from bench.models.caffe.tencrop import prepare_image, tencrop_maps
+
+    weights = _random_weights(NET_B, NET_B_INPUT, seed=4)
+    proto, model = write_net(tmp_path, NET_B, NET_B_INPUT, weights, "v2")
+    net = load_caffe(proto, model)
+    image = np.random.default_rng(1).integers(0, 256, size=(40, 57, 3), dtype=np.uint8)
+    res = tencrop_maps(net, image, extra_classes=(3,))
+    assert res.maps.shape == (6, 40, 57) and res.map_classes[-1] == 3
+    frame = prepare_image(image).double().numpy()
+    c, a = 12, 256 - 12
+    placed = [(0, 0), (0, a), (a, 0), (a, a), ((a + 1) // 2, (a + 1) // 2)]  # MATLAB (x, y) loop order
+    probs, per_crop = [], []
+    for flip in (False, True):
+        for x0, y0 in placed:
+            crop = frame[:, y0 : y0 + c, x0 : x0 + c]
+            crop = crop[:, :, ::-1] if flip else crop
+            scores, feat = ref_forward(NET_B, weights, crop, keep="gap")
+            p = np.exp(scores - scores.max())
+            probs.append(p / p.sum())
+            per_crop.append((x0, y0, flip, feat))
+    mean_p = np.mean(probs, axis=0)
+    order = np.argsort(-mean_p, kind="stable")[:5]
+    np.testing.assert_array_equal(res.top_classes, order)
+    np.testing.assert_allclose(res.top_scores, mean_p[order], rtol=1e-5)
+    w_fc = weights["fc"][0]
+    for m, cls in enumerate(res.map_classes):
+        acc = np.zeros((256, 256))
+        for x0, y0, flip, feat in per_crop:
+            cam = np.tensordot(w_fc[cls], feat, axes=1)
+            up = imresize(torch.from_numpy(cam), (c, c), "bicubic").numpy()
+            acc[y0 : y0 + c, x0 : x0 + c] += np.abs(up[:, ::-1] if flip else up)
+        full = imresize(torch.from_numpy(acc), (40, 57), "bicubic").numpy()
+        np.testing.assert_allclose(res.maps[m], full / full.max(), rtol=0, atol=2e-5)
+
+
+def test_release_boxes_from_gray_equals_cam_release_and_jpeg_option():
+    from scipy import ndimage
+
+    from bench.models.caffe.tencrop import jpeg_roundtrip, release_boxes_from_gray, tencrop_release_boxes
+    from bench.release_boxes import cam_release_boxes, release_gray
+
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        cam = ndimage.gaussian_filter(rng.normal(size=(61, 83)), 4)
+        want, degenerate = cam_release_boxes(cam)
+        got, got_degenerate = release_boxes_from_gray(release_gray(cam))
+        np.testing.assert_array_equal(got, want)
+        assert got_degenerate == degenerate
+        np.testing.assert_array_equal(tencrop_release_boxes(cam / cam.max())[0], want)
+        gray = release_gray(cam)
+        decoded = jpeg_roundtrip(gray)
+        assert decoded.shape == gray.shape and not np.array_equal(decoded, gray)
+        assert np.abs(decoded.astype(int) - gray).max() < 40  # lossy, but the same picture
+        np.testing.assert_array_equal(tencrop_release_boxes(cam, jpeg=True)[0], release_boxes_from_gray(decoded)[0])
+    whole, degenerate = tencrop_release_boxes(np.zeros((5, 7)))
+    assert degenerate and whole.tolist() == [[0, 0, 6, 4]] * 2
