@@ -147,7 +147,7 @@ def _emit(text: str, out: Path | None) -> None:
 
 def cmd_list() -> int:
     from bench.models import list_models
-    from bench.protocol import list_suites, load_protocol
+    from bench.core.protocol import list_suites, load_protocol
 
     print("suites:")
     for name, path in list_suites().items():
@@ -160,8 +160,8 @@ def cmd_list() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.engine import RunConfig, resolve_device
-    from bench.suite import SuiteRequest, run_named_suite
+    from bench.run.engine import RunConfig, resolve_device
+    from bench.run.suite import SuiteRequest, run_named_suite
 
     config = RunConfig(
         device=resolve_device(args.device),
@@ -191,9 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from bench.protocol import load_protocol
-    from bench.rescore import rescore_run
-    from bench.results import RunDir
+    from bench.core.protocol import load_protocol
+    from bench.run.rescore import rescore_run
+    from bench.run.results import RunDir
 
     source = RunDir(args.run_dir)
     protocol = load_protocol(args.protocol)
@@ -208,8 +208,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.results import RunDir
-    from bench.run_metrics import sweep_run
+    from bench.run.results import RunDir
+    from bench.analysis.run_metrics import sweep_run
 
     result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
@@ -218,8 +218,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench.results import RunDir
-    from bench.run_metrics import coco_export
+    from bench.run.results import RunDir
+    from bench.analysis.run_metrics import coco_export
 
     result = coco_export(RunDir(args.run_dir))
     print(json.dumps(result, indent=2))
@@ -228,7 +228,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from bench.report import load_runs, paper_table, render, table_caption
+    from bench.report.tables import load_runs, paper_table, render, table_caption
 
     frame = paper_table(load_runs(args.runs), args.paper, with_paper=args.with_paper, suite=args.suite)
     if frame.empty:
@@ -238,7 +238,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.report import CompareError, compare_families, compare_runs, load_runs, render
+    from bench.report.tables import CompareError, compare_families, compare_runs, load_runs, render
 
     try:
         if Path(args.a).is_dir() and Path(args.b).is_dir():
@@ -270,7 +270,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from bench.viz import show
+    from bench.report.overlays import show
 
     if len(args.runs) > 2:
         raise SystemExit("bench show: give one run, or two runs to show side by side")
@@ -287,7 +287,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.html_report import build_report
+    from bench.report.html import build_report
 
     path = build_report(
         args.runs, args.out, gallery=args.gallery, curve_limit=args.curve_limit, device=args.device,
@@ -332,11 +332,11 @@ _COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescor
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bench` console script. Expected errors print one clear message, exit 2."""
     from bench.data.ilsvrc import DataError
-    from bench.engine import RunError
+    from bench.run.engine import RunError
     from bench.models import UnknownModelError, WeightsError
-    from bench.protocol import ProtocolError
-    from bench.rescore import RescoreError
-    from bench.run_metrics import RunMetricsError
+    from bench.core.protocol import ProtocolError
+    from bench.run.rescore import RescoreError
+    from bench.analysis.run_metrics import RunMetricsError
 
     args = _parser().parse_args(argv)
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
-from bench.boxes import boxes_for_maps  # noqa: E402
+from bench.core.boxes import boxes_for_maps  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 

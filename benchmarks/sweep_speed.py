@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from box_speed import smooth_cams  # noqa: E402
 
-from bench.sweep import normalize_map, reference_sweep_map, sweep_map  # noqa: E402
+from bench.core.sweep import normalize_map, reference_sweep_map, sweep_map  # noqa: E402
 
 
 def _time(fn, maps: list[np.ndarray]) -> tuple[float, list]:  # noqa: ANN001

@@ -86,13 +86,13 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None, help="existing ILSVRC-layout data (else generated)")
     args = parser.parse_args()
 
-    from bench.boxes import boxes_for_maps
+    from bench.core.boxes import boxes_for_maps
     from bench.data.ilsvrc import load_val
     from bench.data.transforms import InputTransform, decode_rgb
-    from bench.engine import RunConfig, run_suite
+    from bench.run.engine import RunConfig, run_suite
     from bench.models import build_model
-    from bench.protocol import load_protocol
-    from bench.results import RunDir
+    from bench.core.protocol import load_protocol
+    from bench.run.results import RunDir
 
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="bench-throughput-"))

@@ -1,4 +1,4 @@
-"""Tests of bench.boxes: the ``largest_cc`` rule, hand-computed cases and properties."""
+"""Tests of bench.core.boxes: the ``largest_cc`` rule, hand-computed cases and properties."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
-from bench.boxes import BOX_RULES, boxes_for_maps, largest_cc_box, largest_cc_boxes
+from bench.core.boxes import BOX_RULES, boxes_for_maps, largest_cc_box, largest_cc_boxes
 
 
 def box(cam: np.ndarray, t: float = 0.2, connectivity: int = 8) -> tuple[list[int], bool]:

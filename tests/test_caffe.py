@@ -742,7 +742,7 @@ def test_release_boxes_from_gray_equals_cam_release_and_jpeg_option():
     from scipy import ndimage
 
     from bench.models.caffe.tencrop import jpeg_roundtrip, release_boxes_from_gray, tencrop_release_boxes
-    from bench.release_boxes import cam_release_boxes, release_gray
+    from bench.core.release_boxes import cam_release_boxes, release_gray
 
     rng = np.random.default_rng(7)
     for _ in range(6):

@@ -1,11 +1,11 @@
-"""Tests of bench.cam: the CAM formula and the upsampling, against hand-computed values."""
+"""Tests of bench.core.cam: the CAM formula and the upsampling, against hand-computed values."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bench.cam import class_activation_maps, upsample_cam
+from bench.core.cam import class_activation_maps, upsample_cam
 
 
 def test_cam_hand_example() -> None:

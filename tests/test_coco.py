@@ -1,4 +1,4 @@
-"""Tests of bench.coco: COCO JSON from records and box AP through pycocotools."""
+"""Tests of bench.analysis.coco: COCO JSON from records and box AP through pycocotools."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.coco import coco_eval, coco_json, inclusive_to_coco
-from bench.results import RECORD_COLUMNS
+from bench.analysis.coco import coco_eval, coco_json, inclusive_to_coco
+from bench.run.results import RECORD_COLUMNS
 
 
 def records(rows: list[dict]) -> pd.DataFrame:

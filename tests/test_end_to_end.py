@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.boxes import largest_cc_box
-from bench.cam import class_activation_maps, upsample_cam
+from bench.core.boxes import largest_cc_box
+from bench.core.cam import class_activation_maps, upsample_cam
 from bench.cli import main
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import load_val
 from bench.data.transforms import InputTransform, decode_rgb
-from bench.metrics import best_iou
+from bench.core.metrics import best_iou
 from bench.models import build_model
-from bench.results import RunDir, parse_boxes, parse_floats, parse_ints
+from bench.run.results import RunDir, parse_boxes, parse_floats, parse_ints
 
 pytest.importorskip("efficientnet_lite_pytorch")
 
@@ -126,8 +126,8 @@ def test_resume_after_losing_shards_gives_identical_files(layout_runs: dict[str,
 
 
 def test_resume_refuses_a_different_run_in_the_same_folder(layout_runs: dict[str, Path], generated: dict[str, Path]) -> None:
-    from bench.engine import RunConfig, RunConflict, run_suite
-    from bench.protocol import load_protocol
+    from bench.run.engine import RunConfig, RunConflict, run_suite
+    from bench.core.protocol import load_protocol
 
     model, info = build_model("efficientnet_lite0")
     other_protocol = load_protocol("ilsvrc_loc_tight_loose")
@@ -291,7 +291,7 @@ def test_gradient_maps_give_fc_networks_table2_rows(generated: dict[str, Path], 
 
 def test_release_rule_runs_end_to_end(generated: dict[str, Path], tmp_path: Path) -> None:
     """ilsvrc_loc_release: guesses are the released generator's (loose, tight) boxes of c1, c2, c3."""
-    from bench.release_boxes import cam_release_boxes
+    from bench.core.release_boxes import cam_release_boxes
 
     out = tmp_path / "rel"
     assert main(["run", "--suite", "ilsvrc_loc_release", "--data", str(generated["voc"]), "--limit", "3", *COMMON, "--model", "efficientnet_lite0", "--out", str(out)]) == 0

@@ -1,4 +1,4 @@
-"""Tests of bench.gradmaps: CAM / backprop / Grad-CAM / Grad-CAM++ maps, on small models."""
+"""Tests of bench.core.gradmaps: CAM / backprop / Grad-CAM / Grad-CAM++ maps, on small models."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bench.cam import class_activation_maps
-from bench.gradmaps import GRADCAMPP_EPS, default_layer, localization_maps
+from bench.core.cam import class_activation_maps
+from bench.core.gradmaps import GRADCAMPP_EPS, default_layer, localization_maps
 from bench.models import BenchModel, CamNotApplicable, ModelSpec, build_model
 
 MEAN = (0.0, 0.0, 0.0)

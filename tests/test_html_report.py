@@ -23,8 +23,8 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.html_report import _compare_section, frame_to_html
-from bench.report import load_runs
+from bench.report.html import _compare_section, frame_to_html
+from bench.report.tables import load_runs
 from tests.test_viz import PhotoRuns, photo_runs_for
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)

@@ -1,4 +1,4 @@
-"""Tests of bench.metrics: devkit IoU, per-image evaluation and summaries, by hand."""
+"""Tests of bench.core.metrics: devkit IoU, per-image evaluation and summaries, by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.metrics import best_iou, evaluate_image, iou_inclusive, summarize
+from bench.core.metrics import best_iou, evaluate_image, iou_inclusive, summarize
 
 # ----------------------------------------------------------------------------- IoU
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
 
-from bench.cam import class_activation_maps
+from bench.core.cam import class_activation_maps
 from bench.models import (
     MODELS,
     PAPER_NAMES,

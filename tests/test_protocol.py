@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.protocol import GuessSlot, ProtocolError, list_suites, load_protocol
+from bench.core.protocol import GuessSlot, ProtocolError, list_suites, load_protocol
 
 BASE = """
 [protocol]
@@ -114,7 +114,7 @@ def test_invalid_toml_and_unknown_suite(tmp_path: Path) -> None:
 
 
 def test_resolved_round_trips_through_validation() -> None:
-    from bench.protocol import protocol_from_dict
+    from bench.core.protocol import protocol_from_dict
 
     for suite in ("ilsvrc_loc", "ilsvrc_loc_tight_loose"):
         p = load_protocol(suite)

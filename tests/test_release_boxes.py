@@ -1,4 +1,4 @@
-"""Tests of bench.release_boxes (rule ``cam_release``): every step on hand-built maps."""
+"""Tests of bench.core.release_boxes (rule ``cam_release``): every step on hand-built maps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bench.boxes import BOX_RULES, boxes_for_maps
-from bench.release_boxes import (
+from bench.core.boxes import BOX_RULES, boxes_for_maps
+from bench.core.release_boxes import (
     _fh_dt_row,
     _libstdcxx_sort,
     cam_release_boxes,

@@ -31,8 +31,8 @@ from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import DataError, load_val
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
-from bench.metrics import best_iou
-from bench.results import RunDir, RunLocked, parse_boxes, pid_alive
+from bench.core.metrics import best_iou
+from bench.run.results import RunDir, RunLocked, parse_boxes, pid_alive
 from tests.robust_corpus import (
     GT_KINDS,
     IMAGE_KINDS,
@@ -427,7 +427,7 @@ def test_two_processes_racing_for_a_stale_lock_exactly_one_wins(tmp_path: Path) 
     go = tmp_path / "go"
     script = (
         "import sys, time, pathlib\n"
-        "from bench.results import RunDir, RunLocked\n"
+        "from bench.run.results import RunDir, RunLocked\n"
         "go = pathlib.Path(sys.argv[2])\n"
         "pathlib.Path(sys.argv[3]).touch()\n"  # imports done: ready
         "while not go.exists(): time.sleep(0.001)\n"

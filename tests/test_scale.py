@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cam_cache import cache_size_bytes, read_cam_shard
+from bench.run.cam_cache import cache_size_bytes, read_cam_shard
 from bench.cli import main
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
-from bench.results import RunDir
+from bench.run.results import RunDir
 
 pytest.importorskip("efficientnet_lite_pytorch")
 
@@ -139,9 +139,9 @@ def test_sweep_from_cache_matches_direct_accumulation(cached_runs: Path, data: P
 
     import torch
 
-    from bench.cam import upsample_cam
+    from bench.core.cam import upsample_cam
     from bench.data.ilsvrc import load_val
-    from bench.sweep import SweepAccumulator, scale_boxes
+    from bench.core.sweep import SweepAccumulator, scale_boxes
 
     run = cached_runs / "ilsvrc_loc" / "efficientnet_lite0"
     assert main(["sweep", str(run), "--no-progress"]) == 0

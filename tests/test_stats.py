@@ -1,4 +1,4 @@
-"""Tests of bench.stats: exact McNemar p-values and the paired bootstrap."""
+"""Tests of bench.analysis.stats: exact McNemar p-values and the paired bootstrap."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bench.stats as stats_mod
-from bench.results import RECORD_COLUMNS
-from bench.stats import mcnemar_exact, paired_bootstrap, paired_comparison
+import bench.analysis.stats as stats_mod
+from bench.run.results import RECORD_COLUMNS
+from bench.analysis.stats import mcnemar_exact, paired_bootstrap, paired_comparison
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of bench.sweep: single-pass threshold sweeps against per-threshold labelling."""
+"""Tests of bench.core.sweep: single-pass threshold sweeps against per-threshold labelling."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bench.sweep import (
+from bench.core.sweep import (
     DEFAULT_THRESHOLDS,
     SweepAccumulator,
     normalize_map,

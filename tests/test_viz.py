@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.results import parse_boxes, parse_ints
-from bench.viz import (
+from bench.run.results import parse_boxes, parse_ints
+from bench.report.overlays import (
     GT_COLOR,
     HALO_COLOR,
     HIT_COLOR,
@@ -327,7 +327,7 @@ def _iou_by_hand(a: tuple[int, int, int, int], b: np.ndarray) -> float:
 
 
 def test_threshold_curve_matches_the_run_at_its_threshold_and_hand_checks(runs: PhotoRuns, replay: RunReplay, tmp_path: Path) -> None:
-    from bench.curves import DEFAULT_THRESHOLDS, curve_from_boxes, save_curve, threshold_boxes
+    from bench.analysis.curves import DEFAULT_THRESHOLDS, curve_from_boxes, save_curve, threshold_boxes
 
     tb = threshold_boxes(replay, DEFAULT_THRESHOLDS)
     curve = curve_from_boxes(tb)
@@ -373,7 +373,7 @@ def test_threshold_curve_matches_the_run_at_its_threshold_and_hand_checks(runs: 
 
 
 def test_threshold_curve_api_limit_and_bad_thresholds(runs: PhotoRuns, replay: RunReplay) -> None:
-    from bench.curves import threshold_curve
+    from bench.analysis.curves import threshold_curve
 
     curve = threshold_curve(replay, [0.1, 0.2, 0.5], limit=3)
     assert curve["threshold"].tolist() == [0.1, 0.2, 0.5] and (curve["images"] == 3).all()

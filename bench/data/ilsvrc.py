@@ -42,7 +42,7 @@ reason when the run decodes them (:mod:`bench.data.transforms`).
 
 A blacklist path that lies inside the data root must also *resolve* inside it: a symlink pointing
 out of the root is refused before it is read (protocol files name their blacklist relative to the
-data root; :mod:`bench.protocol` already rejects absolute and ``..`` paths).
+data root; :mod:`bench.core.protocol` already rejects absolute and ``..`` paths).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ The authors' Table 2 numbers come from this pipeline, not from one resized view:
    values summed over the ten crops (:func:`merge_ten_crops`; ``mergeTenCrop.m`` sums the three
    identical colour copies too, a factor 3 that the normalisation removes); the frame resized to
    the original image size (MATLAB bicubic, antialiased when shrinking) and divided by its maximum.
-5. boxes: the ``cam_release`` rule (:mod:`bench.release_boxes`). The release wrote each map as a
+5. boxes: the ``cam_release`` rule (:mod:`bench.core.release_boxes`). The release wrote each map as a
    JPEG (MATLAB ``imwrite``, quality 75) and ``dt_box`` read it back; :func:`tencrop_release_boxes`
    with ``jpeg=True`` repeats that round trip (Pillow's libjpeg, quality 75, grayscale, 4:4:4).
 
@@ -43,7 +43,7 @@ from bench.models.caffe.io import CaffeFormatError, blob_array
 from bench.models.caffe.matlab_resize import imresize
 from bench.models.caffe.model import CAFFE_MEAN_BGR, CaffeCamNet
 from bench.models.caffe.net import CaffeNet
-from bench.release_boxes import (
+from bench.core.release_boxes import (
     release_clamp,
     release_contour_rects,
     release_dt_mask,

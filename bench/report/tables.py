@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from bench.resources import resource_path
-from bench.results import find_runs
+from bench.run.results import find_runs
 
 __all__ = [
     "RunInfo",
@@ -140,7 +140,7 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
             rows.append(row)
         columns = ["method", "model", "suite", "images", "top1_err", "top5_err"]
         if kind == "loc":
-            from bench.run_metrics import read_box_ap
+            from bench.analysis.run_metrics import read_box_ap
 
             box_ap = [read_box_ap(r.path) for r in base]
             if any(v is not None for v in box_ap):  # `bench export --coco` was run on some of them
@@ -212,9 +212,9 @@ def _check_comparable(a: RunInfo, b: RunInfo) -> None:
 def compare_runs(a: RunInfo, b: RunInfo, *, bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Metric rows, columns A, B, B - A (percent points; mean_iou in 0-1), and for the error metrics a
     paired bootstrap 95% interval of B - A (``ci_lo``, ``ci_hi``) and the exact McNemar p-value on the
-    per-image hits (``p_mcnemar``); see :mod:`bench.stats`."""
-    from bench.results import RunDir
-    from bench.stats import paired_comparison
+    per-image hits (``p_mcnemar``); see :mod:`bench.analysis.stats`."""
+    from bench.run.results import RunDir
+    from bench.analysis.stats import paired_comparison
 
     _check_comparable(a, b)
     paired = paired_comparison(RunDir(a.path).read_records(), RunDir(b.path).read_records(), n=bootstrap, seed=seed)

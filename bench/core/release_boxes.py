@@ -97,7 +97,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from bench.maps import check_map
+from bench.core.maps import check_map
 
 __all__ = [
     "RELEASE_THRESHOLDS",
@@ -702,7 +702,7 @@ def cam_release_boxes(cam: np.ndarray, zero_border: bool = True) -> tuple[np.nda
 def cam_release_rule(
     cam: np.ndarray, thresholds: Sequence[float], connectivity: int = 8
 ) -> tuple[np.ndarray, bool]:
-    """Adapter to :class:`bench.boxes.BoxRule`'s multi-threshold signature.
+    """Adapter to :class:`bench.core.boxes.BoxRule`'s multi-threshold signature.
 
     The release fixes its own thresholds (8-bit 20/100/110) and yields ranked boxes, so the
     requested ``thresholds`` are NOT used as thresholds: ``T`` thresholds ask for the first

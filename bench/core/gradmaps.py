@@ -2,7 +2,7 @@
 
 ``localization_maps(model, images, classes, method, layer=None) -> (B, k, h, w)`` with
 
-* ``'cam'`` -- Zhou et al. 2016: :func:`bench.cam.class_activation_maps` of the features the
+* ``'cam'`` -- Zhou et al. 2016: :func:`bench.core.cam.class_activation_maps` of the features the
   :class:`~bench.models.BenchModel` returns (GAP/GMP heads only; fc heads raise
   :class:`~bench.models.CamNotApplicable`). No gradients.
 * ``'backprop'`` -- Simonyan et al. 2014, class saliency: ``max_channel |d S_c / d x|`` at input
@@ -45,7 +45,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from bench.cam import class_activation_maps
+from bench.core.cam import class_activation_maps
 from bench.models import BenchModel, CamNotApplicable
 
 __all__ = ["METHODS", "GRADCAMPP_EPS", "localization_maps", "default_layer", "resolve_layer"]

@@ -27,16 +27,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import bench
-from bench.boxes import boxes_for_maps
-from bench.cam import class_activation_maps, upsample_cam
-from bench.cam_cache import write_cam_shard
+from bench.core.boxes import boxes_for_maps
+from bench.core.cam import class_activation_maps, upsample_cam
+from bench.run.cam_cache import write_cam_shard
 from bench.data.ilsvrc import GTImage, ValSet
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
-from bench.gradmaps import localization_maps
-from bench.metrics import evaluate_image, summarize
+from bench.core.gradmaps import localization_maps
+from bench.core.metrics import evaluate_image, summarize
 from bench.models import BenchModel, WeightsInfo
-from bench.protocol import Protocol
-from bench.results import (
+from bench.core.protocol import Protocol
+from bench.run.results import (
     IOU_DIGITS,
     RunDir,
     RunLocked,
@@ -159,7 +159,7 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
 
 
 def _record(gt: GTImage, blacklisted: bool, status: str, error: str = "", width: int = 0, height: int = 0) -> dict[str, Any]:
-    """A record with every column (bench.results.RECORD_COLUMNS) and nothing guessed or scored yet."""
+    """A record with every column (bench.run.results.RECORD_COLUMNS) and nothing guessed or scored yet."""
     return {
         "image_id": gt.image_id,
         "label": gt.label,
@@ -201,7 +201,7 @@ def image_record(
         top5_classes, top5_scores: the 5 best classes and their softmax probabilities.
         cams: ``(k+1, h, w)`` CAMs of the top-k classes (k = ``protocol.ranks_needed``) then the GT
             class, at feature resolution; None for models that do not localize.
-    Used by the engine (fresh runs) and by :func:`bench.rescore.rescore_run` (cached CAMs), so both
+    Used by the engine (fresh runs) and by :func:`bench.run.rescore.rescore_run` (cached CAMs), so both
     give identical records.
     """
     height, width = size

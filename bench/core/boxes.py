@@ -34,7 +34,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from bench.maps import check_map
+from bench.core.maps import check_map
 
 __all__ = [
     "BoxRule",
@@ -284,8 +284,8 @@ BOX_RULES: dict[str, BoxRule] = {
     ),
 }
 
-# The CAM authors' released box generator (bench.release_boxes does not import this module).
-from bench.release_boxes import cam_release_rule  # noqa: E402
+# The CAM authors' released box generator (bench.core.release_boxes does not import this module).
+from bench.core.release_boxes import cam_release_rule  # noqa: E402
 
 BOX_RULES["cam_release"] = BoxRule(
     name="cam_release",

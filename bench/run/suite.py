@@ -1,6 +1,6 @@
 """`bench run`: resolve a suite's defaults, run each model, run companion suites, write tables.
 
-A suite file's optional ``[suite]`` table (see :mod:`bench.protocol`) supplies the models and data
+A suite file's optional ``[suite]`` table (see :mod:`bench.core.protocol`) supplies the models and data
 when the command line leaves them out (``data = "generated"`` is the embedded generated data set,
 made on first use into the cache), names companion suites to run on the same models and data, and
 lists the paper tables to write under ``OUT/<suite>/tables/`` (CSV, Markdown, LaTeX).
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.ilsvrc import load_val
-from bench.engine import RunConfig, RunError, run_suite, shutdown_distributed
+from bench.run.engine import RunConfig, RunError, run_suite, shutdown_distributed
 from bench.models import build_model
-from bench.protocol import Protocol, load_protocol
-from bench.results import RunDir
+from bench.core.protocol import Protocol, load_protocol
+from bench.run.results import RunDir
 
 __all__ = ["SuiteRequest", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
@@ -53,7 +53,7 @@ def resolve_data(protocol: Protocol, data: Path | None) -> Path:
 
 def write_tables(protocol: Protocol, out: Path) -> list[Path]:
     """Write the suite's tables (from every run under ``out``) as CSV, Markdown and LaTeX."""
-    from bench.report import load_runs, paper_table, render, table_caption
+    from bench.report.tables import load_runs, paper_table, render, table_caption
 
     runs = [r for r in load_runs([out]) if r.suite in (protocol.name, *protocol.companions)]
     written = []
@@ -101,7 +101,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     if protocol.tables and _is_rank0():
         for path in write_tables(protocol, request.out):
             print(f"wrote {path}")
-        from bench.report import load_runs, paper_table, render
+        from bench.report.tables import load_runs, paper_table, render
 
         print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
     return runs

@@ -3,7 +3,7 @@
 Conventions: per-image vectors are aligned (same images, same order); a "hit" vector holds
 1/True where the image counts as a success for a metric (e.g. localized in the top 1), so an
 *error* metric's vector is ``1 - hit``. Differences are **B minus A**, in percent points, like
-:func:`bench.report.compare_runs`.
+:func:`bench.report.tables.compare_runs`.
 
 * :func:`paired_bootstrap`: resample images with replacement (the same resampled images for A
   and B -- the pairing), ``n`` times, with a seeded :class:`numpy.random.Generator`; the CI is the
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from bench.results import records_to_arrays
+from bench.run.results import records_to_arrays
 
 __all__ = ["paired_bootstrap", "mcnemar_exact", "per_image_hits", "paired_comparison", "PAIRED_METRICS"]
 
@@ -105,7 +105,7 @@ def per_image_hits(records: pd.DataFrame) -> pd.DataFrame:
 
     A metric's success is the complement of its error: classification over scored images,
     localization over scored, non-blacklisted images (NaN elsewhere, i.e. outside the metric's
-    denominator, exactly as :func:`bench.metrics.summarize` counts).
+    denominator, exactly as :func:`bench.core.metrics.summarize` counts).
     """
     arr = records_to_arrays(records)
     ok, loc = arr["ok"], arr["ok"] & ~arr["blacklisted"]

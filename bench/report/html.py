@@ -6,10 +6,10 @@ script and no external URL. Sections:
 
 1. the runs: each manifest's essentials (suite and protocol hash, model, weights source and
    SHA-256, data root, layout and fingerprint, images, device, times, command) and its summary;
-2. the CAM paper's Tables 1-3 shapes (:func:`bench.report.paper_table`, with the paper's numbers);
-3. GAP vs GMP (:func:`bench.report.compare_families`), or the reason there is no comparison;
-4. per run: the threshold curve (:mod:`bench.curves`) and a gallery of its best and worst images
-   by GT-known IoU (:mod:`bench.viz` overlays); for GAP/GMP twins on the same data, their worst
+2. the CAM paper's Tables 1-3 shapes (:func:`bench.report.tables.paper_table`, with the paper's numbers);
+3. GAP vs GMP (:func:`bench.report.tables.compare_families`), or the reason there is no comparison;
+4. per run: the threshold curve (:mod:`bench.analysis.curves`) and a gallery of its best and worst images
+   by GT-known IoU (:mod:`bench.report.overlays` overlays); for GAP/GMP twins on the same data, their worst
    images (by the GAP run) side by side.
 
 Runs that cannot be replayed (FC heads, weights or data gone) keep sections 1-3; their section 4
@@ -31,10 +31,10 @@ import pandas as pd
 from PIL import Image
 
 import bench
-from bench.curves import DEFAULT_THRESHOLDS, best_threshold, plot_curve, threshold_curve
-from bench.report import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption
-from bench.results import RunDir
-from bench.viz import Overlay, ReplayError, RunReplay, compose_side_by_side, recorded_command, render_run_images, select_images
+from bench.analysis.curves import DEFAULT_THRESHOLDS, best_threshold, plot_curve, threshold_curve
+from bench.report.tables import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption
+from bench.run.results import RunDir
+from bench.report.overlays import Overlay, ReplayError, RunReplay, compose_side_by_side, recorded_command, render_run_images, select_images
 
 __all__ = ["build_report", "frame_to_html", "image_data_uri", "REPORT_CSS"]
 

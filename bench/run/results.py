@@ -190,7 +190,7 @@ def read_records(path: Path) -> pd.DataFrame:
 
 
 def records_to_arrays(frame: pd.DataFrame, n_guesses: int = 5) -> dict[str, np.ndarray]:
-    """Per-image records -> the arrays :func:`bench.metrics.summarize` takes (missing guesses = -1 / False)."""
+    """Per-image records -> the arrays :func:`bench.core.metrics.summarize` takes (missing guesses = -1 / False)."""
     n = len(frame)
     guess_classes = np.full((n, n_guesses), -1, dtype=np.int64)
     guess_hits = np.zeros((n, n_guesses), dtype=bool)

@@ -1,9 +1,9 @@
 """Threshold curves: localization accuracy against the CAM threshold, for one finished run.
 
 For every image of a run, the maps of the top-1 class and of the GT class are recomputed by
-replaying the run (:class:`bench.viz.RunReplay`: same model and weights, verified; same input
+replaying the run (:class:`bench.report.overlays.RunReplay`: same model and weights, verified; same input
 transform and upsampling), and the run's box rule is applied at each threshold of a sweep with
-ONE call per map (``bench.boxes.largest_cc_boxes(cam, thresholds)``). At threshold ``t``:
+ONE call per map (``bench.core.boxes.largest_cc_boxes(cam, thresholds)``). At threshold ``t``:
 
 * ``gt_known_loc_acc``: % of localization images whose GT-class box at ``t`` has IoU >= the
   protocol's ``iou_threshold`` with at least one GT box (100 - GT-known loc. error at ``t``);
@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from bench.boxes import BOX_RULES
-from bench.metrics import best_iou
-from bench.viz import RunReplay, get_font
+from bench.core.boxes import BOX_RULES
+from bench.core.metrics import best_iou
+from bench.report.overlays import RunReplay, get_font
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -211,7 +211,7 @@ def threshold_curve(
     """Localization accuracy against the CAM threshold for a finished run (see the module docstring).
 
     Args:
-        run_dir: a run folder, or an already opened :class:`~bench.viz.RunReplay`.
+        run_dir: a run folder, or an already opened :class:`~bench.report.overlays.RunReplay`.
         thresholds: strictly increasing fractions of each map's max in [0, 1).
         limit: only the run's first ``limit`` decoded images.
         device, batch_size, workers: how the maps are recomputed.

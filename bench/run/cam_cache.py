@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.results import RunDir, atomic_write_bytes
+from bench.run.results import RunDir, atomic_write_bytes
 
 __all__ = ["cam_shard_path", "write_cam_shard", "read_cam_shard", "cache_size_bytes"]
 

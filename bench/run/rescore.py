@@ -1,8 +1,8 @@
 """`bench rescore`: re-apply a protocol's box rule / thresholds / heuristic to a run's cached CAMs.
 
 The network is not run again: the top-5 classes and scores come from the source run's records and
-the maps from its CAM cache (``bench run --save-cams``, see :mod:`bench.cam_cache`). Records are made
-by the same function as in a fresh run (:func:`bench.engine.image_record`), so rescoring a cache with
+the maps from its CAM cache (``bench run --save-cams``, see :mod:`bench.run.cam_cache`). Records are made
+by the same function as in a fresh run (:func:`bench.run.engine.image_record`), so rescoring a cache with
 protocol P gives exactly the records of a fresh ``--save-cams`` run with P.
 """
 
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.cam_cache import read_cam_shard
+from bench.run.cam_cache import read_cam_shard
 from bench.data.ilsvrc import ValSet, load_val
-from bench.engine import RunConflict, _failed_record, image_record, summarize_run
-from bench.protocol import Protocol, protocol_from_dict
-from bench.results import RunDir, RunLocked, parse_floats, parse_ints
+from bench.run.engine import RunConflict, _failed_record, image_record, summarize_run
+from bench.core.protocol import Protocol, protocol_from_dict
+from bench.run.results import RunDir, RunLocked, parse_floats, parse_ints
 
 __all__ = ["rescore_run", "RescoreError"]
 

@@ -70,16 +70,16 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader
 
-from bench.boxes import boxes_for_maps
-from bench.cam import class_activation_maps, upsample_cam
+from bench.core.boxes import boxes_for_maps
+from bench.core.cam import class_activation_maps, upsample_cam
 from bench.data.classes import load_class_names, load_wnids, read_synset_names
 from bench.data.ilsvrc import CSV_SYNSETS, DataError, GTImage, ValSet, load_val
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
-from bench.engine import RunError, resolve_device
+from bench.run.engine import RunError, resolve_device
 from bench.models import BenchModel, WeightsError, build_model
 from bench.models.sources import sha256_file
-from bench.protocol import Protocol, ProtocolError, protocol_from_dict
-from bench.results import RunDir, parse_boxes, parse_floats, parse_ints
+from bench.core.protocol import Protocol, ProtocolError, protocol_from_dict
+from bench.run.results import RunDir, parse_boxes, parse_floats, parse_ints
 
 __all__ = [
     "CAM_ALPHA",

@@ -1,7 +1,7 @@
 """Post-hoc metrics of a finished run, written beside it: threshold sweeps and COCO box AP.
 
 ``bench sweep RUN`` (MaxBoxAcc, MaxBoxAccV2, PxAP; wsolevaluation definitions, see
-:mod:`bench.sweep`) reads the GT-class maps from the run's CAM cache (``bench run --save-cams``), so
+:mod:`bench.core.sweep`) reads the GT-class maps from the run's CAM cache (``bench run --save-cams``), so
 the network is not run again; the maps are upsampled with the run's protocol to 224x224 (GT boxes
 scaled by truncation, as wsolevaluation does) or to the original size (``--at original``).
 Outputs: ``sweep.json`` (numbers, best thresholds) and ``sweep_curves.csv`` (BoxAcc per tau and delta).
@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from bench.cam import upsample_cam
-from bench.cam_cache import read_cam_shard
+from bench.core.cam import upsample_cam
+from bench.run.cam_cache import read_cam_shard
 from bench.data.ilsvrc import ValSet, load_val
-from bench.results import RunDir, atomic_write_bytes, atomic_write_json
+from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
 
 __all__ = ["RunMetricsError", "sweep_run", "coco_export", "load_run_data"]
 
@@ -60,7 +60,7 @@ def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None
 
 def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True) -> dict[str, Any]:
     """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv."""
-    from bench.sweep import SweepAccumulator, scale_boxes
+    from bench.core.sweep import SweepAccumulator, scale_boxes
 
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
@@ -97,7 +97,7 @@ def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: boo
 
 def coco_export(run: RunDir) -> dict[str, Any]:
     """Write coco.json (GT + detections) and coco_eval.json (AP, AP50, AP75) into the run folder."""
-    from bench.coco import coco_eval, coco_json
+    from bench.analysis.coco import coco_eval, coco_json
 
     valset = load_run_data(run)
     records = run.read_records()

@@ -1,0 +1,1 @@
+"""Numbers derived from finished runs: paired statistics, threshold curves, sweeps, COCO export."""

@@ -1,0 +1,1 @@
+"""The protocol and its rules: maps, boxes, per-image scoring, summaries and threshold sweeps."""

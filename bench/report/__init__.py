@@ -1,0 +1,1 @@
+"""What people read: paper-shaped tables, CAM overlays and the HTML report."""

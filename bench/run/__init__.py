@@ -1,0 +1,1 @@
+"""The run loop and run folders: engine (batches, devices, shards, resume), results, map cache, rescore."""
