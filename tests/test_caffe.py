@@ -759,3 +759,146 @@ def test_release_boxes_from_gray_equals_cam_release_and_jpeg_option():
         np.testing.assert_array_equal(tencrop_release_boxes(cam, jpeg=True)[0], release_boxes_from_gray(decoded)[0])
     whole, degenerate = tencrop_release_boxes(np.zeros((5, 7)))
     assert degenerate and whole.tolist() == [[0, 0, 6, 4]] * 2
+
+
+# --------------------------------------------------------------------------- protocol keys, end to end
+
+
+def test_protocol_tencrop_keys_validate_and_keep_old_hashes():
+    from bench.core.protocol import ProtocolError, load_protocol, protocol_from_dict
+
+    base = load_protocol("ilsvrc_loc_release")
+    raw = base.resolved()
+    assert "pipeline" not in raw["input"] and "jpeg_roundtrip" not in raw["boxes"]  # hash inputs unchanged
+    tencrop = load_protocol("ilsvrc_loc_release_tencrop")
+    assert (tencrop.pipeline, tencrop.mean_image, tencrop.jpeg_roundtrip) == ("tencrop_release", "ilsvrc_2012_mean.mat", True)
+
+    def raw_of(p):  # resolved() with the release's fixed (nominal) thresholds left out again
+        r = p.resolved()
+        r["guesses"] = {"heuristic": r["guesses"]["heuristic"]}
+        return r
+
+    assert tencrop.hash != base.hash and protocol_from_dict(raw_of(tencrop)).hash == tencrop.hash
+    with pytest.raises(ProtocolError, match="`bench run` does not run"):
+        tencrop.require_resize_pipeline("bench run")
+    base.require_resize_pipeline("bench run")
+
+    def bad(table, key, value):
+        r = raw_of(tencrop)
+        r[table][key] = value
+        return r
+
+    with pytest.raises(ProtocolError, match="cam.upsample' must be 'bicubic'"):
+        protocol_from_dict(bad("cam", "upsample", "bilinear"))
+    with pytest.raises(ProtocolError, match="must be a relative path inside the data root"):
+        protocol_from_dict(bad("input", "mean_image", "/etc/mean.mat"))
+    one_view = raw_of(base)
+    one_view["input"]["mean_image"] = "m.mat"
+    with pytest.raises(ProtocolError, match="applies only with input.pipeline"):
+        protocol_from_dict(one_view)
+    loc = load_protocol("ilsvrc_loc").resolved()
+    loc["boxes"]["jpeg_roundtrip"] = True
+    with pytest.raises(ProtocolError, match="jpeg_roundtrip' applies only with boxes.rule = 'cam_release'"):
+        protocol_from_dict(loc)
+    with pytest.raises(ProtocolError, match="cam.method' must be 'cam'"):
+        tencrop.with_method("gradcam")
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """A 1000-class tiny Caffe net (NET_B with fc -> 1000), converted, and 4 generated val images."""
+    from bench.data.classes import load_wnids
+    from bench.data.fixtures import generated_samples, write_ilsvrc_layout
+
+    tmp = tmp_path_factory.mktemp("caffe_e2e")
+    layers = [dict(L, num_output=1000) if L["name"] == "fc" else L for L in NET_B]
+    weights = _random_weights(layers, NET_B_INPUT, seed=11)
+    proto, model = write_net(tmp, layers, NET_B_INPUT, weights, "v2", stem="tinycam")
+    wnids = load_wnids()
+    data = write_ilsvrc_layout(tmp / "data", generated_samples(4, seed=2, wnids=[wnids[i] for i in (3, 500)]), layouts=("voc",))["voc"]
+    return {"tmp": tmp, "layers": layers, "weights": weights, "proto": proto, "model": model, "data": data}
+
+
+def test_bench_run_with_a_converted_caffe_model(e2e, tmp_path):
+    """`bench convert caffe` then `bench run --model caffe:NET.pt`: the scores are the network's on
+    the harness's input, preprocessed here independently (BGR, 0-255, per-channel mean)."""
+    from bench.cli import main
+    from bench.data.ilsvrc import load_val
+    from bench.data.transforms import InputTransform, decode_rgb
+    from bench.models.caffe import CAFFE_MEAN_BGR
+    from bench.run.results import RunDir, parse_ints
+
+    net_pt = tmp_path / "tinycam.pt"
+    assert main(["convert", "caffe", str(e2e["proto"]), str(e2e["model"]), "--out", str(net_pt)]) == 0
+    out = tmp_path / "results"
+    common = ["--workers", "0", "--batch-size", "2", "--no-progress", "--data", str(e2e["data"]), "--out", str(out)]
+    assert main(["run", "--suite", "ilsvrc_loc", "--model", f"caffe:{net_pt}", *common]) == 0
+    run = RunDir(out / "ilsvrc_loc" / "tinycam")
+    frame = run.read_records()
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert run.read_manifest()["model"]["grid"] == 2
+    to01 = InputTransform(12, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    for row, gt in zip(frame.itertuples(), load_val(e2e["data"]).images):
+        rgb01 = to01(decode_rgb(gt.path)).double().numpy()
+        caffe_in = 255.0 * rgb01[::-1] - np.array(CAFFE_MEAN_BGR)[:, None, None]
+        scores = ref_forward(e2e["layers"], e2e["weights"], caffe_in)
+        want = np.argsort(-scores, kind="stable")[:5]
+        assert parse_ints(row.top5_classes).tolist() == want.tolist()
+    # the same model straight from the Caffe files: same records; the run folder of the converted
+    # file is refused to it (same name, other weights file)
+    direct_args = ["run", "--suite", "ilsvrc_loc", "--model", str(e2e["proto"]), "--weights", str(e2e["model"])]
+    assert main([*direct_args, *common]) == 2
+    assert main([*direct_args, *common, "--out", str(tmp_path / "direct")]) == 0
+    direct = RunDir(tmp_path / "direct" / "ilsvrc_loc" / "tinycam").read_records()
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(direct, frame)
+
+
+def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
+    """`bench tencrop`: the suite and its tight/loose companion; records equal the pipeline's
+    functions applied image by image; `bench table` reads the runs; `bench run` refuses the suite."""
+    from bench.cli import main
+    from bench.data.ilsvrc import load_val
+    from bench.data.transforms import decode_rgb
+    from bench.models import build_model
+    from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes
+    from bench.run.results import RunDir, parse_boxes, parse_ints
+
+    mean = np.full((3, 256, 256), 100.0, dtype=np.float32)
+    mean[1] = 120.0
+    np.save(e2e["data"] / "mean.npy", mean)
+    root = Path(__file__).resolve().parents[1] / "protocols"
+    for name in ("ilsvrc_loc_release_tencrop", "ilsvrc_loc_release_tencrop_tight_loose"):
+        text = (root / f"{name}.toml").read_text().replace("ilsvrc_loc_release_tencrop", "tc_test").replace('"ilsvrc_2012_mean.mat"', '"mean.npy"')
+        (tmp_path / f"{name.replace('ilsvrc_loc_release_tencrop', 'tc_test')}.toml").write_text(text)
+    out = tmp_path / "results"
+    model_arg = str(e2e["proto"])
+    args = ["tencrop", "--suite", str(tmp_path / "tc_test.toml"), "--model", model_arg, "--weights", str(e2e["model"]),
+            "--data", str(e2e["data"]), "--limit", "3", "--shard-size", "2", "--no-progress", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    (tmp_path / "protocols").mkdir()
+    (tmp_path / "protocols" / "tc_test_tight_loose.toml").write_text((tmp_path / "tc_test_tight_loose.toml").read_text())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)  # companions are looked up by name in ./protocols, then the shipped suites
+        assert main(args) == 0
+        assert main(args) == 0  # rerunning the same command keeps the finished runs
+    model, _ = build_model(model_arg, weights=e2e["model"])
+    gts = load_val(e2e["data"]).images
+    mean_image = load_mean_image(e2e["data"] / "mean.npy")
+    runs = {s: RunDir(out / s / "tinycam").read_records() for s in ("tc_test", "tc_test_tight_loose")}
+    for frame in runs.values():
+        assert len(frame) == 3 and (frame["status"] == "ok").all()
+    for i, gt in enumerate(gts[:3]):
+        res = tencrop_maps(model, decode_rgb(gt.path), mean_image=mean_image)
+        boxes = [tencrop_release_boxes(m, jpeg=True)[0] for m in res.maps]  # [loose, tight] per top-5 class
+        top5 = runs["tc_test"].iloc[i]
+        assert parse_ints(top5.top5_classes).tolist() == res.top_classes.tolist()
+        assert parse_boxes(top5.guess_boxes).tolist() == [b[0].tolist() for b in boxes]  # bbox1: first box of c1..c5
+        tl = runs["tc_test_tight_loose"].iloc[i]
+        want = [boxes[0][0], boxes[0][1], boxes[1][0], boxes[1][1], boxes[2][0]]  # bboxCombine
+        assert parse_boxes(tl.guess_boxes).tolist() == np.stack(want).tolist()
+    capsys.readouterr()
+    assert main(["table", "--paper", "3", "--runs", str(out)]) == 0
+    assert "tinycam" in capsys.readouterr().out
+    # the one-view commands refuse the ten-crop suite with a clear message
+    assert main(["run", "--suite", str(tmp_path / "tc_test_tight_loose.toml"), "--model", model_arg, "--weights", str(e2e["model"]), "--data", str(e2e["data"]), "--out", str(tmp_path / "r2"), "--no-progress", "--workers", "0"]) == 2
+    assert "bench tencrop" in capsys.readouterr().err

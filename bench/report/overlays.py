@@ -76,7 +76,7 @@ from bench.data.classes import load_class_names, load_wnids, read_synset_names
 from bench.data.ilsvrc import CSV_SYNSETS, DataError, GTImage, ValSet, load_val
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
 from bench.run.engine import RunError, resolve_device
-from bench.models import BenchModel, WeightsError, build_model
+from bench.models import BenchModel, UnknownModelError, WeightsError, build_model
 from bench.models.sources import sha256_file
 from bench.core.protocol import Protocol, ProtocolError, protocol_from_dict
 from bench.run.results import RunDir, parse_boxes, parse_floats, parse_ints
@@ -503,6 +503,8 @@ class RunReplay:
                 f"{run.path}: the recorded protocol hashes to {protocol.hash[:12]}, the manifest says "
                 f"{manifest['protocol_hash'][:12]}; the manifest was edited"
             )
+        if protocol.pipeline != "resize":  # overlays redraw one-view CAMs
+            raise ReplayError(f"{run.path}: a '{protocol.pipeline}' run (bench tencrop) cannot be replayed as one-view CAMs")
         return protocol
 
     @staticmethod
@@ -533,7 +535,7 @@ class RunReplay:
                 model, loaded = build_model(name, file)
             else:
                 model, loaded = build_model(name)
-        except WeightsError as exc:
+        except (WeightsError, UnknownModelError) as exc:  # e.g. a model given as a file, not a registry name
             raise ReplayError(f"{run.path}: cannot load the weights of {name}: {exc}") from exc
         if loaded.sha256 != expected:
             raise ReplayError(

@@ -51,6 +51,7 @@ def rescore_run(source: RunDir, protocol: Protocol, target: RunDir, *, progress:
 
     Holds ``target``'s lock for the whole rescoring, like a run (a concurrent writer is refused).
     """
+    protocol.require_resize_pipeline("bench rescore")  # cached CAMs are one-view CAMs
     try:
         with target.lock():
             return _rescore_locked(source, protocol, target, progress=progress)

@@ -168,7 +168,8 @@ class TenCropResult:
     Attributes:
         top_classes: ``(k,)`` int64, classes by decreasing mean softmax.
         top_scores: ``(k,)`` float32, their mean softmax over the ten crops.
-        map_classes: ``(m,)`` int64, the classes in ``maps`` (``top_classes`` then the extras).
+        map_classes: ``(m,)`` int64, the classes in ``maps`` (the first ``map_ranks`` of
+            ``top_classes``, then the extras).
         maps: ``(m, H, W)`` float32 heat maps at the original size, each divided by its maximum
             (all zero if the map is zero).
     """
@@ -198,6 +199,7 @@ def tencrop_maps(
     *,
     mean_image: np.ndarray | None = None,
     top_k: int = 5,
+    map_ranks: int | None = None,
     extra_classes: tuple[int, ...] = (),
     device: str | torch.device = "cpu",
 ) -> TenCropResult:
@@ -208,6 +210,7 @@ def tencrop_maps(
         image: ``(H, W, 3)`` uint8 RGB (as :func:`bench.data.transforms.decode_rgb` returns).
         mean_image: ``(3, 256, 256)`` BGR mean (:func:`load_mean_image`); None: per-channel mean.
         top_k: how many classes to rank (the release: 5).
+        map_ranks: maps for the first ``map_ranks`` ranked classes (default: all ``top_k``).
         extra_classes: classes whose maps are wanted too (e.g. the GT class for GT-known).
         device: where the network runs (it is moved there).
     """
@@ -219,7 +222,8 @@ def tencrop_maps(
     scores, features = caffe.forward_blobs(crops, capture=net.head[0])
     probs = scores.float().softmax(dim=1).mean(dim=0)
     top_scores, top_classes = probs.topk(min(top_k, probs.numel()))
-    classes = torch.cat([top_classes, torch.as_tensor(extra_classes, dtype=torch.long, device=device)])
+    ranked = top_classes[: top_k if map_ranks is None else map_ranks]
+    classes = torch.cat([ranked, torch.as_tensor(extra_classes, dtype=torch.long, device=device)])
     weight = net.cam_classifier()[0]
     cams = torch.einsum("nkhw,mk->mnhw", features.float(), weight[classes].float())  # (m, 10, h, w)
     cams = imresize(cams.double(), (crop, crop), "bicubic")

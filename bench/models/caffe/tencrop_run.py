@@ -1,0 +1,243 @@
+"""``bench tencrop``: a suite with ``input.pipeline = "tencrop_release"`` run over a data set.
+
+The one-view engine (:mod:`bench.run.engine`) resizes each image once and batches images; the
+release's pipeline needs each decoded image whole (ten crops of a 256 x 256 resize, maps merged
+back at the original size), so it runs here, image by image (ten crops = one batch), and writes a
+run folder of the same layout (``manifest.json``, ``records/`` shards, ``records.csv.gz``,
+``summary.json``; :mod:`bench.run.results`) that ``bench table`` / ``bench compare`` read like any
+run. Records: the same columns, formats and scoring (:func:`bench.core.metrics.evaluate_image`,
+:func:`bench.run.engine.summarize_run`) as the engine's. Resumable by shard; a run folder holding
+a different run is refused. ``bench show`` / ``bench report`` cannot replay these runs (their
+galleries redraw one-view CAMs) and say so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.core.boxes import boxes_for_maps
+from bench.core.metrics import evaluate_image
+from bench.core.protocol import Protocol
+from bench.data.ilsvrc import GTImage, ValSet
+from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
+from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes
+from bench.models.registry import BenchModel
+from bench.models.sources import WeightsInfo, sha256_file
+from bench.run.engine import RunConflict, RunError, library_versions, summarize_run
+from bench.run.results import IOU_DIGITS, RECORD_COLUMNS, RunDir, RunLocked, format_boxes, format_floats, format_ints
+
+__all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record"]
+
+
+def _empty_record(gt: GTImage, blacklisted: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {key: "" for key in RECORD_COLUMNS}
+    record.update(image_id=gt.image_id, label=gt.label, blacklisted=int(blacklisted), width=0, height=0, gtk_hit=0, degenerate=0)
+    return record
+
+
+def tencrop_record(
+    protocol: Protocol, model: BenchModel, gt: GTImage, blacklisted: bool, mean_image: np.ndarray | None, device: str
+) -> dict[str, Any]:
+    """The per-image record (columns of :data:`bench.run.results.RECORD_COLUMNS`) of one image.
+
+    A decoding failure gives ``status = "failed"`` with the reason; nothing else is caught.
+    """
+    record = _empty_record(gt, blacklisted)
+    try:
+        rgb = decode_rgb(gt.path)
+    except (ValueError, OSError) as exc:
+        record.update(status="failed", error=failure_reason(exc, gt.path))
+        return record
+    height, width = rgb.shape[:2]
+    ranks = protocol.ranks_needed
+    res = tencrop_maps(model, rgb, mean_image=mean_image, top_k=5, map_ranks=ranks, extra_classes=(gt.label,), device=device)
+    ranked = [int(c) for c in res.top_classes[:ranks]]
+    gt_map = ranked.index(gt.label) if gt.label in ranked else ranks
+    slots = protocol.slots
+    if protocol.jpeg_roundtrip:  # cam_release through the release's JPEG file
+        pairs = [tencrop_release_boxes(m, jpeg=True) for m in res.maps]
+        n = len(protocol.thresholds)
+        boxes = np.stack([b[:n] for b, _ in pairs])
+        degenerate = np.array([d for _, d in pairs])
+    else:
+        boxes, degenerate = boxes_for_maps(res.maps, protocol.thresholds, rule=protocol.box_rule, connectivity=protocol.connectivity)
+    guess_classes = np.array([res.top_classes[s.rank] for s in slots], dtype=np.int64)
+    guess_boxes = np.stack([boxes[s.rank, s.threshold_index] for s in slots])
+    gtk_box = boxes[gt_map, protocol.gt_known_threshold_index]
+    scored = evaluate_image(gt.label, gt.boxes, guess_classes, guess_boxes, gtk_box, iou_threshold=protocol.iou_threshold)
+    used = sorted({s.rank for s in slots} | {gt_map})
+    record.update(
+        status="ok",
+        width=width,
+        height=height,
+        top5_classes=format_ints(res.top_classes),
+        top5_scores=format_floats(res.top_scores),
+        guess_classes=format_ints(guess_classes),
+        guess_boxes=format_boxes(guess_boxes),
+        guess_ious=format_floats(scored.guess_ious, IOU_DIGITS),
+        guess_hits=format_ints(scored.guess_hits.astype(int)),
+        gtk_box=format_ints(gtk_box),
+        gtk_iou=f"{scored.gtk_iou:.{IOU_DIGITS}f}",
+        gtk_hit=int(scored.gtk_hit),
+        degenerate=int(bool(degenerate[used].any())),
+    )
+    return record
+
+
+def _mean_image(protocol: Protocol, valset: ValSet) -> tuple[np.ndarray | None, str | None]:
+    if not protocol.mean_image:
+        return None, None
+    path = valset.root / protocol.mean_image
+    if not path.is_file():
+        raise RunError(
+            f"{protocol.name}: input.mean_image = '{protocol.mean_image}' is not in the data root ({path}); put the "
+            "release's ilsvrc_2012_mean.mat there (CAM repository), or use a suite with mean_image = \"\" "
+            "(per-channel mean)"
+        )
+    return load_mean_image(path), sha256_file(path)
+
+
+def run_tencrop_suite(
+    protocol: Protocol,
+    valset: ValSet,
+    model: BenchModel,
+    weights: WeightsInfo,
+    run: RunDir,
+    *,
+    device: str = "cpu",
+    limit: int | None = None,
+    shard_size: int = 1000,
+    progress: bool = True,
+    command: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run ``model`` (a Caffe model with a GAP head) through the ten-crop pipeline into ``run``.
+
+    Returns the summary (``summary.json``). Shards already written by the same run are kept.
+
+    Raises:
+        RunError: the protocol is not a ten-crop one, the model has too few classes or no CAM
+            head, or the mean image is missing.
+        RunConflict: ``run`` holds a different run, or another process writes there.
+    """
+    if protocol.pipeline != "tencrop_release":
+        raise RunError(f"{protocol.name}: input.pipeline is '{protocol.pipeline}'; `bench tencrop` runs 'tencrop_release' suites")
+    if model.spec.head != "gap" or not model.spec.family.startswith("caffe:"):
+        raise RunError(f"{model.spec.name}: the ten-crop pipeline needs a Caffe model with a GAP head (caffe:NET.pt or DEPLOY.prototxt)")
+    top_label = max((g.label for g in valset.images), default=-1)
+    if top_label >= model.num_classes or model.num_classes < 5:
+        raise RunError(f"{model.spec.name} predicts {model.num_classes} classes; the data has labels up to {top_label} (and top-5 needs 5)")
+    mean_image, mean_sha = _mean_image(protocol, valset)
+    n_images = len(valset.images) if limit is None else min(limit, len(valset.images))
+    n_shards = (n_images + shard_size - 1) // shard_size
+    identity = {
+        "protocol_hash": protocol.hash,
+        "model": model.spec.name,
+        "weights_sha256": weights.sha256,
+        "data_fingerprint": valset.fingerprint(),
+        "images": n_images,
+        "shard_size": shard_size,
+        "pipeline": protocol.pipeline,
+        "mean_image_sha256": mean_sha,
+    }
+    try:
+        with run.lock():
+            if run.exists():
+                manifest = run.read_manifest()
+                mismatched = [k for k, v in identity.items() if manifest.get("identity", {}).get(k) != v]
+                if mismatched:
+                    raise RunConflict(
+                        f"{run.path} already holds a different run ({', '.join(mismatched)} differ); choose another --out or delete that folder"
+                    )
+            else:
+                manifest = {
+                    "identity": identity,
+                    "protocol_hash": protocol.hash,
+                    "protocol": protocol.resolved(),
+                    "protocol_file": protocol.source,
+                    "model": {
+                        "name": model.spec.name, "paper_name": model.spec.paper_name, "family": model.spec.family,
+                        "head": model.spec.head, "input_size": model.spec.input_size, "grid": model.spec.grid,
+                        "weights_source": weights.source, "weights_path": weights.path, "weights_sha256": weights.sha256,
+                    },  # fmt: skip
+                    "data": {
+                        "root": str(valset.root), "layout": valset.layout, "fingerprint": valset.fingerprint(),
+                        "images_total": len(valset.images), "images_run": n_images,
+                        "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
+                    },  # fmt: skip
+                    "settings": {
+                        "pipeline": protocol.pipeline, "device": device, "limit": limit, "shard_size": shard_size,
+                        "mean_image": protocol.mean_image or None, "mean_image_sha256": mean_sha,
+                        "jpeg_roundtrip": protocol.jpeg_roundtrip, "max_pixels": MAX_PIXELS,
+                        "torch_threads": torch.get_num_threads(), "save_cams": False, "seed": None,
+                    },  # fmt: skip
+                    "versions": library_versions(),
+                    "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+                    "command": list(command) or sys.argv,
+                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                }
+                run.write_manifest(manifest)
+            done = run.done_shards()
+            todo = [k for k in range(n_shards) if k not in done]
+            model.eval()
+            with tqdm(total=sum(min((k + 1) * shard_size, n_images) - k * shard_size for k in todo),
+                      desc=f"{model.spec.name} on {protocol.name}", unit="img", disable=not progress) as bar:  # fmt: skip
+                for k in todo:
+                    records = []
+                    for gt in valset.images[k * shard_size : min((k + 1) * shard_size, n_images)]:
+                        records.append(tencrop_record(protocol, model, gt, gt.image_id in valset.blacklisted, mean_image, device))
+                        bar.update(1)
+                    run.write_shard(k, records)
+            run.merge_shards(n_shards)
+            manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            run.write_manifest(manifest)
+            return summarize_run(run)
+    except RunLocked as exc:
+        raise RunConflict(str(exc)) from None
+
+
+def run_tencrop_named(
+    suite: str,
+    model_name: str,
+    weights: Path | None,
+    data: Path | None,
+    out: Path,
+    *,
+    gt_layout: str = "auto",
+    images: Path | None = None,
+    device: str = "cpu",
+    limit: int | None = None,
+    shard_size: int = 1000,
+    progress: bool = True,
+) -> list[RunDir]:
+    """``bench tencrop``: the suite and its companions, each into ``OUT/<suite>/<model>``; prints the summaries."""
+    import json
+
+    from bench.core.protocol import load_protocol
+    from bench.data.ilsvrc import load_val
+    from bench.models import build_model
+    from bench.run.suite import resolve_data
+
+    protocol = load_protocol(suite)
+    protocols = [protocol, *(load_protocol(c) for c in protocol.companions)]
+    root = resolve_data(protocol, data)
+    model, info = build_model(model_name, weights)
+    runs = []
+    for p in protocols:
+        blacklist = (root / p.blacklist) if p.blacklist else None
+        valset = load_val(root, layout=gt_layout, images_dir=images, blacklist=blacklist)
+        run = RunDir(out / p.name / model.spec.name)
+        summary = run_tencrop_suite(p, valset, model, info, run, device=device, limit=limit, shard_size=shard_size, progress=progress)
+        print(f"{model.spec.name} on {p.name}: results in {run.path}")
+        print(json.dumps(summary, indent=2))
+        runs.append(run)
+    return runs
