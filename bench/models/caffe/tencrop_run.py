@@ -30,6 +30,7 @@ from bench.core.metrics import evaluate_image
 from bench.core.protocol import Protocol
 from bench.data.ilsvrc import GTImage, ValSet
 from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
+from bench.models.caffe.model import CaffeCamNet
 from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes
 from bench.models.registry import BenchModel
 from bench.models.sources import WeightsInfo, sha256_file
@@ -131,7 +132,7 @@ def run_tencrop_suite(
     """
     if protocol.pipeline != "tencrop_release":
         raise RunError(f"{protocol.name}: input.pipeline is '{protocol.pipeline}'; `bench tencrop` runs 'tencrop_release' suites")
-    if model.spec.head != "gap" or not model.spec.family.startswith("caffe:"):
+    if model.spec.head != "gap" or not isinstance(model.net, CaffeCamNet):
         raise RunError(f"{model.spec.name}: the ten-crop pipeline needs a Caffe model with a GAP head (caffe:NET.pt or DEPLOY.prototxt)")
     top_label = max((g.label for g in valset.images), default=-1)
     if top_label >= model.num_classes or model.num_classes < 5:
