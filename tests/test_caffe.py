@@ -902,3 +902,6 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
     # the one-view commands refuse the ten-crop suite with a clear message
     assert main(["run", "--suite", str(tmp_path / "tc_test_tight_loose.toml"), "--model", model_arg, "--weights", str(e2e["model"]), "--data", str(e2e["data"]), "--out", str(tmp_path / "r2"), "--no-progress", "--workers", "0"]) == 2
     assert "bench tencrop" in capsys.readouterr().err
+    # overlays would redraw one-view CAMs: bench show says it cannot replay a ten-crop run
+    assert main(["show", str(out / "tc_test" / "tinycam"), "--out", str(tmp_path / "show"), "--device", "cpu"]) == 2
+    assert "cannot be replayed as one-view CAMs" in capsys.readouterr().err

@@ -19,8 +19,8 @@ Schema (every table and key; anything else is an error naming the key):
 [boxes]    rule ("largest_cc" | "cam_release"), connectivity (4 | 8), jpeg_roundtrip (bool: with
            cam_release, the 8-bit map goes through a quality-75 JPEG as in the release)
            cam_release is the authors' released generator: its thresholds (20, 100, 110 of 255) are
-           fixed, so the guesses.*threshold keys must be left out (nominal 20/255 and 100/255 are
-           recorded) and connectivity must be 8
+           fixed, so the guesses.*threshold keys must be left out or equal the nominal 20/255 and
+           100/255 (which are recorded) and connectivity must be 8
 [guesses]  heuristic ("top5" | "tight_loose");
            top5: threshold (0 <= t < 1);
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
@@ -270,14 +270,15 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                 )
     release = values[("boxes", "rule")] == "cam_release"
     if release:
-        given = [f"guesses.{k}" for k in wanted if values[("guesses", k)] is not None]
+        nominal = {"threshold": 20 / 255, "loose_threshold": 20 / 255, "tight_threshold": 100 / 255}
+        # the recorded nominal values themselves are accepted (a run manifest's resolved protocol)
+        given = [f"guesses.{k}" for k in wanted if values[("guesses", k)] not in (None, nominal[k])]
         if given:
             raise ProtocolError(
                 f"{where}: key(s) {given} cannot be set with boxes.rule = 'cam_release' (its thresholds are fixed)"
             )
         if values[("boxes", "connectivity")] != 8:
             raise ProtocolError(f"{where}: key 'boxes.connectivity' must be 8 with boxes.rule = 'cam_release'")
-        nominal = {"threshold": 20 / 255, "loose_threshold": 20 / 255, "tight_threshold": 100 / 255}
         for k in wanted:
             values[("guesses", k)] = nominal[k]
     thresholds = []
