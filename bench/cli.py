@@ -137,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     tencrop.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
     tencrop.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     tencrop.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
+    tencrop.add_argument("--box-workers", type=int, default=2, help="threads for boxes + scoring, overlapped with the network (0: inline)")
     tencrop.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
     tencrop.add_argument("--no-progress", action="store_true")
 
@@ -338,7 +339,8 @@ def cmd_tencrop(args: argparse.Namespace) -> int:
         raise SystemExit(f"bench tencrop: {exc}") from None
     run_tencrop_named(
         args.suite, args.model, args.weights, args.data, args.out, gt_layout=args.gt_layout, images=args.images,
-        device=resolve_device(args.device), limit=args.limit, shard_size=args.shard_size, progress=not args.no_progress,
+        device=resolve_device(args.device), limit=args.limit, shard_size=args.shard_size,
+        box_workers=args.box_workers, progress=not args.no_progress,
     )  # fmt: skip
     return 0
 

@@ -165,18 +165,14 @@ NET_B = [
     dict(name="inc/output", type="Concat", bottom=["inc/1x1", "inc/3x3", "inc/pool_proj"], top="inc/output"),
     dict(name="pre", type="Convolution", bottom=["inc/output"], top="pre", num_output=8, kernel=2),  # 5x5
     dict(name="pre_relu", type="ReLU", bottom=["pre"], top="pre"),
-    dict(name="pool2", type="Pooling", bottom=["pre"], top="pool2", pool="MAX", kernel=2, stride=2, pad=1),  # 4 -> 3 (last window dropped)
-    dict(name="pool2b", type="Pooling", bottom=["pool2"], top="pool2b", pool="AVE", kernel=2, stride=2, pad=1),  # 3 -> 2
+    dict(name="pool2", type="Pooling", bottom=["pre"], top="pool2", pool="MAX", kernel=2, stride=2, pad=1),  # 5 -> 3: ceil gives 4, the 4th window starts at H + p: dropped
+    dict(name="pool2b", type="Pooling", bottom=["pool2"], top="pool2b", pool="AVE", kernel=2, stride=2, pad=1),  # 3 -> 2, the same rule (AVE)
     dict(name="CAM_conv", type="Convolution", bottom=["pool2b"], top="CAM_conv", num_output=6, kernel=3, pad=1, group=2),
     dict(name="CAM_relu", type="ReLU", bottom=["CAM_conv"], top="CAM_conv"),
-    dict(name="gap", type="Pooling", bottom=["CAM_conv"], top="gap", pool="AVE", global_=True),
+    dict(name="gap", type="Pooling", bottom=["CAM_conv"], top="gap", pool="AVE", **{"global": True}),
     dict(name="fc", type="InnerProduct", bottom=["gap"], top="fc", num_output=5),
     dict(name="prob", type="Softmax", bottom=["fc"], top="prob"),
 ]
-for _L in NET_B:
-    if "global_" in _L:
-        _L["global"] = _L.pop("global_")
-
 _V1_TYPES = {"Convolution": 4, "Pooling": 17, "LRN": 15, "ReLU": 18, "Dropout": 6, "Concat": 3, "InnerProduct": 14, "Softmax": 20}
 
 
@@ -881,12 +877,16 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
         mp.chdir(tmp_path)  # companions are looked up by name in ./protocols, then the shipped suites
         assert main(args) == 0
         assert main(args) == 0  # rerunning the same command keeps the finished runs
+        inline = [*args[:-4], "--out", str(tmp_path / "inline"), "--device", "cpu", "--box-workers", "0"]
+        assert main(inline) == 0
     model, _ = build_model(model_arg, weights=e2e["model"])
     gts = load_val(e2e["data"]).images
     mean_image = load_mean_image(e2e["data"] / "mean.npy")
     runs = {s: RunDir(out / s / "tinycam").read_records() for s in ("tc_test", "tc_test_tight_loose")}
-    for frame in runs.values():
+    for suite_name, frame in runs.items():
         assert len(frame) == 3 and (frame["status"] == "ok").all()
+        inline_records = RunDir(tmp_path / "inline" / suite_name / "tinycam").read_records()
+        pytest.importorskip("pandas.testing").assert_frame_equal(inline_records, frame)  # threads change nothing
     for i, gt in enumerate(gts[:3]):
         res = tencrop_maps(model, decode_rgb(gt.path), mean_image=mean_image)
         boxes = [tencrop_release_boxes(m, jpeg=True)[0] for m in res.maps]  # [loose, tight] per top-5 class

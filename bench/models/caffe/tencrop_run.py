@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 import platform
 import sys
 from collections.abc import Sequence
@@ -31,13 +33,13 @@ from bench.core.protocol import Protocol
 from bench.data.ilsvrc import GTImage, ValSet
 from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
 from bench.models.caffe.model import CaffeCamNet
-from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes
+from bench.models.caffe.tencrop import TenCropResult, load_mean_image, tencrop_maps, tencrop_release_boxes
 from bench.models.registry import BenchModel
 from bench.models.sources import WeightsInfo, sha256_file
 from bench.run.engine import RunConflict, RunError, library_versions, summarize_run
 from bench.run.results import IOU_DIGITS, RECORD_COLUMNS, RunDir, RunLocked, format_boxes, format_floats, format_ints
 
-__all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record"]
+__all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record", "score_tencrop"]
 
 
 def _empty_record(gt: GTImage, blacklisted: bool) -> dict[str, Any]:
@@ -46,22 +48,15 @@ def _empty_record(gt: GTImage, blacklisted: bool) -> dict[str, Any]:
     return record
 
 
-def tencrop_record(
-    protocol: Protocol, model: BenchModel, gt: GTImage, blacklisted: bool, mean_image: np.ndarray | None, device: str
-) -> dict[str, Any]:
-    """The per-image record (columns of :data:`bench.run.results.RECORD_COLUMNS`) of one image.
+def score_tencrop(protocol: Protocol, gt: GTImage, blacklisted: bool, size: tuple[int, int], res: TenCropResult) -> dict[str, Any]:
+    """The ``ok`` record of one image from its ten-crop maps (boxes, guesses, devkit scoring).
 
-    A decoding failure gives ``status = "failed"`` with the reason; nothing else is caught.
+    ``res`` holds the maps of the first ``protocol.ranks_needed`` ranked classes, then the GT
+    class's map (:func:`tencrop_record` asks for them). CPU only; safe to run in a thread.
     """
     record = _empty_record(gt, blacklisted)
-    try:
-        rgb = decode_rgb(gt.path)
-    except (ValueError, OSError) as exc:
-        record.update(status="failed", error=failure_reason(exc, gt.path))
-        return record
-    height, width = rgb.shape[:2]
+    height, width = size
     ranks = protocol.ranks_needed
-    res = tencrop_maps(model, rgb, mean_image=mean_image, top_k=5, map_ranks=ranks, extra_classes=(gt.label,), device=device)
     ranked = [int(c) for c in res.top_classes[:ranks]]
     gt_map = ranked.index(gt.label) if gt.label in ranked else ranks
     slots = protocol.slots
@@ -95,6 +90,30 @@ def tencrop_record(
     return record
 
 
+def tencrop_record(
+    protocol: Protocol, model: BenchModel, gt: GTImage, blacklisted: bool, mean_image: np.ndarray | None, device: str,
+    pool: ThreadPoolExecutor | None = None,
+) -> dict[str, Any] | Future:
+    """The per-image record (columns of :data:`bench.run.results.RECORD_COLUMNS`) of one image.
+
+    The network part runs here; the boxes and scoring (:func:`score_tencrop`) run in ``pool``
+    when given (then a ``Future`` of the record is returned). A decoding failure gives
+    ``status = "failed"`` with the reason; nothing else is caught.
+    """
+    try:
+        rgb = decode_rgb(gt.path)
+    except (ValueError, OSError) as exc:
+        record = _empty_record(gt, blacklisted)
+        record.update(status="failed", error=failure_reason(exc, gt.path))
+        return record
+    ranks = protocol.ranks_needed
+    res = tencrop_maps(model, rgb, mean_image=mean_image, top_k=5, map_ranks=ranks, extra_classes=(gt.label,), device=device)
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    if pool is None:
+        return score_tencrop(protocol, gt, blacklisted, size, res)
+    return pool.submit(score_tencrop, protocol, gt, blacklisted, size, res)
+
+
 def _mean_image(protocol: Protocol, valset: ValSet) -> tuple[np.ndarray | None, str | None]:
     if not protocol.mean_image:
         return None, None
@@ -118,12 +137,15 @@ def run_tencrop_suite(
     device: str = "cpu",
     limit: int | None = None,
     shard_size: int = 1000,
+    box_workers: int = 2,
     progress: bool = True,
     command: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``model`` (a Caffe model with a GAP head) through the ten-crop pipeline into ``run``.
 
     Returns the summary (``summary.json``). Shards already written by the same run are kept.
+    ``box_workers`` threads extract boxes and score images while the next image goes through the
+    network (0: inline); records are identical either way.
 
     Raises:
         RunError: the protocol is not a ten-crop one, the model has too few classes or no CAM
@@ -190,14 +212,29 @@ def run_tencrop_suite(
             done = run.done_shards()
             todo = [k for k in range(n_shards) if k not in done]
             model.eval()
-            with tqdm(total=sum(min((k + 1) * shard_size, n_images) - k * shard_size for k in todo),
-                      desc=f"{model.spec.name} on {protocol.name}", unit="img", disable=not progress) as bar:  # fmt: skip
-                for k in todo:
-                    records = []
-                    for gt in valset.images[k * shard_size : min((k + 1) * shard_size, n_images)]:
-                        records.append(tencrop_record(protocol, model, gt, gt.image_id in valset.blacklisted, mean_image, device))
-                        bar.update(1)
-                    run.write_shard(k, records)
+            pool = ThreadPoolExecutor(max_workers=box_workers) if box_workers > 0 else None
+            try:
+                with tqdm(total=sum(min((k + 1) * shard_size, n_images) - k * shard_size for k in todo),
+                          desc=f"{model.spec.name} on {protocol.name}", unit="img", disable=not progress) as bar:  # fmt: skip
+                    for k in todo:
+                        pending: deque[dict[str, Any] | Future] = deque()
+                        records: list[dict[str, Any]] = []
+
+                        def drain(keep: int) -> None:
+                            while len(pending) > keep:
+                                item = pending.popleft()
+                                records.append(item.result() if isinstance(item, Future) else item)
+                                bar.update(1)
+
+                        for gt in valset.images[k * shard_size : min((k + 1) * shard_size, n_images)]:
+                            blacklisted = gt.image_id in valset.blacklisted
+                            pending.append(tencrop_record(protocol, model, gt, blacklisted, mean_image, device, pool))
+                            drain(keep=2 * box_workers)  # bounded: full-size maps wait in memory
+                        drain(keep=0)
+                        run.write_shard(k, records)
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
             run.merge_shards(n_shards)
             manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             run.write_manifest(manifest)
@@ -218,6 +255,7 @@ def run_tencrop_named(
     device: str = "cpu",
     limit: int | None = None,
     shard_size: int = 1000,
+    box_workers: int = 2,
     progress: bool = True,
 ) -> list[RunDir]:
     """``bench tencrop``: the suite and its companions, each into ``OUT/<suite>/<model>``; prints the summaries."""
@@ -237,7 +275,10 @@ def run_tencrop_named(
         blacklist = (root / p.blacklist) if p.blacklist else None
         valset = load_val(root, layout=gt_layout, images_dir=images, blacklist=blacklist)
         run = RunDir(out / p.name / model.spec.name)
-        summary = run_tencrop_suite(p, valset, model, info, run, device=device, limit=limit, shard_size=shard_size, progress=progress)
+        summary = run_tencrop_suite(
+            p, valset, model, info, run, device=device, limit=limit, shard_size=shard_size, box_workers=box_workers,
+            progress=progress,
+        )  # fmt: skip
         print(f"{model.spec.name} on {p.name}: results in {run.path}")
         print(json.dumps(summary, indent=2))
         runs.append(run)
