@@ -822,7 +822,8 @@ def test_bench_run_with_a_converted_caffe_model(e2e, tmp_path):
     from bench.data.ilsvrc import load_val
     from bench.data.transforms import InputTransform, decode_rgb
     from bench.models.caffe import CAFFE_MEAN_BGR
-    from bench.run.results import RunDir, parse_ints
+    from bench.core.records import parse_ints
+    from bench.run.results import RunDir
 
     net_pt = tmp_path / "tinycam.pt"
     assert main(["convert", "caffe", str(e2e["proto"]), str(e2e["model"]), "--out", str(net_pt)]) == 0
@@ -858,7 +859,8 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
     from bench.data.transforms import decode_rgb
     from bench.models import build_model
     from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes
-    from bench.run.results import RunDir, parse_boxes, parse_ints
+    from bench.core.records import parse_boxes, parse_ints
+    from bench.run.results import RunDir
 
     mean = np.full((3, 256, 256), 100.0, dtype=np.float32)
     mean[1] = 120.0

@@ -67,6 +67,9 @@ __all__ = [
     "jpeg_roundtrip",
     "release_boxes_from_gray",
     "tencrop_release_boxes",
+    "cam_release_jpeg_rule",
+    "JPEG_RULE",
+    "register_jpeg_rule",
 ]
 
 #: Side of the square the whole image is resized to before cropping (``IMAGE_DIM = 256``).
@@ -279,3 +282,37 @@ def tencrop_release_boxes(heat_map: np.ndarray, jpeg: bool = False, quality: int
     if jpeg:
         gray = jpeg_roundtrip(gray, quality)
     return release_boxes_from_gray(gray)
+
+
+def cam_release_jpeg_rule(cam: np.ndarray, thresholds: Any, connectivity: int = 8) -> tuple[np.ndarray, bool]:
+    """``cam_release`` through the release's JPEG file, in :class:`bench.core.boxes.BoxRule`'s signature.
+
+    Like :func:`bench.core.release_boxes.cam_release_rule`: ``T`` thresholds ask for the first
+    ``T`` of ``[loose, tight]`` (their values are not used); connectivity must be 8.
+    """
+    ts = [float(t) for t in thresholds]
+    if len(ts) not in (1, 2):
+        raise ValueError(f"cam_release yields [loose, tight]: ask for 1 or 2 boxes, got {len(ts)} thresholds")
+    if connectivity != 8:
+        raise ValueError(f"cam_release traces 8-connected contours; connectivity must be 8, got {connectivity!r}")
+    boxes, degenerate = tencrop_release_boxes(cam, jpeg=True)
+    return boxes[: len(ts)].copy(), degenerate
+
+
+#: Name of :func:`cam_release_jpeg_rule` in :data:`bench.core.boxes.BOX_RULES` (registered by
+#: :func:`register_jpeg_rule`; not a protocol choice: a protocol says ``rule = "cam_release"`` and
+#: ``jpeg_roundtrip = true``).
+JPEG_RULE = "cam_release_jpeg"
+
+
+def register_jpeg_rule() -> str:
+    """Register :func:`cam_release_jpeg_rule` in the box-rule registry (idempotent); returns its name."""
+    from bench.core.boxes import BOX_RULES, BoxRule
+
+    if JPEG_RULE not in BOX_RULES:
+        BOX_RULES[JPEG_RULE] = BoxRule(
+            name=JPEG_RULE,
+            boxes=cam_release_jpeg_rule,
+            description="cam_release after the release's JPEG round trip (8-bit map written at quality 75 and read back)",
+        )
+    return JPEG_RULE

@@ -5,8 +5,8 @@ release's pipeline needs each decoded image whole (ten crops of a 256 x 256 resi
 back at the original size), so it runs here, image by image (ten crops = one batch), and writes a
 run folder of the same layout (``manifest.json``, ``records/`` shards, ``records.csv.gz``,
 ``summary.json``; :mod:`bench.run.results`) that ``bench table`` / ``bench compare`` read like any
-run. Records: the same columns, formats and scoring (:func:`bench.core.metrics.evaluate_image`,
-:func:`bench.run.engine.summarize_run`) as the engine's. Resumable by shard; a run folder holding
+run. Records come from the engine's own per-image path (:func:`bench.core.scoring.image_record`,
+:func:`bench.run.engine.summarize_run`) applied to maps that are already at the original size. Resumable by shard; a run folder holding
 a different run is refused. ``bench show`` / ``bench report`` cannot replay these runs (their
 galleries redraw one-view CAMs) and say so.
 """
@@ -14,12 +14,11 @@ galleries redraw one-view CAMs) and say so.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-import platform
 import sys
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,67 +26,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.core.boxes import boxes_for_maps
-from bench.core.metrics import evaluate_image
 from bench.core.protocol import Protocol
+from bench.core.scoring import failed_record, image_record
 from bench.data.ilsvrc import GTImage, ValSet
 from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
 from bench.models.caffe.model import CaffeCamNet
-from bench.models.caffe.tencrop import TenCropResult, load_mean_image, tencrop_maps, tencrop_release_boxes
+from bench.models.caffe.tencrop import TenCropResult, load_mean_image, register_jpeg_rule, tencrop_maps
 from bench.models.registry import BenchModel
 from bench.models.sources import WeightsInfo, sha256_file
-from bench.run.engine import RunConflict, RunError, library_versions, summarize_run
-from bench.run.results import IOU_DIGITS, RECORD_COLUMNS, RunDir, RunLocked, format_boxes, format_floats, format_ints
+from bench.run.engine import RunConflict, summarize_run
+from bench.runtime import RunError, host_facts, library_versions
+from bench.run.results import RunDir, RunLocked
 
 __all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record", "score_tencrop"]
 
 
-def _empty_record(gt: GTImage, blacklisted: bool) -> dict[str, Any]:
-    record: dict[str, Any] = {key: "" for key in RECORD_COLUMNS}
-    record.update(image_id=gt.image_id, label=gt.label, blacklisted=int(blacklisted), width=0, height=0, gtk_hit=0, degenerate=0)
-    return record
-
-
 def score_tencrop(protocol: Protocol, gt: GTImage, blacklisted: bool, size: tuple[int, int], res: TenCropResult) -> dict[str, Any]:
-    """The ``ok`` record of one image from its ten-crop maps (boxes, guesses, devkit scoring).
+    """The ``ok`` record of one image from its ten-crop maps: :func:`bench.core.scoring.image_record`
+    (the engine's own per-image path) on maps that are already at the original size.
 
-    ``res`` holds the maps of the first ``protocol.ranks_needed`` ranked classes, then the GT
-    class's map (:func:`tencrop_record` asks for them). CPU only; safe to run in a thread.
+    With ``boxes.jpeg_roundtrip`` the boxes come from :data:`~bench.models.caffe.tencrop.JPEG_RULE`
+    (``cam_release`` after the JPEG round trip). CPU only; safe to run in a thread.
     """
-    record = _empty_record(gt, blacklisted)
-    height, width = size
-    ranks = protocol.ranks_needed
-    ranked = [int(c) for c in res.top_classes[:ranks]]
-    gt_map = ranked.index(gt.label) if gt.label in ranked else ranks
-    slots = protocol.slots
-    if protocol.jpeg_roundtrip:  # cam_release through the release's JPEG file
-        pairs = [tencrop_release_boxes(m, jpeg=True) for m in res.maps]
-        n = len(protocol.thresholds)
-        boxes = np.stack([b[:n] for b, _ in pairs])
-        degenerate = np.array([d for _, d in pairs])
-    else:
-        boxes, degenerate = boxes_for_maps(res.maps, protocol.thresholds, rule=protocol.box_rule, connectivity=protocol.connectivity)
-    guess_classes = np.array([res.top_classes[s.rank] for s in slots], dtype=np.int64)
-    guess_boxes = np.stack([boxes[s.rank, s.threshold_index] for s in slots])
-    gtk_box = boxes[gt_map, protocol.gt_known_threshold_index]
-    scored = evaluate_image(gt.label, gt.boxes, guess_classes, guess_boxes, gtk_box, iou_threshold=protocol.iou_threshold)
-    used = sorted({s.rank for s in slots} | {gt_map})
-    record.update(
-        status="ok",
-        width=width,
-        height=height,
-        top5_classes=format_ints(res.top_classes),
-        top5_scores=format_floats(res.top_scores),
-        guess_classes=format_ints(guess_classes),
-        guess_boxes=format_boxes(guess_boxes),
-        guess_ious=format_floats(scored.guess_ious, IOU_DIGITS),
-        guess_hits=format_ints(scored.guess_hits.astype(int)),
-        gtk_box=format_ints(gtk_box),
-        gtk_iou=f"{scored.gtk_iou:.{IOU_DIGITS}f}",
-        gtk_hit=int(scored.gtk_hit),
-        degenerate=int(bool(degenerate[used].any())),
-    )
-    return record
+    scoring = replace(protocol, box_rule=register_jpeg_rule()) if protocol.jpeg_roundtrip else protocol
+    return image_record(scoring, gt, blacklisted, size, res.top_classes, res.top_scores, res.maps, res.map_classes)
 
 
 def tencrop_record(
@@ -103,9 +65,7 @@ def tencrop_record(
     try:
         rgb = decode_rgb(gt.path)
     except (ValueError, OSError) as exc:
-        record = _empty_record(gt, blacklisted)
-        record.update(status="failed", error=failure_reason(exc, gt.path))
-        return record
+        return failed_record(gt, blacklisted, failure_reason(exc, gt.path))
     ranks = protocol.ranks_needed
     res = tencrop_maps(model, rgb, mean_image=mean_image, top_k=5, map_ranks=ranks, extra_classes=(gt.label,), device=device)
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
@@ -204,7 +164,7 @@ def run_tencrop_suite(
                         "torch_threads": torch.get_num_threads(), "save_cams": False, "seed": None,
                     },  # fmt: skip
                     "versions": library_versions(),
-                    "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+                    "host": host_facts(),
                     "command": list(command) or sys.argv,
                     "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 }
