@@ -110,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or folders holding runs")
     report.add_argument("--out", type=Path, default=Path("report.html"))
     report.add_argument("--gallery", type=int, default=3, help="best and worst images per run (0: none)")
-    report.add_argument("--curve-limit", type=int, default=None, help="threshold curves on the first N images only")
+    report.add_argument("--curve-limit", type=int, default=None,
+                        help="threshold curves on the first N images (default: all with a map cache, else 500: the network is re-run)")
     report.add_argument("--assets", type=Path, default=None, help="also write each curve's CSV and PNG here")
     report.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     report.add_argument("--batch-size", type=int, default=16)

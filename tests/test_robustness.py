@@ -131,8 +131,8 @@ def test_permission_denied_is_a_reason(corpus_files: SimpleNamespace, monkeypatc
 
 
 def test_non_regular_files_are_refused_before_opening(corpus_files: SimpleNamespace) -> None:
-    """A FIFO would block open() forever: it must be refused from stat() alone."""
-    t0 = time.monotonic()
+    """A FIFO would block open() forever: it must be refused from stat() alone (if it were opened,
+    this test would hang rather than fail; nothing here depends on how fast the machine is)."""
     for kind, reason in (
         ("fifo_named_jpeg", "not a regular file: a FIFO (named pipe)"),
         ("directory_named_jpeg", "not a regular file: a directory"),
@@ -144,7 +144,6 @@ def test_non_regular_files_are_refused_before_opening(corpus_files: SimpleNamesp
         assert str(e.value) == reason
     with pytest.raises(ImageDecodeError, match=r"^broken symlink: its target \.\./nowhere/gone\.JPEG does not exist$"):
         decode_rgb(corpus_files.root / corpus_files.cases["dangling_symlink"].path)
-    assert time.monotonic() - t0 < 5
 
 
 def test_failure_reasons_do_not_contain_the_data_folder(tmp_path: Path) -> None:

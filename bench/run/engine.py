@@ -306,6 +306,7 @@ def _run_suite_locked(
             },
             "data": {
                 "root": str(valset.root),
+                "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
                 "layout": valset.layout,
                 "fingerprint": valset.fingerprint(),
                 "images_total": len(valset.images),
