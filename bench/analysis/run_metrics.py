@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
-from bench.data.ilsvrc import ValSet, load_val
+from bench.data.dataset import Dataset as ValSet
+from bench.data.open import open_dataset as load_val
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
 
 __all__ = ["RunMetricsError", "sweep_run", "coco_export", "load_run_data"]
@@ -104,7 +105,7 @@ def coco_export(run: RunDir) -> dict[str, Any]:
     if not (records["guess_boxes"] != "").any():
         raise RunMetricsError(f"{run.path}: the run has no boxes (fully connected head with CAM); nothing to export")
     gt = {g.image_id: (g.label, np.asarray(g.boxes)) for g in valset.images}
-    n_classes = len(valset.wnids)
+    n_classes = len(valset.class_ids)
     atomic_write_json(run.path / "coco.json", _jsonable(coco_json(records, gt, n_classes)))
     result = coco_eval(records, gt, n_classes)
     atomic_write_json(run.path / "coco_eval.json", _jsonable(result))

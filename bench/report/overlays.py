@@ -73,7 +73,8 @@ from torch.utils.data import DataLoader
 from bench.core.boxes import boxes_for_maps
 from bench.core.cam import class_activation_maps, upsample_cam
 from bench.data.classes import load_class_names, load_wnids, read_synset_names
-from bench.data.ilsvrc import CSV_SYNSETS, DataError, GTImage, ValSet, load_val
+from bench.data.dataset import CSV_SYNSETS, DataError, Dataset as ValSet, GTImage
+from bench.data.open import open_dataset
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
 from bench.run.engine import RunError, resolve_device
 from bench.models import BenchModel, WeightsError, build_model
@@ -554,7 +555,7 @@ class RunReplay:
         problems: list[str] = []
         for wnids in attempts:
             try:
-                valset = load_val(root, layout=data["layout"], images_dir=images, blacklist=blacklist, wnids=wnids)
+                valset = open_dataset(root, layout=data["layout"], images=images, blacklist=blacklist, classes=wnids)
             except DataError as exc:
                 problems.append(str(exc).splitlines()[0])
                 continue
@@ -573,12 +574,12 @@ class RunReplay:
         if mapping.is_file():
             try:
                 names = read_synset_names(mapping)
-                return [names.get(w, w) for w in valset.wnids]
+                return [names.get(w, w) for w in valset.class_ids]
             except (OSError, ValueError):
                 pass
-        if tuple(valset.wnids) == tuple(load_wnids()):
+        if tuple(valset.class_ids) == tuple(load_wnids()):
             return load_class_names()
-        return list(valset.wnids)
+        return list(valset.class_ids)
 
     # -- queries ---------------------------------------------------------------------------------
     @property

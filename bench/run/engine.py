@@ -30,7 +30,7 @@ import bench
 from bench.core.boxes import boxes_for_maps
 from bench.core.cam import class_activation_maps, upsample_cam
 from bench.run.cam_cache import write_cam_shard
-from bench.data.ilsvrc import GTImage, ValSet
+from bench.data.dataset import Dataset as ValSet, GTImage
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.core.gradmaps import localization_maps
 from bench.core.metrics import evaluate_image, summarize
@@ -379,7 +379,7 @@ def _check_model_fits_data(protocol: Protocol, valset: ValSet, model: BenchModel
     if top_label >= n_classes:
         raise RunError(
             f"{model.spec.name} predicts {n_classes} classes but the data under {valset.root} has labels up to "
-            f"{top_label} ({len(valset.wnids)} classes): evaluate it on data with its own classes, or use a "
+            f"{top_label} ({len(valset.class_ids)} classes): evaluate it on data with its own classes, or use a "
             "model trained on these classes (`bench train`)"
         )
     if n_classes < 5 or n_classes < protocol.ranks_needed:
@@ -457,6 +457,7 @@ def _run_suite_locked(
             "data": {
                 "root": str(valset.root),
                 "layout": valset.layout,
+                "describe": valset.describe(),
                 "fingerprint": valset.fingerprint(),
                 "images_total": len(valset.images),
                 "images_run": n_images,

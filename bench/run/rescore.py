@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from bench.run.cam_cache import read_cam_shard
-from bench.data.ilsvrc import ValSet, load_val
+from bench.data.dataset import Dataset as ValSet
+from bench.data.open import open_dataset as load_val
 from bench.run.engine import RunConflict, _failed_record, image_record, summarize_run
 from bench.core.protocol import Protocol, protocol_from_dict
 from bench.run.results import RunDir, RunLocked, parse_floats, parse_ints

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.ilsvrc import load_val
+from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, RunError, run_suite, shutdown_distributed
 from bench.models import build_model
 from bench.core.protocol import Protocol, load_protocol
@@ -36,6 +36,11 @@ class SuiteRequest:
     out: Path = Path("results")
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
     layer: str | None = None  # --layer: Grad-CAM layer
+    split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
+    metadata: Path | None = None  # --metadata: wsol metadata folder
+    masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
+    select_on: str | None = None  # --select-on: split on which wsol suites choose their threshold
+    step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -87,7 +92,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     try:
         for p in protocols:
             blacklist = (data / p.blacklist) if p.blacklist else None
-            valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
+            valset = open_dataset(data, layout=request.gt_layout, images=request.images, split=request.split, blacklist=blacklist, metadata=request.metadata, masks=request.masks)
             for i, name in enumerate(models):
                 model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
                 run = run_folder(request.out, p, name)
