@@ -59,10 +59,14 @@ def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None
     return (np.asarray(mask) > 127).astype(np.uint8)
 
 
-def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True) -> dict[str, Any]:
-    """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv."""
+def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True, rules: str = "harness") -> dict[str, Any]:
+    """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv.
+
+    ``rules='wsol'``: wsolevaluation's code exactly (:func:`wsol_sweep_run`, same files and keys)."""
     from bench.core.sweep import SweepAccumulator, scale_boxes
 
+    if rules == "wsol":
+        return wsol_sweep_run(run, step=step, progress=progress)
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
     manifest = run.read_manifest()
@@ -91,6 +95,42 @@ def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: boo
     results = acc.results()
     curves = results.pop("curves")
     results.update(at=at, step=step, failed_or_uncached=int(len(records) - results["images"]))
+    atomic_write_bytes(run.path / "sweep_curves.csv", curves.to_csv(index=False, lineterminator="\n").encode())
+    atomic_write_json(run.path / "sweep.json", _jsonable(results))
+    return results
+
+
+def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True) -> dict[str, Any]:
+    """wsolevaluation's BoxAcc curves / MaxBoxAcc(V2) and PxAP (:mod:`bench.core.wsol`) from the run's
+    CAM cache (the GT-class map at feature resolution); writes sweep.json and sweep_curves.csv with
+    the keys and columns of the harness's sweep, plus ``rules = 'wsol'``."""
+    from bench.core import wsol
+
+    manifest = run.read_manifest()
+    if not manifest["settings"].get("save_cams"):
+        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    valset = load_run_data(run)
+    records = run.read_records()
+    shard_size = manifest["settings"]["shard_size"]
+    thresholds = wsol.wsol_thresholds(step)
+    boxes = wsol.BoxAccumulator(thresholds)
+    masks = wsol.MaskAccumulator(thresholds) if valset.has_masks else None
+    bar = tqdm(total=len(records), desc=f"wsol sweep {run.path.name}", unit="map", disable=not progress)
+    for shard in range((len(records) + shard_size - 1) // shard_size):
+        cache = read_cam_shard(run, shard)
+        for row_index, cams in zip(cache["index"], cache["cams"]):
+            row = records.iloc[int(row_index)]
+            gt = valset.get(row["image_id"])
+            cam = cams[-1].astype(np.float32)
+            boxes.add(*wsol.cam_box_hits(cam, gt.boxes, (int(row["width"]), int(row["height"])), thresholds))
+            if masks is not None and gt.masks:
+                masks.add_cam(cam, gt.masks, gt.ignore)
+            bar.update(1)
+    bar.close()
+    results = boxes.results()
+    curves = results.pop("curves")
+    results.update(pxap=masks.pxap() if masks is not None and masks.images else None, pxap_images=masks.images if masks is not None else 0)
+    results.update(at="224", step=step, rules="wsol", failed_or_uncached=int(len(records) - results["images"]))
     atomic_write_bytes(run.path / "sweep_curves.csv", curves.to_csv(index=False, lineterminator="\n").encode())
     atomic_write_json(run.path / "sweep.json", _jsonable(results))
     return results

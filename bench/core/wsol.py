@@ -43,8 +43,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "RESIZE",
@@ -276,17 +278,33 @@ class BoxAccumulator:
         n = max(self.images, 1)
         return self.largest * 100.0 / n, self.every * 100.0 / n
 
-    def results(self) -> dict[str, float]:
-        """MaxBoxAcc (largest contour, delta 50) and MaxBoxAccV2 (all contours, mean over deltas)."""
+    def results(self) -> dict[str, Any]:
+        """The keys of :meth:`bench.core.sweep.SweepAccumulator.results` (``bench sweep``'s
+        ``sweep.json``): ``curves`` has ``tau``, ``boxacc_<delta>`` (largest contour) and
+        ``boxacc_v2_<delta>`` (all contours); MaxBoxAcc at delta 50, MaxBoxAccV2 the mean over deltas."""
+        if self.images == 0:
+            raise ValueError("no image was added")
         lg, al = self.accuracies()
-        d50 = self.deltas.index(50)
-        return {
-            "maxboxacc": float(lg[d50].max()),
-            "maxboxacc_tau": float(self.thresholds[int(lg[d50].argmax())]),
-            "maxboxacc_v2": float(np.mean([al[i].max() for i in range(len(self.deltas))])),
-            **{f"maxboxacc_v2_iou{d}": float(al[i].max()) for i, d in enumerate(self.deltas)},
-            **{f"maxboxacc_v2_iou{d}_tau": float(self.thresholds[int(al[i].argmax())]) for i, d in enumerate(self.deltas)},
+        curves = pd.DataFrame({"tau": self.thresholds})
+        for i, d in enumerate(self.deltas):
+            curves[f"boxacc_{d}"] = lg[i]
+        for i, d in enumerate(self.deltas):
+            curves[f"boxacc_v2_{d}"] = al[i]
+        per_delta = {d: float(al[i].max()) for i, d in enumerate(self.deltas)}
+        out: dict[str, Any] = {
+            "images": self.images,
+            "curves": curves,
+            "maxboxacc": None,
+            "best_tau": None,
+            "maxboxacc_v2": float(np.mean(list(per_delta.values()))),
+            "maxboxacc_v2_per_delta": per_delta,
+            "best_tau_v2": {d: float(self.thresholds[int(np.argmax(al[i]))]) for i, d in enumerate(self.deltas)},
         }
+        if 50 in self.deltas:
+            i = self.deltas.index(50)
+            out["maxboxacc"] = float(lg[i].max())
+            out["best_tau"] = float(self.thresholds[int(np.argmax(lg[i]))])
+        return out
 
 
 @dataclass

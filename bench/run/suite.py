@@ -96,11 +96,15 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             for i, name in enumerate(models):
                 model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
                 run = run_folder(request.out, p, name)
-                summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
                 runs.append(run)
                 if summary is not None:  # rank 0 (or a single process) reports
                     print(f"{name} on {p.name}: results in {run.path}")
                     print(json.dumps(summary, indent=2))
+                    if p.wsol_evaluation:
+                        from bench.run.wsol_suite import finish_wsol_run
+
+                        print(json.dumps(finish_wsol_run(p, request, run, model, info, config, data, blacklist), indent=2))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
@@ -110,6 +114,13 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
 
         print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
     return runs
+
+
+def _run_config(protocol: Protocol, config: RunConfig) -> RunConfig:
+    """wsol suites score the cached GT-class maps after the run: they always keep a CAM cache."""
+    from dataclasses import replace
+
+    return replace(config, save_cams=True) if protocol.wsol_evaluation else config
 
 
 def _is_rank0() -> bool:
