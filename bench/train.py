@@ -125,7 +125,7 @@ from bench.data.classes import load_wnids, read_synset_mapping
 from bench.data.dataset import IMAGE_EXTENSIONS, DataError, Dataset as ValSet
 from bench.data.open import open_dataset
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
-from bench.run.engine import RunError, library_versions, resolve_device
+from bench.runtime import RunError, library_versions, resolve_device
 from bench.models import BenchModel, ModelSpec, WeightsInfo, build_backbone_init, build_model, get_spec
 from bench.models.sources import sha256_file
 from bench.models.surgery import SurgeryNet

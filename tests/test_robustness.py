@@ -32,8 +32,9 @@ from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.dataset import DataError
 from bench.data.open import open_dataset as load_val
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
-from bench.core.metrics import best_iou
-from bench.run.results import RunDir, RunLocked, parse_boxes, pid_alive
+from bench.core.scoring import best_iou
+from bench.run.results import RunDir, RunLocked, pid_alive
+from bench.core.records import parse_boxes
 from tests.robust_corpus import (
     GT_KINDS,
     IMAGE_KINDS,

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
 from bench.data.dataset import Dataset as ValSet
-from bench.data.open import open_dataset as load_val
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
+from bench.run.rundata import RunDataError, run_dataset
 
 __all__ = ["RunMetricsError", "sweep_run", "coco_export", "load_run_data"]
 
@@ -35,18 +35,12 @@ class RunMetricsError(ValueError):
     """A post-hoc metric cannot be computed for this run (no cache, no boxes, changed data)."""
 
 
-def load_run_data(run: RunDir) -> ValSet:
-    """The run's val set, reloaded from the manifest's root/layout; refuses GT that changed since."""
-    manifest = run.read_manifest()
-    data = manifest["data"]
-    blacklist = manifest["protocol"]["data"]["blacklist"]
-    root = Path(data["root"])
-    valset = load_val(root, layout=data["layout"], blacklist=(root / blacklist) if blacklist else None)
-    if valset.fingerprint() != data["fingerprint"]:
-        raise RunMetricsError(
-            f"{run.path}: the ground truth under {root} changed since the run (fingerprint differs); rerun `bench run`"
-        )
-    return valset
+def load_run_data(run: RunDir, data_root: Path | str | None = None) -> ValSet:
+    """The run's data set rebuilt from its manifest (``data_root``: a moved copy); refuses changed GT."""
+    try:
+        return run_dataset(run.read_manifest(), data_root=data_root, where=str(run.path))
+    except RunDataError as exc:
+        raise RunMetricsError(str(exc)) from None
 
 
 def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None:
@@ -59,21 +53,25 @@ def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None
     return (np.asarray(mask) > 127).astype(np.uint8)
 
 
-def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True, rules: str = "harness") -> dict[str, Any]:
+def sweep_run(
+    run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True, data_root: Path | str | None = None,
+    rules: str = "harness",
+) -> dict[str, Any]:
     """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv.
 
+    ``data_root``: the data root if it moved since the run (its GT fingerprint must match).
     ``rules='wsol'``: wsolevaluation's code exactly (:func:`wsol_sweep_run`, same files and keys)."""
     from bench.core.sweep import SweepAccumulator, scale_boxes
 
     if rules == "wsol":
-        return wsol_sweep_run(run, step=step, progress=progress)
+        return wsol_sweep_run(run, step=step, progress=progress, data_root=data_root)
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
     manifest = run.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
-    valset = load_run_data(run)
-    root = Path(manifest["data"]["root"])
+    valset = load_run_data(run, data_root)
+    root = valset.root
     upsample = manifest["protocol"]["cam"]["upsample"]
     records = run.read_records()
     shard_size = manifest["settings"]["shard_size"]
@@ -100,7 +98,7 @@ def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: boo
     return results
 
 
-def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True) -> dict[str, Any]:
+def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True, data_root: Path | str | None = None) -> dict[str, Any]:
     """wsolevaluation's BoxAcc curves / MaxBoxAcc(V2) and PxAP (:mod:`bench.core.wsol`) from the run's
     CAM cache (the GT-class map at feature resolution); writes sweep.json and sweep_curves.csv with
     the keys and columns of the harness's sweep, plus ``rules = 'wsol'``."""
@@ -109,7 +107,7 @@ def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True) -
     manifest = run.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
-    valset = load_run_data(run)
+    valset = load_run_data(run, data_root)
     records = run.read_records()
     shard_size = manifest["settings"]["shard_size"]
     thresholds = wsol.wsol_thresholds(step)
@@ -136,11 +134,11 @@ def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True) -
     return results
 
 
-def coco_export(run: RunDir) -> dict[str, Any]:
+def coco_export(run: RunDir, data_root: Path | str | None = None) -> dict[str, Any]:
     """Write coco.json (GT + detections) and coco_eval.json (AP, AP50, AP75) into the run folder."""
     from bench.analysis.coco import coco_eval, coco_json
 
-    valset = load_run_data(run)
+    valset = load_run_data(run, data_root)
     records = run.read_records()
     if not (records["guess_boxes"] != "").any():
         raise RunMetricsError(f"{run.path}: the run has no boxes (fully connected head with CAM); nothing to export")
