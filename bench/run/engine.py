@@ -27,7 +27,7 @@ from tqdm import tqdm
 from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
-from bench.data.ilsvrc import ValSet
+from bench.data.dataset import Dataset as ValSet
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.core.metrics import summarize
 from bench.models import BenchModel, WeightsInfo
@@ -229,7 +229,7 @@ def _check_model_fits_data(protocol: Protocol, valset: ValSet, model: BenchModel
     if top_label >= n_classes:
         raise RunError(
             f"{model.spec.name} predicts {n_classes} classes but the data under {valset.root} has labels up to "
-            f"{top_label} ({len(valset.wnids)} classes): evaluate it on data with its own classes, or use a "
+            f"{top_label} ({len(valset.class_ids)} classes): evaluate it on data with its own classes, or use a "
             "model trained on these classes (`bench train`)"
         )
     if n_classes < 5 or n_classes < protocol.ranks_needed:
@@ -308,6 +308,7 @@ def _run_suite_locked(
                 "root": str(valset.root),
                 "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
                 "layout": valset.layout,
+                "describe": valset.describe(),
                 "fingerprint": valset.fingerprint(),
                 "images_total": len(valset.images),
                 "images_run": n_images,
