@@ -29,7 +29,7 @@ from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
 from bench.data.dataset import Dataset as ValSet
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
-from bench.core.metrics import summarize
+from bench.core.metrics import breakdowns, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
 from bench.run.results import RunDir, RunLocked, records_to_arrays
@@ -215,9 +215,10 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
         "protocol_hash": manifest["protocol_hash"],
         "data_fingerprint": manifest["data"]["fingerprint"],
     }
-    summary.update(summarize(**arrays, localized=localized))
+    summary.update(summarize(**{k: v for k, v in arrays.items() if k != "gt_area_frac"}, localized=localized))
     if not localized:
         summary["note"] = "fully connected head: CAM does not apply; localization needs gradient-based maps (--method gradcam|gradcampp|backprop)"
+    summary.update(breakdowns(arrays, manifest["data"].get("class_ids"), localized=localized))
     run.write_summary(summary)
     return summary
 
@@ -307,6 +308,7 @@ def _run_suite_locked(
             "data": {
                 "root": str(valset.root),
                 "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
+                "class_ids": list(valset.class_ids),
                 "layout": valset.layout,
                 "describe": valset.describe(),
                 "fingerprint": valset.fingerprint(),
