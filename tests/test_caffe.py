@@ -798,6 +798,10 @@ def test_protocol_tencrop_keys_validate_and_keep_old_hashes():
         protocol_from_dict(loc)
     with pytest.raises(ProtocolError, match="cam.method' must be 'cam'"):
         tencrop.with_method("gradcam")
+    with_wsol = raw_of(tencrop)
+    with_wsol["wsol"] = {"evaluation": "boxes"}
+    with pytest.raises(ProtocolError, match="takes no \\[wsol\\] table"):
+        protocol_from_dict(with_wsol)
 
 
 @pytest.fixture(scope="module")
@@ -819,7 +823,7 @@ def test_bench_run_with_a_converted_caffe_model(e2e, tmp_path):
     """`bench convert caffe` then `bench run --model caffe:NET.pt`: the scores are the network's on
     the harness's input, preprocessed here independently (BGR, 0-255, per-channel mean)."""
     from bench.cli import main
-    from bench.data.ilsvrc import load_val
+    from bench.data.open import open_dataset as load_val
     from bench.data.transforms import InputTransform, decode_rgb
     from bench.models.caffe import CAFFE_MEAN_BGR
     from bench.core.records import parse_ints
@@ -855,7 +859,7 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
     """`bench tencrop`: the suite and its tight/loose companion; records equal the pipeline's
     functions applied image by image; `bench table` reads the runs; `bench run` refuses the suite."""
     from bench.cli import main
-    from bench.data.ilsvrc import load_val
+    from bench.data.open import open_dataset as load_val
     from bench.data.transforms import decode_rgb
     from bench.models import build_model
     from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes

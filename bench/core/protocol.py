@@ -26,6 +26,11 @@ Schema (every table and key; anything else is an error naming the key):
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
 [scoring]  iou_threshold (0 < x <= 1)
 [data]     blacklist (str: a path relative to the data root, "" for none; must not escape the root)
+[wsol]     (optional; wsolevaluation's threshold sweeps computed as its code does, bench.core.wsol,
+           after the run from the run's CAM cache, written to sweep.json / sweep_curves.csv)
+           evaluation ("" = none, "boxes" = MaxBoxAcc and MaxBoxAccV2, "masks" = PxAP),
+           step (threshold grid step, 0 < step < 1, default 0.001 = their evaluator's default).
+           Part of the hash only when evaluation is set (hashes of other protocols are unchanged)
 [suite]    (optional; what `bench run --suite NAME` does when flags are left out — NOT part of the
            hash, since it does not change how an image is scored)
            models (list of registry names), data ("generated" = the embedded generated data set,
@@ -93,6 +98,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "scoring": {"iou_threshold": ((int, float), 0.5)},
     "data": {"blacklist": (str, "")},
+    "wsol": {"evaluation": (str, ""), "step": ((int, float), 0.001)},
     "suite": {"models": (list, []), "data": (str, ""), "companions": (list, []), "tables": (list, [])},
 }
 
@@ -104,6 +110,7 @@ _CHOICES = {
     ("cam", "method"): ("cam", "backprop", "gradcam", "gradcampp"),
     ("boxes", "connectivity"): (4, 8),
     ("guesses", "heuristic"): ("top5", "tight_loose"),
+    ("wsol", "evaluation"): ("", "boxes", "masks"),
 }
 
 _HEURISTIC_KEYS = {"top5": ("threshold",), "tight_loose": ("loose_threshold", "tight_threshold")}
@@ -135,6 +142,8 @@ class Protocol:
     pipeline: str = "resize"  # input.pipeline (hashed only when not "resize")
     mean_image: str = ""  # input.mean_image (hashed only when set)
     jpeg_roundtrip: bool = False  # boxes.jpeg_roundtrip (hashed only when true)
+    wsol_evaluation: str = ""  # [wsol] evaluation: "" | "boxes" | "masks"
+    wsol_step: float = 0.001  # [wsol] step
 
     # --- derived views -------------------------------------------------------------------------
     @property
@@ -168,7 +177,7 @@ class Protocol:
         boxes: dict[str, Any] = {"rule": self.box_rule, "connectivity": self.connectivity}
         if self.jpeg_roundtrip:
             boxes["jpeg_roundtrip"] = True
-        return {
+        out = {
             "protocol": {"name": self.name, "version": self.version, "description": self.description},
             "input": inputs,
             "cam": {"upsample": self.upsample, "method": self.cam_method, "layer": self.cam_layer},
@@ -177,6 +186,9 @@ class Protocol:
             "scoring": {"iou_threshold": self.iou_threshold},
             "data": {"blacklist": self.blacklist},
         }
+        if self.wsol_evaluation:
+            out["wsol"] = {"evaluation": self.wsol_evaluation, "step": self.wsol_step}
+        return out
 
     @property
     def hash(self) -> str:
@@ -316,6 +328,8 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                     f"{where}: input.pipeline = 'tencrop_release' resizes as the release did: key '{table}.{key}' "
                     f"must be {want!r}, got {values[(table, key)]!r}"
                 )
+        if values[("wsol", "evaluation")]:
+            raise ProtocolError(f"{where}: input.pipeline = 'tencrop_release' scores ILSVRC boxes; it takes no [wsol] table")
     elif values[("input", "mean_image")]:
         raise ProtocolError(f"{where}: key 'input.mean_image' applies only with input.pipeline = 'tencrop_release'")
     if values[("boxes", "jpeg_roundtrip")] and not release:
@@ -324,6 +338,9 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         items = values[("suite", key)]
         if not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
             raise ProtocolError(f"{where}: key 'suite.{key}' must be a list of {item_type.__name__}")
+    step = float(values[("wsol", "step")])
+    if not 0.0 < step < 1.0:
+        raise ProtocolError(f"{where}: key 'wsol.step' = {step} is out of range (0, 1)")
     if any(t not in (1, 2, 3) for t in values[("suite", "tables")]):
         raise ProtocolError(f"{where}: key 'suite.tables' may hold only 1, 2 and 3")
     return Protocol(
@@ -349,6 +366,8 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         pipeline=pipeline,
         mean_image=values[("input", "mean_image")],
         jpeg_roundtrip=values[("boxes", "jpeg_roundtrip")],
+        wsol_evaluation=values[("wsol", "evaluation")],
+        wsol_step=step,
     )
 
 

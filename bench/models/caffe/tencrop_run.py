@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from bench.core.protocol import Protocol
 from bench.core.scoring import failed_record, image_record
-from bench.data.ilsvrc import GTImage, ValSet
+from bench.data.dataset import Dataset as ValSet
+from bench.data.dataset import GTImage
 from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
 from bench.models.caffe.model import CaffeCamNet
 from bench.models.caffe.tencrop import TenCropResult, load_mean_image, register_jpeg_rule, tencrop_maps
@@ -152,9 +153,11 @@ def run_tencrop_suite(
                         "head": model.spec.head, "input_size": model.spec.input_size, "grid": model.spec.grid,
                         "weights_source": weights.source, "weights_path": weights.path, "weights_sha256": weights.sha256,
                     },  # fmt: skip
-                    "data": {
-                        "root": str(valset.root), "layout": valset.layout, "fingerprint": valset.fingerprint(),
-                        "images_total": len(valset.images), "images_run": n_images,
+                    "data": {  # the engine's data section (bench/run/engine.py), so reopen/reports work alike
+                        "root": str(valset.root),
+                        "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
+                        "class_ids": list(valset.class_ids), "layout": valset.layout, "describe": valset.describe(),
+                        "fingerprint": valset.fingerprint(), "images_total": len(valset.images), "images_run": n_images,
                         "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
                     },  # fmt: skip
                     "settings": {
@@ -222,7 +225,7 @@ def run_tencrop_named(
     import json
 
     from bench.core.protocol import load_protocol
-    from bench.data.ilsvrc import load_val
+    from bench.data.open import open_dataset
     from bench.models import build_model
     from bench.run.suite import resolve_data
 
@@ -233,7 +236,7 @@ def run_tencrop_named(
     runs = []
     for p in protocols:
         blacklist = (root / p.blacklist) if p.blacklist else None
-        valset = load_val(root, layout=gt_layout, images_dir=images, blacklist=blacklist)
+        valset = open_dataset(root, layout=gt_layout, images=images, blacklist=blacklist)
         run = RunDir(out / p.name / model.spec.name)
         summary = run_tencrop_suite(
             p, valset, model, info, run, device=device, limit=limit, shard_size=shard_size, box_workers=box_workers,
