@@ -19,15 +19,17 @@ import pandas as pd
 from torch import nn
 
 from bench.models.resolve import ModelOptions
-from bench.run.engine import RunConfig, resolve_device
+from bench.run.engine import RunConfig
 from bench.run.results import RunDir
 from bench.run.score import score_folder, write_maps
 from bench.run.suite import SuiteRequest, run_named_suite
+from bench.runtime import resolve_device
 
 __all__ = ["Run", "evaluate", "score_maps", "load_run"]
 
 _MODEL_OPTIONS = {f.name for f in fields(ModelOptions)} - {"method", "weights", "layer"}
 _CONFIG_OPTIONS = {f.name for f in fields(RunConfig)}
+_REQUEST_OPTIONS = ("method", "layer", "gt_layout", "images", "split", "metadata", "masks", "select_on", "step")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def evaluate(
         out: results root (None: a new temporary folder).
         **options: ``bench run`` flags by their Python names: ``weights``, ``method``, ``layer``,
             ``classifier``, ``reshape``, ``input_size``, ``mean``, ``std``, ``pretrained``,
-            ``gt_layout``, ``images``, ``limit``, ``device`` (``'auto'`` resolved), ``batch_size``,
+            ``gt_layout``, ``images``, ``split``, ``metadata``, ``masks``, ``select_on``, ``step``, ``limit``, ``device`` (``'auto'`` resolved), ``batch_size``,
             ``workers`` (default 0 here: no DataLoader processes), ``amp``, ``channels_last``,
             ``save_cams``, ``shard_size``, ``box_workers``, ``progress``.
 
@@ -96,7 +98,7 @@ def evaluate(
     config_opts["device"] = resolve_device(config_opts.get("device", "auto"))
     config_opts.setdefault("workers", 0)
     weights = opts.pop("weights", None)
-    request_opts = {k: opts.pop(k) for k in ("method", "layer", "gt_layout", "images") if k in opts}
+    request_opts = {k: opts.pop(k) for k in _REQUEST_OPTIONS if k in opts}
     if opts:
         raise TypeError(f"evaluate() got unknown options {sorted(opts)}")
     request = SuiteRequest(

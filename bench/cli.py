@@ -8,6 +8,8 @@
     bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
     bench show RUN [RUN2] [--images ID ...|--worst N|--best N|--random N] [--seed S] [--out DIR]
     bench report RUN ... [--out report.html] [--gallery N] [--curve-limit N] [--assets DIR]
+    bench convert caffe DEPLOY.prototxt X.caffemodel --out NET.pt [--paper-name ROW]
+    bench tencrop [--suite ilsvrc_loc_release_tencrop] --model caffe:NET.pt --data DIR [--limit N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ def _parser() -> argparse.ArgumentParser:
                           "entry-point name; repeat for several (default: the suite's models)")
     run.add_argument("--data", type=Path, help="ILSVRC-layout data root, DESIGN §3 (default: the suite's data)")
     run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
-    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
+    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
     run.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    run.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"],
+                     help="split of CUB (test|train|all) or wsol metadata (test|train-fullsup); default test")
+    run.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
+    run.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
+    run.add_argument("--select-on", default=None, choices=["train-fullsup"],
+                     help="wsol suites: choose the CAM threshold on this split, report the test split at it")
+    run.add_argument("--step", type=float, default=None, help="wsol suites: threshold grid step (default: the suite's)")
     run.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=int, default=32)
@@ -66,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; the run goes to OUT/SUITE/maps-<folder name>")
     score.add_argument("--name", default=None, help="run name (default: maps-<folder name>)")
     score.add_argument("--workers", type=int, default=0, help="processes for reading and scoring maps (default: inline)")
-    score.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
+    score.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
+    score.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"], help="as for bench run")
+    score.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
+    score.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
     score.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
     score.add_argument("--no-progress", action="store_true")
 
@@ -74,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     rescore.add_argument("--protocol", required=True, help="suite name or .toml path")
     rescore.add_argument("--out", type=Path, default=None, help="results root (default: the source run's root); writes OUT/SUITE/MODEL")
+    rescore.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     rescore.add_argument("--no-progress", action="store_true")
 
     table = sub.add_parser("table", help="paper-shaped tables from finished runs")
@@ -88,11 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     sweep.add_argument("--step", type=float, default=0.01, help="threshold grid step (0.001 for 1,000 thresholds)")
     sweep.add_argument("--at", default="224", choices=["224", "original"], help="evaluation size of maps and boxes")
+    sweep.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     sweep.add_argument("--no-progress", action="store_true")
 
     export = sub.add_parser("export", help="export a run's detections")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--coco", action="store_true", required=True, help="COCO JSON + box AP (pycocotools COCOeval)")
+    export.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
 
     data = sub.add_parser("data", help="write ready-made data sets in ILSVRC layout")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -128,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or folders holding runs")
     report.add_argument("--out", type=Path, default=Path("report.html"))
     report.add_argument("--gallery", type=int, default=3, help="best and worst images per run (0: none)")
-    report.add_argument("--curve-limit", type=int, default=None, help="threshold curves on the first N images only")
+    report.add_argument("--curve-limit", type=int, default=None,
+                        help="threshold curves on the first N images (default: all with a map cache, else 500: the network is re-run)")
     report.add_argument("--assets", type=Path, default=None, help="also write each curve's CSV and PNG here")
     report.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     report.add_argument("--batch-size", type=int, default=16)
@@ -146,6 +162,27 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--weights", type=Path, default=None, help="start from this checkpoint instead of the recipe's init")
     train.add_argument("--val", type=Path, default=None, help="val root for the final accuracy (default: auto)")
     train.add_argument("--no-progress", action="store_true")
+    tencrop = sub.add_parser("tencrop", help="run a ten-crop release suite (input.pipeline = tencrop_release) with a Caffe model")
+    tencrop.add_argument("--suite", default="ilsvrc_loc_release_tencrop", help="suite name or .toml path (default: ilsvrc_loc_release_tencrop)")
+    tencrop.add_argument("--model", required=True, help="caffe:NET.pt (bench convert caffe) or DEPLOY.prototxt with --weights")
+    tencrop.add_argument("--weights", type=Path, default=None, help="the .caffemodel of a DEPLOY.prototxt model")
+    tencrop.add_argument("--data", type=Path, help="ILSVRC-layout data root (holds the suite's mean_image file)")
+    tencrop.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
+    tencrop.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    tencrop.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
+    tencrop.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    tencrop.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
+    tencrop.add_argument("--box-workers", type=int, default=2, help="threads for boxes + scoring, overlapped with the network (0: inline)")
+    tencrop.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
+    tencrop.add_argument("--no-progress", action="store_true")
+
+    convert = sub.add_parser("convert", help="convert a foreign model file into one the harness loads")
+    convert_sub = convert.add_subparsers(dest="convert_command", required=True)
+    caffe = convert_sub.add_parser("caffe", help="Caffe deploy/train_val .prototxt + .caffemodel -> NET.pt (needs the caffe extra)")
+    caffe.add_argument("deploy", type=Path, help="the network's .prototxt (deploy or train_val; TEST phase)")
+    caffe.add_argument("caffemodel", type=Path, help="its trained weights (.caffemodel)")
+    caffe.add_argument("--out", type=Path, required=True, help="output file; run it with --model caffe:NET.pt")
+    caffe.add_argument("--paper-name", default=None, help="CAM paper row (e.g. VGGnet-GAP); default: guessed from the file names")
     return parser
 
 
@@ -181,7 +218,8 @@ def cmd_list() -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.models.resolve import ModelOptions
-    from bench.run.engine import RunConfig, resolve_device
+    from bench.run.engine import RunConfig
+    from bench.runtime import resolve_device
     from bench.run.suite import SuiteRequest, run_named_suite
 
     config = RunConfig(
@@ -209,6 +247,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         model_options=ModelOptions(
             classifier=args.classifier, reshape=args.reshape, input_size=args.input_size, mean=args.mean, std=args.std
         ),
+        split=args.split,
+        metadata=args.metadata,
+        masks=args.masks,
+        select_on=args.select_on,
+        step=args.step,
     )
     run_named_suite(request, config)
     return 0
@@ -219,7 +262,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     run = score_folder(
         args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
-        workers=args.workers, progress=not args.no_progress, command=sys.argv,
+        split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
     )  # fmt: skip
     print(f"scored {args.maps} on {args.data}: results in {run.path}")
     print(json.dumps(run.read_summary(), indent=2))
@@ -237,7 +280,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     target = RunDir(root / protocol.name / source.path.name)
     if target.path.resolve() == source.path.resolve():
         raise SystemExit("bench rescore: the target is the source run itself; pass another --protocol or --out")
-    summary = rescore_run(source, protocol, target, progress=not args.no_progress)
+    summary = rescore_run(source, protocol, target, progress=not args.no_progress, data_root=args.data)
     print(f"rescored {source.path} with {protocol.name}: results in {target.path}")
     print(json.dumps(summary, indent=2))
     return 0
@@ -247,7 +290,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
     from bench.analysis.run_metrics import sweep_run
 
-    result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress)
+    result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data)
     print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
     print(f"wrote {args.run_dir / 'sweep.json'} and {args.run_dir / 'sweep_curves.csv'}")
     return 0
@@ -257,7 +300,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
     from bench.analysis.run_metrics import coco_export
 
-    result = coco_export(RunDir(args.run_dir))
+    result = coco_export(RunDir(args.run_dir), data_root=args.data)
     print(json.dumps(result, indent=2))
     print(f"wrote {args.run_dir / 'coco.json'} and {args.run_dir / 'coco_eval.json'}")
     return 0
@@ -351,24 +394,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "score": cmd_score, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
+def cmd_tencrop(args: argparse.Namespace) -> int:
+    from bench.runtime import resolve_device
+
+    try:
+        from bench.models.caffe.tencrop_run import run_tencrop_named
+    except ImportError as exc:
+        raise SystemExit(f"bench tencrop: {exc}") from None
+    run_tencrop_named(
+        args.suite, args.model, args.weights, args.data, args.out, gt_layout=args.gt_layout, images=args.images,
+        device=resolve_device(args.device), limit=args.limit, shard_size=args.shard_size,
+        box_workers=args.box_workers, progress=not args.no_progress,
+    )  # fmt: skip
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    try:
+        from bench.models.caffe import convert_caffe
+    except ImportError as exc:
+        raise SystemExit(f"bench convert caffe: {exc}") from None
+
+    out = convert_caffe(args.deploy, args.caffemodel, args.out, paper_name=args.paper_name)
+    print(f"wrote {out}; evaluate it with --model caffe:{out}")
+    return 0
+
+
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "score": cmd_score, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train, "convert": cmd_convert, "tencrop": cmd_tencrop}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bench` console script. Expected errors print one clear message, exit 2."""
-    from bench.data.ilsvrc import DataError
-    from bench.run.engine import RunError
+    from bench.data.dataset import DataError
+    from bench.runtime import BenchError
     from bench.models import UnknownModelError, WeightsError
     from bench.core.protocol import ProtocolError
     from bench.run.rescore import RescoreError
     from bench.analysis.run_metrics import RunMetricsError
-    from bench.models.user import ModelAdapterError
-    from bench.run.score import ScoreError
 
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, RunMetricsError, ModelAdapterError, ScoreError, FileNotFoundError) as exc:
+    except (BenchError, DataError, ProtocolError, WeightsError, UnknownModelError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2

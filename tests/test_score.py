@@ -18,10 +18,11 @@ import torch
 
 from bench.cli import main
 from bench.core.cam import upsample_cam
-from bench.data.ilsvrc import load_val
+from bench.data.open import open_dataset as load_val
 from bench.data.synthetic import SynthConfig, generate, val_root
 from bench.run.cam_cache import read_cam_shard
-from bench.run.results import RunDir, parse_floats
+from bench.core.records import parse_floats
+from bench.run.results import RunDir
 from bench.run.score import GT_ONLY, ScoreError, index_maps
 
 COMMON = ["--workers", "0", "--no-progress"]
@@ -92,11 +93,11 @@ def test_npz_maps_reproduce_the_runs_records(cached_run: RunDir, data: Path, tmp
 def test_npz_with_class_ids_and_workers(cached_run: RunDir, data: Path, tmp_path: Path) -> None:
     """Classes given as WNID strings, scored on two processes: same records."""
     files = _export(cached_run, data, tmp_path / "maps", "npz")
-    wnids = load_val(data).wnids
+    class_ids = load_val(data).class_ids
     for path in files.values():
         with np.load(path) as z:
             arrays = dict(z)
-        arrays["classes"] = np.array([wnids[c] for c in arrays["classes"]])
+        arrays["classes"] = np.array([class_ids[c] for c in arrays["classes"]])
         np.savez(path, **arrays)
     assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]) == 0
     assert _text(tmp_path / "out" / "ilsvrc_loc" / "maps-maps") == _text(cached_run.path)

@@ -10,6 +10,7 @@
                                 hub cache, else a download (as for registry models); ``--weights FILE``
 ``path/to/file.py:factory``     import the file, call ``factory()``
 ``package.module:factory``      import the module, call ``factory()``
+``caffe:NET.pt``, ``X.prototxt``  the authors' Caffe models, through :func:`bench.models.build_model`
 an entry-point name             a factory registered by a package under the entry-point group
                                 ``wsol_bench.models`` (``bench list`` shows them)
 a registry name                 :func:`bench.models.build_model`
@@ -22,7 +23,7 @@ then loads a state dict into it (``weights_only=True``, strict; ``'state_dict'``
 wrappers and a DDP ``module.`` prefix accepted).
 
 Adding a kind of model string is one entry: ``register_resolver(matches, resolver)`` puts it
-before the built-in ones (e.g. ``caffe:NET.pt`` / ``X.prototxt``).
+before the built-in ones (the Caffe strings are such an entry, pointing at ``build_model``).
 """
 
 from __future__ import annotations
@@ -223,9 +224,14 @@ def _entry_point(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsIn
     return _wrap(net, ref, options, f"entry point {ep.value}", name=ref), info
 
 
+def _is_caffe(ref: Any) -> bool:
+    return isinstance(ref, str) and (ref.startswith("caffe:") or ref.lower().endswith(".prototxt"))
+
+
 def is_registry_model(ref: Any) -> bool:
-    """Whether ``ref`` names a registry model (those keep the registry's own build path)."""
-    return isinstance(ref, str) and ref in MODELS
+    """Whether ``ref`` is built by :func:`bench.models.build_model` (registry names and the Caffe
+    strings ``caffe:NET.pt`` / ``DEPLOY.prototxt``): those keep ``--layer`` as the Grad-CAM layer."""
+    return isinstance(ref, str) and (ref in MODELS or _is_caffe(ref))
 
 
 def _registry(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
@@ -247,6 +253,7 @@ def _is_str(ref: Any) -> bool:
 RESOLVERS: list[tuple[Callable[[Any], bool], Resolver]] = [
     (lambda r: isinstance(r, nn.Module), _module_object),
     (lambda r: _is_str(r) and r in MODELS, _registry),
+    (_is_caffe, _registry),  # build_model reads caffe:NET.pt / DEPLOY.prototxt (bench.models.caffe)
     (lambda r: _is_str(r) and r.startswith("timm/"), _timm),
     (lambda r: _is_str(r) and r.startswith("torchvision/"), _torchvision),
     (lambda r: _is_str(r) and ":" in r, _factory),

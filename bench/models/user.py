@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from bench.models.registry import BenchModel, ModelSpec
+from bench.runtime import BenchError
 from bench.models.surgery import IMAGENET_MEAN, IMAGENET_STD, CamNotApplicable
 
 __all__ = [
@@ -77,7 +78,7 @@ _MAX_POOLS = frozenset({"amax", "adaptive_max_pool2d", "max_pool2d", "adaptive_m
 _HINT = "pass --layer NAME (the module whose output is the feature map) and --classifier NAME (the last linear layer)"
 
 
-class ModelAdapterError(ValueError):
+class ModelAdapterError(BenchError, ValueError):
     """A user model cannot be used as asked (no CAM pair, identity fails, bad layer name...)."""
 
 

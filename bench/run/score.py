@@ -44,7 +44,6 @@ import hashlib
 import io
 import multiprocessing
 import os
-import platform
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -58,14 +57,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from bench.core.boxes import boxes_for_maps
-from bench.core.cam import upsample_cam
-from bench.core.metrics import evaluate_image
 from bench.core.protocol import Protocol, load_protocol
-from bench.data.ilsvrc import GTImage, ValSet, load_val
+from bench.core.scoring import failed_record, image_record
+from bench.data.dataset import Dataset, GTImage
+from bench.data.open import open_dataset
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
-from bench.run.engine import RunConflict, image_record, library_versions, summarize_run
-from bench.run.results import IOU_DIGITS, RECORD_COLUMNS, RunDir, RunLocked, atomic_write_bytes, format_boxes, format_floats, format_ints
+from bench.run.engine import RunConflict, summarize_run
+from bench.run.results import RunDir, RunLocked, atomic_write_bytes
+from bench.runtime import BenchError, host_facts, library_versions
 
 __all__ = [
     "MAP_SUFFIXES",
@@ -90,7 +89,7 @@ _TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
 _IMAGE_EXTS = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-class ScoreError(ValueError):
+class ScoreError(BenchError, ValueError):
     """The maps cannot be scored as asked (no maps, mixed kinds, an ambiguous stem)."""
 
 
@@ -122,7 +121,7 @@ class MapIndex:
     kind: str
 
 
-def index_maps(folder: str | os.PathLike[str], valset: ValSet) -> MapIndex:
+def index_maps(folder: str | os.PathLike[str], valset: Dataset) -> MapIndex:
     """Match the ``.npy``/``.npz`` files under ``folder`` to the images of ``valset`` (module docstring rules).
 
     Raises:
@@ -185,7 +184,7 @@ class ScoreContext:
     """What every image's scoring needs besides its own task (picklable)."""
 
     protocol: Protocol
-    wnids: tuple[str, ...]
+    class_ids: tuple[str, ...]
     folder: Path
 
 
@@ -196,13 +195,6 @@ class ScoreTask:
     gt: GTImage
     blacklisted: bool
     map_file: str | None
-
-
-def _skeleton(gt: GTImage, blacklisted: bool, status: str, error: str = "", width: int = 0, height: int = 0) -> dict[str, Any]:
-    record: dict[str, Any] = {c: "" for c in RECORD_COLUMNS}
-    record.update(image_id=gt.image_id, label=gt.label, status=status, error=error, blacklisted=int(blacklisted),
-                  width=width, height=height, gtk_hit=0, degenerate=0)  # fmt: skip
-    return record
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -230,10 +222,10 @@ def _as_map_array(arr: np.ndarray, what: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _classes(raw: np.ndarray, wnids: Sequence[str], n: int) -> np.ndarray:
+def _classes(raw: np.ndarray, class_ids: Sequence[str], n: int) -> np.ndarray:
     raw = np.asarray(raw).reshape(-1)
     if raw.dtype.kind in "US":
-        index = {w: i for i, w in enumerate(wnids)}
+        index = {w: i for i, w in enumerate(class_ids)}
         unknown = [str(c) for c in raw if str(c) not in index]
         if unknown:
             raise ValueError(f"classes {unknown[:3]} are not class ids of the data set")
@@ -246,17 +238,6 @@ def _classes(raw: np.ndarray, wnids: Sequence[str], n: int) -> np.ndarray:
     return out
 
 
-def _gt_only_record(protocol: Protocol, gt: GTImage, blacklisted: bool, size: tuple[int, int], gt_map: np.ndarray) -> dict[str, Any]:
-    up = upsample_cam(torch.from_numpy(np.ascontiguousarray(gt_map))[None], size, mode=protocol.upsample).cpu().numpy()
-    boxes, degenerate = boxes_for_maps(up, protocol.thresholds, rule=protocol.box_rule, connectivity=protocol.connectivity)
-    gtk_box = boxes[0, protocol.gt_known_threshold_index]
-    scored = evaluate_image(gt.label, gt.boxes, np.zeros(0, np.int64), np.zeros((0, 4), np.int64), gtk_box, iou_threshold=protocol.iou_threshold)
-    record = _skeleton(gt, blacklisted, "ok", width=size[1], height=size[0])
-    record.update(gtk_box=format_ints(gtk_box), gtk_iou=f"{scored.gtk_iou:.{IOU_DIGITS}f}", gtk_hit=int(scored.gtk_hit),
-                  degenerate=int(bool(degenerate[0].any())))  # fmt: skip
-    return record
-
-
 def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any], str | None]:
     """The record of one image from its map file, and the file's SHA-256 (None if no file was read).
 
@@ -264,23 +245,23 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
     """
     gt, blacklisted = task.gt, task.blacklisted
     if task.map_file is None:
-        return _skeleton(gt, blacklisted, "failed", "no map file for this image under the maps folder"), None
+        return failed_record(gt, blacklisted, "no map file for this image under the maps folder"), None
     try:
         size = _image_size(Path(gt.path))
     except ImageDecodeError as exc:
-        return _skeleton(gt, blacklisted, "failed", f"image: {exc}"), None
+        return failed_record(gt, blacklisted, f"image: {exc}"), None
     digest = None
     try:
         data = (context.folder / task.map_file).read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if task.map_file.endswith(".npy"):
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-            return _gt_only_record(context.protocol, gt, blacklisted, size, _as_map_array(arr, "the map", 2)), digest
+            arr = _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)
+            return image_record(context.protocol, gt, blacklisted, size, None, None, arr[None], [gt.label]), digest
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             missing = [k for k in ("classes", "maps") if k not in npz.files]
             if missing:
                 raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
-            classes = _classes(npz["classes"], context.wnids, len(context.wnids))
+            classes = _classes(npz["classes"], context.class_ids, len(context.class_ids))
             maps = _as_map_array(npz["maps"], "maps", 3)
             scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
         if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
@@ -288,19 +269,14 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
         k = context.protocol.ranks_needed
         if classes.shape[0] < k:
             raise ValueError(f"{classes.shape[0]} ranked classes; the suite {context.protocol.name} needs at least {k}")
-        where = np.flatnonzero(classes == gt.label)
-        if where.size == 0:
-            raise ValueError(f"no map of the GT class {context.wnids[gt.label]} (add it as an extra entry)")
-        top5 = classes[:5]
-        cams = torch.from_numpy(np.ascontiguousarray(np.concatenate([maps[:k], maps[where[0] : where[0] + 1]])))
-        top_scores = scores[:5] if scores is not None else np.zeros(top5.shape[0])
-        record = image_record(context.protocol, gt, blacklisted, size, top5, top_scores, cams)
-        if scores is None:
-            record["top5_scores"] = ""
+        if not (classes == gt.label).any():
+            raise ValueError(f"no map of the GT class {context.class_ids[gt.label]} (add it as an extra entry)")
+        # guesses: the first five entries; GT-known: the first entry of the GT class
+        record = image_record(context.protocol, gt, blacklisted, size, classes[:5], None if scores is None else scores[:5], maps, classes)
         return record, digest
     except Exception as exc:  # unreadable file, wrong shape/dtype, NaN, bad classes: a failed record
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        return _skeleton(gt, blacklisted, "failed", f"map {task.map_file}: {reason}"), digest
+        return failed_record(gt, blacklisted, f"map {task.map_file}: {reason}"), digest
 
 
 # --------------------------------------------------------------------------- the run
@@ -336,6 +312,9 @@ def score_folder(
     name: str | None = None,
     gt_layout: str = "auto",
     images: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    metadata: str | os.PathLike[str] | None = None,
+    masks: str | os.PathLike[str] | None = None,
     workers: int = 0,
     shard_size: int = 1000,
     progress: bool = True,
@@ -359,7 +338,7 @@ def score_folder(
     protocol = load_protocol(suite)
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
-    valset = load_val(root, layout=gt_layout, images_dir=images, blacklist=blacklist)
+    valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)
     index = index_maps(maps, valset)
     if run is None:
         run_name = name or f"maps-{index.folder.name}"
@@ -371,11 +350,11 @@ def score_folder(
         raise RunConflict(str(exc)) from None
 
 
-def _score_locked(protocol: Protocol, valset: ValSet, index: MapIndex, run: RunDir, workers: int, shard_size: int,
+def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: RunDir, workers: int, shard_size: int,
                   progress: bool, command: Sequence[str]) -> RunDir:  # fmt: skip
     if run.exists():
         raise RunConflict(f"{run.path} already holds a run; choose another --out or delete that folder")
-    context = ScoreContext(protocol, valset.wnids, index.folder)
+    context = ScoreContext(protocol, valset.class_ids, index.folder)
     tasks = [ScoreTask(g, g.image_id in valset.blacklisted, index.files.get(g.image_id)) for g in valset.images]
     n = len(tasks)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -391,11 +370,15 @@ def _score_locked(protocol: Protocol, valset: ValSet, index: MapIndex, run: RunD
         },
         "maps": {"folder": str(index.folder), "kind": index.kind, "gt_class_only": gt_only, "files_matched": len(index.files),
                  "unmatched": len(index.unmatched), "index_file": "map_files.csv", "fingerprint": None},
-        "data": {"root": str(valset.root), "layout": valset.layout, "fingerprint": valset.fingerprint(), "images_total": n,
-                 "images_run": n, "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes},
+        "data": {  # the engine's data section, so bench.run.rundata reopens the data of a score run too
+            "root": str(valset.root), "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
+            "class_ids": list(valset.class_ids), "layout": valset.layout, "describe": valset.describe(),
+            "fingerprint": valset.fingerprint(), "images_total": n, "images_run": n,
+            "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
+        },
         "settings": {"workers": workers, "shard_size": shard_size, "save_cams": False, "seed": None, "max_pixels": MAX_PIXELS},
         "versions": library_versions(),
-        "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+        "host": host_facts(),
         "command": list(command) or sys.argv,
         "started": started,
     }  # fmt: skip

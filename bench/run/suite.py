@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.data.ilsvrc import load_val
-from bench.run.engine import RunConfig, RunError, run_suite, shutdown_distributed
+from bench.data.open import open_dataset
+from bench.run.engine import RunConfig, run_suite, shutdown_distributed
+from bench.runtime import RunError
 from bench.models.resolve import ModelOptions, is_registry_model, resolve_model
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
@@ -37,6 +38,11 @@ class SuiteRequest:
     out: Path = Path("results")
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
     layer: str | None = None  # --layer: Grad-CAM layer (registry models); feature layer of user models
+    split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
+    metadata: Path | None = None  # --metadata: wsol metadata folder
+    masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
+    select_on: str | None = None  # --select-on: split on which wsol suites choose their threshold
+    step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
     model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
     verbose: bool = True  # print each summary and the tables (the CLI); the Python API passes False
 
@@ -96,7 +102,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     try:
         for b in bases:
             blacklist = (data / b.blacklist) if b.blacklist else None
-            valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
+            valset = open_dataset(data, layout=request.gt_layout, images=request.images, split=request.split, blacklist=blacklist, metadata=request.metadata, masks=request.masks)
             for i, ref in enumerate(models):
                 registry = is_registry_model(ref)
                 p = b.with_method(request.method, request.layer if registry else None)
@@ -107,12 +113,16 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                     method=p.cam_method,
                 )
                 model, info = resolve_model(ref, options)
-                run = run_folder(request.out, p, model.spec.name)
-                summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET, pkg.mod:f -> pkg.mod.f
+                summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
                 runs.append(run)
                 if summary is not None and request.verbose:  # rank 0 (or a single process) reports
                     print(f"{model.spec.name} on {p.name}: results in {run.path}")
                     print(json.dumps(summary, indent=2))
+                    if p.wsol_evaluation:
+                        from bench.run.wsol_suite import finish_wsol_run
+
+                        print(json.dumps(finish_wsol_run(p, request, run, model, info, config, data, blacklist), indent=2))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
@@ -124,6 +134,13 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
         if request.verbose:
             print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
     return runs
+
+
+def _run_config(protocol: Protocol, config: RunConfig) -> RunConfig:
+    """wsol suites score the cached GT-class maps after the run: they always keep a CAM cache."""
+    from dataclasses import replace
+
+    return replace(config, save_cams=True) if protocol.wsol_evaluation else config
 
 
 def _is_rank0() -> bool:
