@@ -64,6 +64,7 @@ __all__ = [
     "RESHAPES",
     "resolve_preprocessing",
     "tokens_to_grid",
+    "fold_tokens",
     "wrap_module",
     "model_output_logits",
 ]
@@ -190,17 +191,25 @@ def _pooled_shape(x: Tensor, out: Tensor, tokens: bool) -> bool:
 class _Tracer(TorchFunctionMode):
     """Records global pooling calls and linear calls of one forward (``capture``: only pool #capture)."""
 
-    def __init__(self, tokens: bool, capture: int | None = None) -> None:
+    def __init__(self, tokens: bool, capture: int | None = None, fold: bool = False) -> None:
         super().__init__()
         self.tokens = tokens
         self.capture = capture
+        self.fold = fold  # captured token input: fold to the grid and feed the pool the rebuilt tokens
+        self.grid: Tensor | None = None
         self.pools: list[_Pool] = []
         self.linears: list[tuple[Tensor, Tensor, Tensor | None, Tensor]] = []
         self.n_pools = 0
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
         name = getattr(func, "__name__", "")
+        if (
+            self.fold and self.capture == self.n_pools and name in _AVG_POOLS | _MAX_POOLS
+            and args and isinstance(args[0], Tensor) and args[0].ndim == 3
+        ):  # fmt: skip
+            self.grid, rebuilt = fold_tokens(args[0])
+            args = (rebuilt, *args[1:])
+        out = func(*args, **(kwargs or {}))
         if (name in _AVG_POOLS or name in _MAX_POOLS) and args and isinstance(args[0], Tensor):
             res = out[0] if isinstance(out, tuple) else out
             if isinstance(res, Tensor) and _pooled_shape(args[0], res, self.tokens):
@@ -212,6 +221,16 @@ class _Tracer(TorchFunctionMode):
             bias = args[2] if len(args) > 2 else (kwargs or {}).get("bias")
             self.linears.append((args[0], args[1], bias, out))
         return out
+
+
+def fold_tokens(tokens: Tensor, prefix: int | None = None) -> tuple[Tensor, Tensor]:
+    """``(grid (B, C, g, g), rebuilt (B, N, C))``: the grid of :func:`tokens_to_grid`, and the same tokens
+    rebuilt from it (prefix tokens + unfolded grid; equal values). Feeding ``rebuilt`` downstream puts
+    the grid on the path from input to logits, so gradients with respect to it exist."""
+    grid = tokens_to_grid(tokens, prefix)
+    n_prefix = tokens.shape[1] - grid.shape[2] * grid.shape[3]
+    rebuilt = torch.cat([tokens[:, :n_prefix], grid.flatten(2).transpose(1, 2)], dim=1)
+    return grid, rebuilt
 
 
 def tokens_to_grid(tokens: Tensor, prefix: int | None = None) -> Tensor:
@@ -323,10 +342,22 @@ class UserModel(BenchModel):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``x`` ``(B, 3, S, S)`` normalised -> ``(logits (B, C), features (B, K, h, w) | None)``."""
         feats: Tensor | None = None
+        fold = self.reshape == "vit"
         if self.layer is not None:
             store: list[Tensor] = []
             module = dict(self.net.named_modules())[self.layer]
-            handle = module.register_forward_hook(lambda _m, _i, out: store.append(out if isinstance(out, Tensor) else out[0]))
+            prefix = getattr(self.net, "num_prefix_tokens", None)
+
+            def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
+                first = out if isinstance(out, Tensor) else out[0]
+                if not fold or first.ndim != 3:
+                    store.append(first)
+                    return None
+                grid, rebuilt = fold_tokens(first, prefix)  # the grid feeds the rest of the net
+                store.append(grid)
+                return rebuilt if isinstance(out, Tensor) else (rebuilt, *out[1:])
+
+            handle = module.register_forward_hook(hook)
             try:
                 logits = model_output_logits(self.net(x))
             finally:
@@ -335,12 +366,12 @@ class UserModel(BenchModel):
                 raise ModelAdapterError(f"{self.reference}: layer {self.layer!r} ran {len(store)} times in one forward; pick a module that runs once")
             feats = store[0]
         elif self.pool_index is not None:
-            tracer = _Tracer(tokens=self.reshape == "vit", capture=self.pool_index)
+            tracer = _Tracer(tokens=fold, capture=self.pool_index, fold=fold)
             with tracer:
                 logits = model_output_logits(self.net(x))
             if not tracer.pools:
                 raise ModelAdapterError(f"{self.reference}: the global pooling seen on the probe did not run; {_HINT}")
-            feats = tracer.pools[0].inp
+            feats = tracer.grid if tracer.grid is not None else tracer.pools[0].inp
         else:
             logits = model_output_logits(self.net(x))
         if feats is not None:
@@ -547,4 +578,4 @@ def wrap_module(
         spec, net, reference=reference, preprocessing=pre, num_classes=int(logits.shape[1]), layer=layer,
         classifier_params=cls_params if head != "fc" else None, classifier_name=cls_name, pool_index=pool_index,
         reshape=reshape, detected=detected,
-    )  # fmt: skip
+    ).eval()  # fmt: skip
