@@ -402,7 +402,7 @@ class UserModel(BenchModel):
                 f"{weight.shape[1]} inputs; {_HINT}"
             )
         hw = feats.shape[2] * feats.shape[3]
-        err, over = _identity_error(_pool(feats.float(), self.spec.head), weight, bias, logits, hw)
+        err, over = _identity_error(_pool(feats.detach().double(), self.spec.head), weight, bias, logits, hw)
         if over > 0:
             raise ModelAdapterError(
                 f"{self.reference}: the CAM identity ({'mean' if self.spec.head == 'gap' else 'max'}-pooled features @ W.T + b "
