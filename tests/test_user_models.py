@@ -263,3 +263,22 @@ def test_bad_model_strings_are_one_line_errors(data: Path, tmp_path: Path, capsy
     assert main(["run", "--suite", "ilsvrc_loc", "--model", model, "--data", str(data), "--out", str(tmp_path), *COMMON]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bench run: error:") and message in err and "Traceback" not in err
+
+
+def test_model_from_manifest_rebuilds_a_user_model(data: Path, tmp_path: Path) -> None:
+    from bench.models.resolve import model_from_manifest
+
+    ckpt = str(packaged_checkpoint_path("simplecnn_gap"))
+    args = ["run", "--suite", "ilsvrc_loc", "--model", "tests.user_models:simplecnn_gap_untrained", "--weights", ckpt,
+            "--input-size", "96", "--limit", "2", "--data", str(data), "--out", str(tmp_path), *COMMON]  # fmt: skip
+    assert main(args) == 0
+    section = json.loads((tmp_path / "ilsvrc_loc" / "tests.user_models.simplecnn_gap_untrained" / "manifest.json").read_text())["model"]
+    assert section["preprocessing"]["input_size"] == 96 and section["preprocessing"]["sources"]["input_size"] == "flag"
+    model, info = model_from_manifest(section)
+    assert info.sha256 == section["weights_sha256"] and model.spec.input_size == 96
+    reference, _ = resolve_model("simplecnn_gap")
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(model(x)[1], reference(x)[1])
+    with pytest.raises(ModelAdapterError, match="cannot be rebuilt"):
+        model_from_manifest({**section, "reference": "<tests.user_models.ModuleGAP>"})

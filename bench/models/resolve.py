@@ -33,7 +33,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -54,6 +54,7 @@ __all__ = [
     "resolve_model",
     "entry_point_models",
     "is_registry_model",
+    "model_from_manifest",
 ]
 
 #: Entry-point group under which packages register model factories.
@@ -290,3 +291,43 @@ def resolve_model(ref: str | nn.Module, options: ModelOptions = ModelOptions()) 
         f"package.module:factory, path/to/file.py:factory, or a name registered under the entry-point group "
         f"{ENTRY_POINT_GROUP} ({', '.join(entry_point_models()) or 'none installed'})"
     )
+
+
+def model_from_manifest(section: Mapping[str, Any], weights: str | os.PathLike[str] | None = None) -> tuple[BenchModel, WeightsInfo]:
+    """Rebuild a run's model from its manifest's ``model`` section (for replay).
+
+    Registry and Caffe models by name; user models from the recorded ``reference`` with the recorded
+    layer, classifier, reshape and preprocessing. ``weights``: the (verified) weights file to load,
+    default the recorded one when the run loaded a file. The caller compares the returned
+    ``WeightsInfo.sha256`` with the manifest's.
+
+    Raises:
+        ModelAdapterError: a model built from an ``nn.Module`` object in Python (nothing names it).
+        UnknownModelError, WeightsError: as :func:`resolve_model`.
+    """
+    reference = section.get("reference") or section["name"]
+    if isinstance(reference, str) and reference.startswith("<") and reference.endswith(">"):
+        raise ModelAdapterError(
+            f"model {section['name']} was an nn.Module passed from Python ({reference}); it cannot be rebuilt "
+            "from the manifest: evaluate it with save_cams=True to keep its maps"
+        )
+    if weights is None and section.get("weights_source") == "file":
+        weights = section.get("weights_path")
+    pre = section.get("preprocessing") or {}
+    sources = pre.get("sources") or {}
+
+    def given(key: str) -> Any:  # only the values that came from flags need passing again
+        return pre.get(key) if sources.get(key) == "flag" else None
+
+    options = ModelOptions(
+        weights=weights,
+        pretrained=section.get("weights_source") != "random-init",
+        layer=section.get("layer") if not is_registry_model(reference) else None,
+        classifier=section.get("classifier") if section.get("detected") == "layer" else None,
+        reshape=section.get("reshape"),
+        input_size=given("input_size"),
+        mean=given("mean"),
+        std=given("std"),
+        method="cam" if section.get("head") in ("gap", "gmp") else "gradcam",
+    )
+    return resolve_model(reference, options)
