@@ -116,7 +116,8 @@ def test_gt_class_npy_maps_give_the_gt_known_numbers(cached_run: RunDir, data: P
     for key in ("gt_known_loc_err", "mean_iou", "iou_ge_0.3", "iou_ge_0.5", "iou_ge_0.7", "loc_images"):
         assert summary[key] == original[key]
     for key in ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err"):
-        assert summary[key] == GT_ONLY
+        assert summary[key] is None
+    assert summary["gt_class_maps_only"] is True and summary["note"].startswith(GT_ONLY)
 
 
 @pytest.mark.parametrize("size", ["224", "original"])
@@ -177,3 +178,33 @@ def test_ambiguous_stem_and_mixed_kinds_are_clear_errors(cached_run: RunDir, dat
     np.savez(tmp_path / "maps" / "x.npz", classes=np.zeros(5), maps=np.zeros((5, 2, 2)))
     with pytest.raises(ScoreError, match="both .npy"):
         index_maps(tmp_path / "maps", load_val(data))
+
+
+def test_tables_compare_and_sweep_read_score_runs(cached_run: RunDir, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _export(cached_run, data, tmp_path / "npy", "npy")
+    _export(cached_run, data, tmp_path / "npz", "npz")
+    out = tmp_path / "out"
+    for folder in ("npy", "npz"):
+        assert main(["score", str(tmp_path / folder), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["table", "--paper", "2", "--runs", str(out), "--format", "csv"]) == 0
+    table = capsys.readouterr().out
+    assert f"maps-npy,maps-npy,ilsvrc_loc,18,{GT_ONLY},{GT_ONLY}" in table
+    summary = cached_run.read_summary()
+    assert f"maps-npz,maps-npz,ilsvrc_loc,18,{summary['top1_loc_err']:.2f},{summary['top5_loc_err']:.2f}" in table
+    npy_run, npz_run = out / "ilsvrc_loc" / "maps-npy", out / "ilsvrc_loc" / "maps-npz"
+    assert main(["compare", str(npz_run), str(npy_run), "--format", "csv"]) == 0
+    rows = {line.split(",")[0]: line.split(",") for line in capsys.readouterr().out.splitlines()}
+    assert float(rows["gt_known_loc_err"][3]) == 0.0 and rows["top1_loc_err"][2] == ""  # no top-k in .npy runs
+    # the sweep of the GT-class maps read back from the maps folder equals the sweep of the run's cache
+    for run in (cached_run.path, npy_run, npz_run):
+        assert main(["sweep", str(run), "--no-progress"]) == 0
+    want = json.loads((cached_run.path / "sweep.json").read_text())
+    for run in (npy_run, npz_run):
+        assert json.loads((run / "sweep.json").read_text()) == want
+        assert (run / "sweep_curves.csv").read_bytes() == (cached_run.path / "sweep_curves.csv").read_bytes()
+    # maps changed after the run: the sweep refuses instead of describing other maps
+    first = sorted((tmp_path / "npy").glob("*.npy"))[0]
+    np.save(first, np.load(first) + np.float16(1))
+    assert main(["sweep", str(npy_run), "--no-progress"]) == 2
+    assert "changed since the run" in capsys.readouterr().err

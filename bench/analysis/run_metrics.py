@@ -14,6 +14,7 @@ from pycocotools' COCOeval (``coco_eval.json``); ``bench table`` shows ``box_ap`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,26 @@ __all__ = ["RunMetricsError", "sweep_run", "coco_export", "load_run_data"]
 
 class RunMetricsError(ValueError):
     """A post-hoc metric cannot be computed for this run (no cache, no boxes, changed data)."""
+
+
+def _gt_class_maps(run: RunDir, manifest: dict[str, Any], n_records: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(record index, GT-class map (h, w))`` of each scored image: from the CAM cache, or a
+    `bench score` run's own map files. Raises RunMetricsError now (not on iteration) without either."""
+    from bench.run.score import is_score_run, saved_gt_maps
+
+    if is_score_run(manifest):
+        return saved_gt_maps(run)
+    if not manifest["settings"].get("save_cams"):
+        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    shard_size = manifest["settings"]["shard_size"]
+
+    def cached() -> Iterator[tuple[int, np.ndarray]]:
+        for shard in range((n_records + shard_size - 1) // shard_size):
+            cache = read_cam_shard(run, shard)
+            for row_index, cams in zip(cache["index"], cache["cams"]):
+                yield int(row_index), cams[-1]
+
+    return cached()
 
 
 def load_run_data(run: RunDir, data_root: Path | str | None = None) -> ValSet:
@@ -68,27 +89,23 @@ def sweep_run(
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
     manifest = run.read_manifest()
-    if not manifest["settings"].get("save_cams"):
-        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    maps = _gt_class_maps(run, manifest, len(run.read_records()))
     valset = load_run_data(run, data_root)
     root = valset.root
     upsample = manifest["protocol"]["cam"]["upsample"]
     records = run.read_records()
-    shard_size = manifest["settings"]["shard_size"]
     by_id = {g.image_id: g for g in valset.images}
     acc = SweepAccumulator(thresholds=np.round(np.arange(0.0, 1.0, step), 10))
     bar = tqdm(total=len(records), desc=f"sweep {run.path.name}", unit="map", disable=not progress)
-    for shard in range((len(records) + shard_size - 1) // shard_size):
-        cache = read_cam_shard(run, shard)
-        for row_index, cams in zip(cache["index"], cache["cams"]):
-            row = records.iloc[int(row_index)]
-            gt = by_id[row["image_id"]]
-            height, width = int(row["height"]), int(row["width"])
-            size = (224, 224) if at == "224" else (height, width)
-            cam = upsample_cam(torch.from_numpy(cams[-1:].astype(np.float32)), size, mode=upsample)[0].numpy()
-            boxes = scale_boxes(gt.boxes, (width, height), (224, 224)) if at == "224" else gt.boxes
-            acc.add(cam, boxes, _mask(root, gt.image_id, size))
-            bar.update(1)
+    for row_index, gt_map in maps:
+        row = records.iloc[row_index]
+        gt = by_id[row["image_id"]]
+        height, width = int(row["height"]), int(row["width"])
+        size = (224, 224) if at == "224" else (height, width)
+        cam = upsample_cam(torch.from_numpy(gt_map[None].astype(np.float32)), size, mode=upsample)[0].numpy()
+        boxes = scale_boxes(gt.boxes, (width, height), (224, 224)) if at == "224" else gt.boxes
+        acc.add(cam, boxes, _mask(root, gt.image_id, size))
+        bar.update(1)
     bar.close()
     results = acc.results()
     curves = results.pop("curves")
@@ -105,25 +122,21 @@ def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True, d
     from bench.core import wsol
 
     manifest = run.read_manifest()
-    if not manifest["settings"].get("save_cams"):
-        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    maps = _gt_class_maps(run, manifest, len(run.read_records()))
     valset = load_run_data(run, data_root)
     records = run.read_records()
-    shard_size = manifest["settings"]["shard_size"]
     thresholds = wsol.wsol_thresholds(step)
     boxes = wsol.BoxAccumulator(thresholds)
     masks = wsol.MaskAccumulator(thresholds) if valset.has_masks else None
     bar = tqdm(total=len(records), desc=f"wsol sweep {run.path.name}", unit="map", disable=not progress)
-    for shard in range((len(records) + shard_size - 1) // shard_size):
-        cache = read_cam_shard(run, shard)
-        for row_index, cams in zip(cache["index"], cache["cams"]):
-            row = records.iloc[int(row_index)]
-            gt = valset.get(row["image_id"])
-            cam = cams[-1].astype(np.float32)
-            boxes.add(*wsol.cam_box_hits(cam, gt.boxes, (int(row["width"]), int(row["height"])), thresholds))
-            if masks is not None and gt.masks:
-                masks.add_cam(cam, gt.masks, gt.ignore)
-            bar.update(1)
+    for row_index, gt_map in maps:
+        row = records.iloc[row_index]
+        gt = valset.get(row["image_id"])
+        cam = gt_map.astype(np.float32)
+        boxes.add(*wsol.cam_box_hits(cam, gt.boxes, (int(row["width"]), int(row["height"])), thresholds))
+        if masks is not None and gt.masks:
+            masks.add_cam(cam, gt.masks, gt.ignore)
+        bar.update(1)
     bar.close()
     results = boxes.results()
     curves = results.pop("curves")

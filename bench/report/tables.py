@@ -24,6 +24,7 @@ from bench.core.scoring import localizes
 
 from bench.resources import resource_path
 from bench.run.results import find_runs
+from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
     "RunInfo",
@@ -136,6 +137,8 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
             row = {"method": r.method, "model": r.model, "suite": r.suite, "images": s.get("scored")}
             if kind == "loc" and not r.localized:
                 row["top1_err"] = row["top5_err"] = NOT_LOCALIZED
+            elif s.get("gt_class_maps_only"):  # `bench score` of .npy maps: no ranked classes
+                row["top1_err"] = row["top5_err"] = GT_ONLY
             else:
                 row["top1_err"] = _num(s.get(f"top1_{kind}_err"))
                 row["top5_err"] = _num(s.get(f"top5_{kind}_err"))
@@ -161,6 +164,8 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
             row = {"method": r.method, "model": r.model, "suite": r.suite, "images": r.summary.get("scored")}
             if not r.localized:
                 row["top5_loc_err"] = row["top5_loc_err_tight_loose"] = NOT_LOCALIZED
+            elif r.summary.get("gt_class_maps_only"):
+                row["top5_loc_err"] = row["top5_loc_err_tight_loose"] = GT_ONLY
             else:
                 row["top5_loc_err"] = _num(r.summary.get("top5_loc_err"))
                 row["top5_loc_err_tight_loose"] = _num(twins[0].summary.get("top5_loc_err")) if twins else None

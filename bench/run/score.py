@@ -13,8 +13,8 @@ tail of the path below the data root, longest first) plus ``.npy`` / ``.npz``
 anywhere). Two files with that stem, when the stem decides, is an error naming both.
 
 * ``.npy``: one 2-D ``(h, w)`` map of the GT class. Only GT-known localization, the IoU statistics
-  and sweeps are defined; the record's guess columns are empty and the summary's top-k keys say
-  ``"n/a (GT-class maps only)"``.
+  and sweeps are defined; the record's guess columns are empty, the summary's top-k keys are None
+  with ``gt_class_maps_only: true`` and a note, and tables show ``"n/a (GT-class maps only)"``.
 * ``.npz``: ``classes`` (k class indices, or WNIDs as strings) in rank order, ``maps`` (k, h, w),
   optional ``scores`` (k,). The first five entries are the guesses (the protocol needs the first
   ``ranks_needed``); the GT-known map is the first entry of the GT class (a sixth entry may carry it).
@@ -78,6 +78,8 @@ __all__ = [
     "score_image",
     "score_folder",
     "write_maps",
+    "is_score_run",
+    "saved_gt_maps",
 ]
 
 MAP_SUFFIXES = (".npy", ".npz")
@@ -409,8 +411,9 @@ def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: Run
     manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     run.write_manifest(manifest)
     summary = summarize_run(run)
-    if gt_only:
-        summary.update({k: GT_ONLY for k in _TOPK_KEYS})
+    if gt_only:  # no ranked classes: top-k metrics are undefined (None), and the summary says why
+        summary.update({k: None for k in _TOPK_KEYS})
+        summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: .npy maps carry no ranked classes, so top-k classification and localization are not defined")
     summary["unmatched_maps"] = len(index.unmatched)
     summary["unmatched_examples"] = list(index.unmatched[:MAX_NAMED])
     run.write_summary(summary)
@@ -443,3 +446,53 @@ def write_maps(items: Iterable[Sequence[Any]], folder: str | os.PathLike[str]) -
             arrays["scores"] = as_np(item[3])
         np.savez(root / f"{image_id}.npz", **arrays)
     return root
+
+
+# --------------------------------------------------------------------------- reading a score run's maps back
+
+
+def is_score_run(manifest: dict[str, Any]) -> bool:
+    """Whether a run manifest is a `bench score` run (its maps live in ``manifest['maps']['folder']``)."""
+    return isinstance(manifest.get("maps"), dict) and manifest.get("model", {}).get("head") == "maps"
+
+
+def saved_gt_maps(run: RunDir) -> Iterator[tuple[int, np.ndarray]]:
+    """``(record index, GT-class map (h, w) float32)`` for each scored image of a `bench score` run.
+
+    Read from the run's maps folder through ``map_files.csv`` (``.npy``: the map; ``.npz``: the first
+    entry of the GT class). After the last map the files read are checked against the manifest's
+    fingerprint, so a consumer that writes its results after the loop never writes results of other maps.
+
+    Raises:
+        ScoreError: not a score run, its maps folder is gone, or the files changed since the run.
+    """
+    manifest = run.read_manifest()
+    if not is_score_run(manifest):
+        raise ScoreError(f"{run.path} is not a `bench score` run")
+    folder = Path(manifest["maps"]["folder"])
+    index_file = run.path / "map_files.csv"
+    if not folder.is_dir() or not index_file.is_file():
+        raise ScoreError(f"{run.path}: its maps folder {folder} (or map_files.csv) is gone; restore it to read the maps")
+    files = dict(line.split(",", 1) for line in index_file.read_text().splitlines()[1:] if line)
+    class_ids = manifest["data"].get("class_ids") or []
+    records = run.read_records()
+    digests: list[tuple[str, str]] = []
+    for i, row in enumerate(records.itertuples(index=False)):
+        rel = files.get(row.image_id, "")
+        if rel:
+            try:
+                data = (folder / rel).read_bytes()
+            except OSError as exc:
+                raise ScoreError(f"{run.path}: cannot read map {folder / rel} ({exc})") from None
+            digests.append((rel, hashlib.sha256(data).hexdigest()))
+        if row.status != "ok" or not rel:
+            continue
+        if rel.endswith(".npy"):
+            gt_map = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                classes = _classes(npz["classes"], class_ids, max(len(class_ids), int(row.label) + 1))
+                gt_map = npz["maps"][int(np.flatnonzero(classes == int(row.label))[0])]
+        yield i, np.asarray(gt_map, dtype=np.float32)
+    if _fingerprint(digests) != manifest["maps"].get("fingerprint"):
+        raise ScoreError(f"{run.path}: the map files under {folder} changed since the run (fingerprint differs); rerun bench score")
