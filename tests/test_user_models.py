@@ -78,7 +78,10 @@ def test_evaluate_accepts_modules_and_strings(data: Path, registry_run: Path) ->
         assert run.summary["top1_loc_err"] == bench.load_run(registry_run).summary["top1_loc_err"]
 
 
-@pytest.mark.parametrize(("factory", "head", "classifier"), [(user_models.FunctionalGMP, "gmp", "head"), (user_models.ModuleGAP, "gap", "fc")])
+@pytest.mark.parametrize(
+    ("factory", "head", "classifier"),
+    [(user_models.FunctionalGMP, "gmp", "head"), (user_models.ModuleGAP, "gap", "fc"), (user_models.module_gmp, "gmp", "fc")],
+)
 def test_traced_pair_is_the_pooling_input_and_the_last_linear(factory: type[nn.Module], head: str, classifier: str) -> None:
     torch.manual_seed(0)
     net = factory()
@@ -282,3 +285,15 @@ def test_model_from_manifest_rebuilds_a_user_model(data: Path, tmp_path: Path) -
         assert torch.equal(model(x)[1], reference(x)[1])
     with pytest.raises(ModelAdapterError, match="cannot be rebuilt"):
         model_from_manifest({**section, "reference": "<tests.user_models.ModuleGAP>"})
+
+
+def test_a_run_folder_is_not_resumed_with_other_module_weights(data: Path, tmp_path: Path) -> None:
+    """nn.Modules have no weights file: the state dict's digest stands in, so other weights are refused."""
+    from bench.run.engine import RunConflict
+
+    torch.manual_seed(0)
+    first = bench.evaluate(user_models.ModuleGAP(), data, out=tmp_path, input_size=32, limit=2, progress=False)
+    assert len(first.manifest["model"]["weights_sha256"]) == 64
+    torch.manual_seed(1)
+    with pytest.raises(RunConflict, match="weights_sha256"):
+        bench.evaluate(user_models.ModuleGAP(), data, out=tmp_path, input_size=32, limit=2, progress=False)

@@ -41,12 +41,13 @@ class FunctionalGMP(nn.Module):
 
 
 class ModuleGAP(nn.Module):
-    """nn.AdaptiveAvgPool2d((1, 1)) + torch.flatten + linear (the torchvision ResNet pattern)."""
+    """nn.AdaptiveAvgPool2d((1, 1)) + torch.flatten + linear (the torchvision ResNet pattern);
+    ``pool='max'``: nn.AdaptiveMaxPool2d(1)."""
 
-    def __init__(self, classes: int = 6) -> None:
+    def __init__(self, classes: int = 6, pool: str = "avg") -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(inplace=True))
-        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.pool = nn.AdaptiveAvgPool2d((1, 1)) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(10, classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -92,3 +93,7 @@ class TinyViT(nn.Module):
 
 def not_a_module() -> object:
     return "nope"
+
+
+def module_gmp() -> nn.Module:
+    return ModuleGAP(pool="max")

@@ -39,6 +39,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from bench.models.registry import MODELS, BenchModel, UnknownModelError, build_model
@@ -55,6 +56,7 @@ __all__ = [
     "entry_point_models",
     "is_registry_model",
     "model_from_manifest",
+    "state_dict_digest",
 ]
 
 #: Entry-point group under which packages register model factories.
@@ -96,6 +98,24 @@ def _load_user_weights(net: nn.Module, ref: str, options: ModelOptions) -> Weigh
     sd, digest = load_state_dict_file(path)
     apply_state_dict(net, sd, origin=str(path), model_name=ref)
     return WeightsInfo("file", str(path), digest)
+
+
+def state_dict_digest(net: nn.Module) -> str:
+    """SHA-256 of a module's weights (names, dtypes, shapes and bytes of its state dict, in key order).
+
+    Recorded as ``weights_sha256`` for models whose weights come from no file (a factory's own init or
+    download, an ``nn.Module`` object), so a run folder is never resumed with other weights.
+    """
+    digest = hashlib.sha256()
+    for key, tensor in sorted(net.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _unfiled(source: str, net: nn.Module) -> WeightsInfo:
+    return WeightsInfo(source, None, state_dict_digest(net))
 
 
 def _wrap(net: Any, ref: str, options: ModelOptions, note: str, name: str | None = None) -> BenchModel:
@@ -154,7 +174,7 @@ def _factory(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
             raise ModelAdapterError(f"--model {ref!r}: {target} has no attribute {attr!r}")
         factory = getattr(factory, part)
     net = _call_factory(factory, ref)
-    info = _load_user_weights(net, ref, options) or WeightsInfo("factory", None, None)
+    info = _load_user_weights(net, ref, options) or _unfiled("factory", net)
     return _wrap(net, ref, options, f"user factory {ref}", name=name), info
 
 
@@ -172,7 +192,7 @@ def _timm(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
         raise ModelAdapterError(f"--model {ref}: timm cannot create {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
     info = _load_user_weights(net, ref, options)
     if info is None:
-        info = WeightsInfo("timm" if use_own else "random-init", None, None)
+        info = _unfiled("timm" if use_own else "random-init", net)
     return _wrap(net, ref, options, f"timm {name}", name=f"timm-{name}"), info
 
 
@@ -198,7 +218,7 @@ def _torchvision(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsIn
         apply_state_dict(net, sd, origin=str(path), model_name=ref)
         info = WeightsInfo(source, str(path), digest)
     elif info is None:
-        info = WeightsInfo("random-init", None, None)
+        info = _unfiled("random-init", net)
     if weights_enum is not None and not hasattr(net, "pretrained_cfg"):
         preset = weights_enum.transforms()
         crop = getattr(preset, "crop_size", None)
@@ -221,7 +241,7 @@ def entry_point_models() -> dict[str, Any]:
 def _entry_point(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
     ep = entry_point_models()[ref]
     net = _call_factory(ep.load(), f"{ref} ({ep.value})")
-    info = _load_user_weights(net, ref, options) or WeightsInfo("factory", None, None)
+    info = _load_user_weights(net, ref, options) or _unfiled("factory", net)
     return _wrap(net, ref, options, f"entry point {ep.value}", name=ref), info
 
 
@@ -241,8 +261,8 @@ def _registry(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]
 
 def _module_object(ref: nn.Module, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
     if isinstance(ref, BenchModel):
-        return ref, WeightsInfo("module", None, None)
-    info = _load_user_weights(ref, type(ref).__name__, options) or WeightsInfo("module", None, None)
+        return ref, _unfiled("module", ref.weights_module())
+    info = _load_user_weights(ref, type(ref).__name__, options) or _unfiled("module", ref)
     return _wrap(ref, f"<{type(ref).__module__}.{type(ref).__qualname__}>", options, "nn.Module", name=type(ref).__name__), info
 
 
