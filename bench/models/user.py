@@ -23,7 +23,7 @@ layer, made exact.
 **The CAM identity** is checked on the probe and again on the first real batch: GAP
 ``mean_xy(F) @ W.T + b == logits``, GMP ``amax_xy(F) @ W.T + b == logits``, within
 ``2 eps ((hw + K) |W| @ pool|F| + |b|)`` (``eps`` of the logits' dtype; the bound of float
-summation over the hw pooled values and the K products). Failing it, or finding no pair, is a
+summation over the hw pooled values and the K products; the left side is computed in float64). Failing it, or finding no pair, is a
 :class:`ModelAdapterError` naming ``--layer`` / ``--classifier``; for gradient methods a model
 without a pair is accepted with head ``'fc'`` (no CAM).
 
@@ -264,18 +264,20 @@ def _param_name(net: nn.Module, tensor: Tensor | None) -> str | None:
     return None
 
 
-def _identity_error(pooled: Tensor, weight: Tensor, bias: Tensor | None, logits: Tensor, hw: int) -> tuple[float, float]:
-    """(max |pool(F) W^T + b - logits|, its float bound) in float64."""
+def _identity_error(pooled: Tensor, abs_pooled: Tensor, weight: Tensor, bias: Tensor | None, logits: Tensor, hw: int) -> tuple[float, float]:
+    """``(max |pool(F) W^T + b - logits|, max of that deviation minus its bound)``, in float64.
+
+    The bound, element-wise: ``2 eps ((hw + K) |W| @ pool|F| + |b|)``, ``eps`` of the logits' dtype: a
+    float sum of n terms errs by at most ``n eps sum|terms|``; the model summed hw values per channel
+    (mean) and K products per logit, and ``pool|F|`` bounds the magnitudes either sum sees.
+    """
     w = weight.detach().double()
-    p = pooled.detach().double()
-    expect = p @ w.T + (bias.detach().double() if bias is not None else 0.0)
-    err = float((expect - logits.detach().double()).abs().max())
+    expect = pooled.detach().double() @ w.T + (bias.detach().double() if bias is not None else 0.0)
+    deviation = (expect - logits.detach().double()).abs()
     eps = torch.finfo(logits.dtype).eps if logits.dtype.is_floating_point else torch.finfo(torch.float32).eps
     babs = bias.detach().double().abs() if bias is not None else 0.0
-    bound = 2.0 * eps * ((hw + w.shape[1]) * (p.abs() @ w.abs().T) + babs)
-    # element-wise bound; report the worst ratio's numbers
-    over = (expect - logits.detach().double()).abs() - bound
-    return err, float(over.max())
+    bound = 2.0 * eps * ((hw + w.shape[1]) * (abs_pooled.detach().double() @ w.abs().T) + babs)
+    return float(deviation.max()), float((deviation - bound).max())
 
 
 def _pool(features: Tensor, head: str) -> Tensor:
@@ -402,7 +404,8 @@ class UserModel(BenchModel):
                 f"{weight.shape[1]} inputs; {_HINT}"
             )
         hw = feats.shape[2] * feats.shape[3]
-        err, over = _identity_error(_pool(feats.detach().double(), self.spec.head), weight, bias, logits, hw)
+        f64 = feats.detach().double()
+        err, over = _identity_error(_pool(f64, self.spec.head), _pool(f64.abs(), self.spec.head), weight, bias, logits, hw)
         if over > 0:
             raise ModelAdapterError(
                 f"{self.reference}: the CAM identity ({'mean' if self.spec.head == 'gap' else 'max'}-pooled features @ W.T + b "
@@ -543,7 +546,7 @@ def wrap_module(
         grid_feats = tokens_to_grid(feats, getattr(net, "num_prefix_tokens", None) if layer else None) if tokens else feats
         if grid_feats.ndim != 4:
             raise ModelAdapterError(f"{reference}: the feature map has shape {tuple(grid_feats.shape)}, not (B, K, h, w); for token features pass --reshape vit")
-        spec_grid = int(grid_feats.shape[2]) if grid_feats.shape[2] == grid_feats.shape[3] else int(grid_feats.shape[2])
+        spec_grid = int(grid_feats.shape[2])  # the map's height (the grid side for square maps)
         if cls_params is not None:
             probe = UserModel(
                 ModelSpec("probe", None, "probe", "gap", pre.input_size, spec_grid, pre.mean, pre.std, ""), net,
