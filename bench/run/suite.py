@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.ilsvrc import load_val
+from bench.data.ilsvrc import ValSet, load_val
 from bench.run.engine import RunConfig, RunError, run_suite, shutdown_distributed
-from bench.models import build_model
+from bench.models import BenchModel, WeightsInfo, build_model, get_spec
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "model_class_ids", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class SuiteRequest:
     out: Path = Path("results")
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
     layer: str | None = None  # --layer: Grad-CAM layer
+    labels: Sequence[str] = ()  # --label: one per model, in order (the run's name in tables)
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -53,7 +54,7 @@ def resolve_data(protocol: Protocol, data: Path | None) -> Path:
 
 def write_tables(protocol: Protocol, out: Path) -> list[Path]:
     """Write the suite's tables (from every run under ``out``) as CSV, Markdown and LaTeX."""
-    from bench.report.tables import load_runs, paper_table, render, table_caption
+    from bench.report.tables import load_runs, paper_table, render, table_caption, table_title
 
     runs = [r for r in load_runs([out]) if r.suite in (protocol.name, *protocol.companions)]
     written = []
@@ -62,7 +63,7 @@ def write_tables(protocol: Protocol, out: Path) -> list[Path]:
         for fmt, ext in (("csv", "csv"), ("md", "md"), ("latex", "tex")):
             path = out / protocol.name / "tables" / f"table{number}.{ext}"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render(frame, fmt, caption=table_caption(number)))
+            path.write_text(render(frame, fmt, caption=table_caption(number), title=table_title(number)))
             written.append(path)
     return written
 
@@ -73,38 +74,143 @@ def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
     return RunDir(out / protocol.name / f"{model}{suffix}")
 
 
+class RunInterrupted(RunError):
+    """Ctrl-C during a run; the message says how far it got and how to resume."""
+
+
+# Optional extras: model name prefix -> (extra, module the model imports)
+_EXTRAS = {"efficientnet_lite": ("lite", "efficientnet_lite_pytorch")}
+
+
+def check_extra(name: str) -> None:
+    """Refuse a model whose optional dependency is not installed, naming the extra to install."""
+    import importlib.util
+
+    for prefix, (extra, module) in _EXTRAS.items():
+        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
+            raise RunError(f"model {name} needs the optional extra '{extra}': pip install 'wsol-bench[{extra}]'")
+
+
+def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] | None:
+    """The class ids (WNIDs) the model's outputs stand for, in output order; None when unknown.
+
+    A checkpoint written by `bench train` (the shipped demo nets included) says so in its JSON
+    sidecar (``data.classes``); a 1000-way registry ImageNet model predicts the 1000 ILSVRC classes
+    in sorted-WNID order.
+    """
+    if weights.path is not None:
+        sidecar = Path(f"{weights.path}.json")
+        if sidecar.is_file():
+            try:
+                classes = json.loads(sidecar.read_text()).get("data", {}).get("classes")
+            except (OSError, ValueError):
+                classes = None
+            if isinstance(classes, list) and classes:
+                return tuple(str(c) for c in classes)
+    if model.num_classes == 1000 and not model.spec.name.startswith("simplecnn"):
+        from bench.data.classes import load_wnids
+
+        return tuple(load_wnids())
+    return None
+
+
+def check_classes(name: str, model_ids: Sequence[str] | None, valset: ValSet) -> None:
+    """Refuse a model whose classes are not the data's classes, compared by id and position."""
+    data_ids = tuple(valset.wnids)
+    if model_ids is None or tuple(model_ids) == data_ids:
+        return
+    first = next((i for i, (m, d) in enumerate(zip(model_ids, data_ids)) if m != d), min(len(model_ids), len(data_ids)))
+    at = (
+        f"class {first} is {data_ids[first]} in the data but {model_ids[first]} for the model"
+        if first < min(len(model_ids), len(data_ids))
+        else f"the first {first} agree, then one list ends"
+    )
+    raise RunError(
+        f"{name} predicts {len(model_ids)} classes ({model_ids[0]} ...) but the data under {valset.root} has "
+        f"{len(data_ids)} ({data_ids[0] if data_ids else 'none'} ...): {at}; evaluate it on data with its own "
+        "classes, or use a model trained on these classes (`bench train`)"
+    )
+
+
+def _summary_line(name: str, protocol: Protocol, run: RunDir, summary: dict, already: bool) -> str:
+    """The run's one titled, compact summary table (Markdown) for the console."""
+    import pandas as pd
+
+    from bench.report.tables import render
+
+    keys = ["top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err", "mean_iou"]
+    frame = pd.DataFrame([{k: summary.get(k) for k in keys}])
+    state = "already complete, nothing recomputed" if already else "done"
+    title = (
+        f"{name} on {protocol.name} ({state}): {summary.get('scored')} images scored, {summary.get('failed')} failed"
+        f" — errors in %, mean IoU 0–1; results in {run.path}"
+    )
+    return render(frame, "md", title=title)
+
+
 def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
-    """Run the suite (and its companions) for every model; returns the run folders."""
+    """Run the suite (and its companions) for every model; returns the run folders.
+
+    Everything that can be checked is checked before any file is written: the suite files, the
+    model names, their optional extras and weights, the class ids against the data's.
+    """
     protocol = load_protocol(request.suite).with_method(request.method, request.layer)
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
     if len(request.weights) > len(models):
         raise RunError("more --weights than --model; give one --weights per --model, in order")
-    data = resolve_data(protocol, request.data)
+    if len(request.labels) > len(models):
+        raise RunError("more --label than --model; give one --label per --model, in order")
     protocols = [protocol, *(load_protocol(c).with_method(request.method, request.layer) for c in protocol.companions)]
+    for name in models:
+        get_spec(name)
+        check_extra(name)
+    built = [build_model(name, request.weights[i] if i < len(request.weights) else None) for i, name in enumerate(models)]
+    data = resolve_data(protocol, request.data)
     runs: list[RunDir] = []
     try:
         for p in protocols:
             blacklist = (data / p.blacklist) if p.blacklist else None
             valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
-            for i, name in enumerate(models):
-                model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
+            for name, (model, info) in zip(models, built):
+                check_classes(name, model_class_ids(model, info), valset)
+            for i, (name, (model, info)) in enumerate(zip(models, built)):
                 run = run_folder(request.out, p, name)
-                summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                already = run.is_complete()
+                try:
+                    summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                except KeyboardInterrupt:
+                    n = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
+                    total = (n + config.shard_size - 1) // config.shard_size
+                    raise RunInterrupted(
+                        f"interrupted after {len(run.done_shards())} of {total} shards of {name} on {p.name} "
+                        f"({run.path}); rerun the same command to resume"
+                    ) from None
+                if i < len(request.labels):
+                    _record_label(run, request.labels[i])
                 runs.append(run)
                 if summary is not None:  # rank 0 (or a single process) reports
-                    print(f"{name} on {p.name}: results in {run.path}")
-                    print(json.dumps(summary, indent=2))
+                    print(_summary_line(name, p, run, summary, already))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
         for path in write_tables(protocol, request.out):
             print(f"wrote {path}")
-        from bench.report.tables import load_runs, paper_table, render
+        from bench.report.tables import load_runs, paper_table, render, table_title
 
-        print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
+        print()
+        print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md", title=table_title(2)))
     return runs
+
+
+def _record_label(run: RunDir, label: str) -> None:
+    """`bench run --label`: the run's name in tables, kept in its manifest (not part of its identity)."""
+    if _is_rank0() and run.exists():
+        manifest = run.read_manifest()
+        if manifest.get("label") != label:
+            manifest["label"] = label
+            run.write_manifest(manifest)
 
 
 def _is_rank0() -> bool:
