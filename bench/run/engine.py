@@ -1,6 +1,6 @@
 """The run loop: stream batches through the model, turn CAMs into boxes, score, write shards.
 
-One pass over the data (DESIGN §1). Images are processed in data-set order (sorted image ids) and
+One pass over the data (docs/protocol.md). Images are processed in data-set order (sorted image ids) and
 grouped into shards of ``shard_size`` images; a shard's records are written atomically as soon as
 the shard is complete, so a killed run resumes by skipping finished shards. Under ``torchrun``
 (``WORLD_SIZE > 1``) rank r takes the shards k with ``k % world_size == r``; rank 0 merges.
@@ -280,17 +280,13 @@ class _BatchScorer:
             else:  # gradient maps need their own forward/backward (gradients switched on locally)
                 layer = self.protocol.cam_layer or None
                 cams = localization_maps(self.model, x, wanted, self.method, layer).float()
-            if self.save_cams:
-                # The cache holds float16; boxes are computed from exactly those values so that
-                # `bench rescore` reproduces this run's records bit for bit.
-                cams = cams.half().float()
         cached = None
         if self.save_cams and cams is not None:
             decoded = np.array([not e for e in batch["error"]], dtype=bool)  # failed images get no entry
             cached = {
                 "index": np.asarray(indices, dtype=np.int64)[decoded],
                 "classes": wanted.cpu().numpy().astype(np.int32)[decoded],
-                "cams": cams.half().cpu().numpy()[decoded],
+                "cams": cams.cpu().numpy()[decoded],  # float32: lossless, rescoring gives the same records
             }
         top_classes_np = top_classes.cpu().numpy()
         top_scores_np = top_scores.cpu().numpy()
@@ -473,7 +469,7 @@ def _run_suite_locked(
                 "amp": config.amp,
                 "channels_last": config.channels_last,
                 "save_cams": config.save_cams,
-                "cam_cache_dtype": "float16" if config.save_cams else None,
+                "cam_cache_dtype": "float32" if config.save_cams else None,
                 "box_workers": config.resolved_box_workers(),
                 "torch_threads": torch.get_num_threads(),
                 "max_pixels": MAX_PIXELS,
