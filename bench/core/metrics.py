@@ -1,4 +1,4 @@
-"""ILSVRC devkit-exact localization scoring (DESIGN.md section 5).
+"""ILSVRC devkit-exact localization scoring (docs/protocol.md).
 
 Split like pycocotools' ``COCOeval``: :func:`evaluate_image` scores one image (IoUs and hits
 of its guesses, plus the GT-known box), the caller stacks those per-image results into arrays,

@@ -1,6 +1,6 @@
 """Readers for the ILSVRC-2012 validation ground truth in its three on-disk layouts.
 
-Conventions (DESIGN §3):
+Conventions (docs/protocol.md):
 
 * Boxes are ``xyxy``, **0-based, inclusive** pixel indices, never shifted. A box is valid when
   ``0 <= xmin <= xmax`` and ``0 <= ymin <= ymax`` (otherwise: an error). :func:`read_gt` keeps
