@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     rescore.add_argument("--protocol", required=True, help="suite name or .toml path")
     rescore.add_argument("--out", type=Path, default=None, help="results root (default: the source run's root); writes OUT/SUITE/MODEL")
+    rescore.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     rescore.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     table = sub.add_parser("table", help="paper-shaped tables from finished runs")
@@ -126,11 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     sweep.add_argument("--step", type=_step, default=0.01, help="threshold grid step, 0 < step < 1 (0.001 for 1,000 thresholds)")
     sweep.add_argument("--at", default="224", choices=["224", "original"], help="evaluation size of maps and boxes")
+    sweep.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     export = sub.add_parser("export", help="export a run's detections")
     export.add_argument("run_dir", type=Path, help="a finished run folder (OUT/SUITE/MODEL)")
     export.add_argument("--coco", action="store_true", required=True, help="COCO JSON + box AP (pycocotools COCOeval)")
+    export.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
 
     data = sub.add_parser("data", help="write ready-made data sets in ILSVRC layout")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -315,7 +318,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         if target.is_complete():
             print(f"{target.path}: already complete (rescored from {source.path}); nothing recomputed")
             return 0
-    summary = rescore_run(source, protocol, target, progress=not args.no_progress)
+    summary = rescore_run(source, protocol, target, progress=not args.no_progress, data_root=args.data)
     print(_summary_table(f"{source.path.name} rescored with {protocol.name} — errors in %, mean IoU 0–1; results in {target.path}", summary))
     return 0
 
@@ -328,7 +331,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
 
     run_dir = _run_dir(args.run_dir, "sweep")
-    result = sweep_run(RunDir(run_dir), step=args.step, at=args.at, progress=not args.no_progress)
+    result = sweep_run(RunDir(run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data)
     scalars = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     frame = pd.DataFrame([{"quantity": k, "value": v} for k, v in scalars.items()])
     print(render(frame, "md", title=f"Threshold sweep of {run_dir} (step {args.step}, maps at {args.at})"))
@@ -344,7 +347,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
 
     run_dir = _run_dir(args.run_dir, "export")
-    result = coco_export(RunDir(run_dir))
+    result = coco_export(RunDir(run_dir), data_root=args.data)
     scalars = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     frame = pd.DataFrame([{"quantity": k, "value": v} for k, v in scalars.items()])
     print(render(frame, "md", title=f"COCO box AP of {run_dir} (pycocotools COCOeval, 0–1 scale)"))
@@ -469,9 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.core.protocol import ProtocolError
     from bench.data.ilsvrc import DataError
     from bench.models import UnknownModelError, WeightsError
-    from bench.run.engine import RunError
     from bench.run.rescore import RescoreError
     from bench.run.suite import RunInterrupted
+    from bench.runtime import BenchError
 
     args = _parser().parse_args(argv)
     prefix = f"bench {args.command}"
@@ -491,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fix = f"pip install 'wsol-bench[{extra}]'" if extra else f"pip install the package that provides {exc.name}"
         print(f"{prefix}: error: {exc.name or exc} is not installed; {fix}", file=sys.stderr)
         return 2
-    except (UsageError, DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
+    except (UsageError, BenchError, DataError, ProtocolError, WeightsError, UnknownModelError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"{prefix}: error: {message}", file=sys.stderr)
         return 2

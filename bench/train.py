@@ -124,7 +124,7 @@ from tqdm import tqdm
 from bench.data.classes import load_wnids, read_synset_mapping
 from bench.data.ilsvrc import IMAGE_EXTENSIONS, DataError, ValSet, load_val
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
-from bench.run.engine import RunError, library_versions, resolve_device
+from bench.runtime import RunError, library_versions, resolve_device
 from bench.models import BenchModel, ModelSpec, WeightsInfo, build_backbone_init, build_model, get_spec
 from bench.models.sources import sha256_file
 from bench.models.surgery import SurgeryNet

@@ -22,9 +22,10 @@ from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import load_val
 from bench.data.transforms import InputTransform, decode_rgb
-from bench.core.metrics import best_iou
+from bench.core.scoring import best_iou
 from bench.models import build_model
-from bench.run.results import RunDir, parse_boxes, parse_floats, parse_ints
+from bench.run.results import RunDir
+from bench.core.records import parse_boxes, parse_floats, parse_ints
 
 pytest.importorskip("efficientnet_lite_pytorch")
 

@@ -31,8 +31,9 @@ from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import DataError, load_val
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
-from bench.core.metrics import best_iou
-from bench.run.results import RunDir, RunLocked, parse_boxes, pid_alive
+from bench.core.scoring import best_iou
+from bench.run.results import RunDir, RunLocked, pid_alive
+from bench.core.records import parse_boxes
 from tests.robust_corpus import (
     GT_KINDS,
     IMAGE_KINDS,

@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.run.results import parse_boxes, parse_ints
+from bench.core.records import parse_boxes, parse_ints
+from bench.run.replay import ReplayError, RunReplay
 from bench.report.overlays import (
     GT_COLOR,
     HALO_COLOR,
@@ -28,8 +29,6 @@ from bench.report.overlays import (
     MISS_COLOR,
     TURBO_LUT,
     BoxMark,
-    ReplayError,
-    RunReplay,
     blend_cam,
     compose_side_by_side,
     line_width_for,

@@ -1,7 +1,7 @@
 """Threshold curves: localization accuracy against the CAM threshold, for one finished run.
 
 For every image of a run, the maps of the top-1 class and of the GT class are recomputed by
-replaying the run (:class:`bench.report.overlays.RunReplay`: same model and weights, verified; same input
+replaying the run (:class:`bench.run.replay.RunReplay`: same model and weights, verified; same input
 transform and upsampling), and the run's box rule is applied at each threshold of a sweep with
 ONE call per map (``bench.core.boxes.largest_cc_boxes(cam, thresholds)``). At threshold ``t``:
 
@@ -38,8 +38,9 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from bench.core.boxes import BOX_RULES
-from bench.core.metrics import best_iou
-from bench.report.overlays import RunReplay, get_font
+from bench.core.scoring import best_iou
+from bench.report.overlays import get_font
+from bench.run.replay import RunReplay
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -211,7 +212,7 @@ def threshold_curve(
     """Localization accuracy against the CAM threshold for a finished run (see the module docstring).
 
     Args:
-        run_dir: a run folder, or an already opened :class:`~bench.report.overlays.RunReplay`.
+        run_dir: a run folder, or an already opened :class:`~bench.run.replay.RunReplay`.
         thresholds: strictly increasing fractions of each map's max in [0, 1).
         limit: only the run's first ``limit`` decoded images.
         device, batch_size, workers: how the maps are recomputed.

@@ -34,7 +34,8 @@ from bench.analysis.curves import DEFAULT_THRESHOLDS, best_threshold, plot_curve
 from bench.report.format import format_value
 from bench.report.tables import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption, text_cells
 from bench.run.results import RunDir
-from bench.report.overlays import Overlay, ReplayError, RunReplay, compose_side_by_side, recorded_command, render_run_images, select_images
+from bench.report.overlays import Overlay, compose_side_by_side, recorded_command, render_run_images, select_images
+from bench.run.replay import ReplayError, RunReplay
 
 __all__ = ["build_report", "frame_to_html", "image_data_uri", "REPORT_CSS"]
 
