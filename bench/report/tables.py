@@ -294,6 +294,8 @@ def compare_runs(a: RunInfo, b: RunInfo, *, bootstrap: int = 2000, seed: int = 0
     if (a.label or a.base_label) == (b.label or b.base_label):
         a, b = assign_labels([a, b], per_suite=False)
     label_a, label_b = a.label or a.base_label, b.label or b.base_label
+    if label_a == label_b:  # one run folder given twice under two names: say which side is which
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
     paired = paired_comparison(RunDir(a.path).read_records(), RunDir(b.path).read_records(), n=bootstrap, seed=seed)
     paired = paired.set_index("metric")
     rows = []
