@@ -16,10 +16,13 @@ docs/protocol.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -479,7 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     prefix = f"bench {args.command}"
     try:
-        return _COMMANDS[args.command](args)
+        with _quiet_interrupt():
+            return _COMMANDS[args.command](args)
     except (RunInterrupted, KeyboardInterrupt) as exc:
         message = str(exc) if isinstance(exc, RunInterrupted) else "interrupted; nothing was left half-written"
         print(f"\n{prefix}: {message}", file=sys.stderr)
@@ -498,6 +502,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"{prefix}: error: {message}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _quiet_interrupt() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and from then on the tracebacks other threads would
+    print while the command unwinds (e.g. multiprocessing's fd-sharing thread when the DataLoader
+    workers go) are dropped, so the command's one line is all that is printed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+    previous_handler = signal.getsignal(signal.SIGINT)
+    previous_hook, previous_thread_hook = sys.excepthook, threading.excepthook
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def hook(*exc: object) -> None:
+        if not interrupted.is_set():
+            previous_hook(*exc)  # type: ignore[arg-type]
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if not interrupted.is_set():
+            previous_thread_hook(args)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    sys.excepthook, threading.excepthook = hook, thread_hook
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        sys.excepthook, threading.excepthook = previous_hook, previous_thread_hook
 
 
 # Python module of an optional dependency -> the extra that installs it
