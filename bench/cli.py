@@ -91,10 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", action="append", help="registry name; repeat for several (default: the suite's models)")
     run.add_argument("--data", type=Path, help="ILSVRC-layout data root, see docs/protocol.md (default: the suite's data)")
     run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
-    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"],
-                     help="ground-truth layout: VOC XML, Kaggle CSV or wsolevaluation metadata (default: detected)")
+    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"],
+                     help="ground-truth layout: VOC XML, Kaggle CSV, wsolevaluation metadata or CUB (default: detected)")
     run.add_argument("--label", action="append", help="the run's name in tables and comparisons, one per --model in order (default: the model, plus weights or folder when two runs share it)")
     run.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    run.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"],
+                     help="split of CUB (test|train|all) or wsol metadata (test|train-fullsup); default test")
+    run.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
+    run.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
+    run.add_argument("--select-on", default=None, choices=["train-fullsup"],
+                     help="wsol suites: choose the CAM threshold on this split, report the test split at it")
+    run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=POSITIVE, default=32, help="images per forward pass (default 32)")
@@ -172,7 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or folders holding runs")
     report.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file (default: report.html)")
     report.add_argument("--gallery", type=NON_NEGATIVE, default=3, help="best and worst images per run (0: none)")
-    report.add_argument("--curve-limit", type=POSITIVE, default=None, help="threshold curves on the first N images only")
+    report.add_argument("--curve-limit", type=POSITIVE, default=None,
+                        help="threshold curves on the first N images (default: all with a map cache, else 500: the network is re-run)")
     report.add_argument("--assets", type=Path, default=None, help="also write each curve's CSV and PNG here")
     report.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     report.add_argument("--batch-size", type=POSITIVE, default=16, help="images per forward pass")
@@ -285,6 +293,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         method=args.method,
         layer=args.layer,
         labels=args.label or (),
+        split=args.split,
+        metadata=args.metadata,
+        masks=args.masks,
+        select_on=args.select_on,
+        step=args.step,
     )
     run_named_suite(request, config)
     return 0
@@ -473,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C exits 130; a closed output pipe (``bench list | head -1``) ends quietly."""
     from bench.analysis.run_metrics import RunMetricsError
     from bench.core.protocol import ProtocolError
-    from bench.data.ilsvrc import DataError
+    from bench.data.dataset import DataError
     from bench.models import UnknownModelError, WeightsError
     from bench.run.rescore import RescoreError
     from bench.run.suite import RunInterrupted

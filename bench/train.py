@@ -7,7 +7,7 @@ Data
     ``--data DIR`` is an ImageFolder-style training set: the first of ``DIR/train``,
     ``DIR/ILSVRC/Data/CLS-LOC/train`` (Kaggle's ImageNet layout) and ``DIR`` itself that has
     class sub-folders holding images (``<wnid>/*.JPEG``; any extension of
-    :data:`bench.data.ilsvrc.IMAGE_EXTENSIONS`, case-insensitive). ``--data generated`` means
+    :data:`bench.data.dataset.IMAGE_EXTENSIONS`, case-insensitive). ``--data generated`` means
     the default generated data set (``ensure_dataset(SynthConfig())``, generated into the
     cache on first use).
 
@@ -30,7 +30,7 @@ Classes
 Validation
     ``--val ROOT`` if given, else the generated data's ``csv`` root (``val_root(DIR)``) for a
     generated data set, else ``DIR`` itself (ImageNet with its val annotations, any of the three
-    GT layouts). It is loaded with :func:`bench.data.ilsvrc.load_val` and the training class
+    GT layouts). It is loaded with :func:`bench.data.open.open_dataset` and the training class
     list, and every image is read exactly as ``bench run`` reads it (:class:`InputTransform`):
     the val top-1 accuracy is ``100 - top1_cls_err`` of a ``bench run`` on the same root. In
     auto mode a missing val split is a warning (``val_top1: null``), an explicit ``--val`` that
@@ -122,8 +122,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from bench.data.classes import load_wnids, read_synset_mapping
-from bench.data.ilsvrc import IMAGE_EXTENSIONS, DataError, ValSet, load_val
+from bench.data.dataset import IMAGE_EXTENSIONS, DataError, Dataset as ValSet
+from bench.data.open import open_dataset
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
+from bench.core.scoring import topk_cls_hit
 from bench.runtime import RunError, library_versions, resolve_device
 from bench.models import BenchModel, ModelSpec, WeightsInfo, build_backbone_init, build_model, get_spec
 from bench.models.sources import sha256_file
@@ -590,7 +592,8 @@ def evaluate_top1(
     Rank ``r`` takes images ``r, r + N, ...``; counts are summed over ranks when distributed.
 
     Returns:
-        ``(correct, scored, failed)``: images whose argmax logit is the GT class, images
+        ``(correct, scored, failed)``: images whose top-1 class (ranked as ``bench run`` ranks
+        them, :func:`bench.core.scoring.topk_cls_hit`) is the GT class, images
         decoded fine, images that could not be decoded (excluded, like ``bench run``).
     """
     spec = model.spec
@@ -609,10 +612,11 @@ def evaluate_top1(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits, _ = model(x)
-        pred = logits.argmax(dim=1).cpu()
+        top1 = logits.float().softmax(dim=1).topk(1, dim=1).indices.cpu().numpy()  # the engine's ranking
         ok = torch.tensor([not e for e in batch["error"]])
-        labels = torch.tensor([valset.images[int(i)].label for i in batch["index"]])
-        counts += torch.stack([((pred == labels) & ok).sum(), ok.sum(), (~ok).sum()])
+        labels = [valset.images[int(i)].label for i in batch["index"]]
+        correct = torch.from_numpy(topk_cls_hit(top1, labels, 1))
+        counts += torch.stack([(correct & ok).sum(), ok.sum(), (~ok).sum()])
     if world_size > 1:
         counts = counts.to(device)
         dist.all_reduce(counts)
@@ -732,7 +736,7 @@ def _train(
     valset: ValSet | None
     val_note = ""
     try:
-        valset = load_val(val_root_path, wnids=list(data.classes))
+        valset = open_dataset(val_root_path, classes=list(data.classes))
     except DataError as exc:
         if config.val is not None:
             raise

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ from bench.run.results import RunDir
 from bench.report.overlays import Overlay, compose_side_by_side, recorded_command, render_run_images, select_images
 from bench.run.replay import ReplayError, RunReplay
 
-__all__ = ["build_report", "frame_to_html", "image_data_uri", "REPORT_CSS"]
+__all__ = ["build_report", "breakdown_block", "compare_section", "frame_to_html", "image_data_uri", "REPORT_CSS", "NETWORK_CURVE_SAMPLE"]
+
+#: Images a run's threshold curve replays when the network must be re-run (no map cache).
+NETWORK_CURVE_SAMPLE = 500
 
 REPORT_CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 24px auto;
@@ -163,7 +167,7 @@ def _tables_section(infos: Sequence[RunInfo]) -> str:
     return "".join(parts)
 
 
-def _compare_section(infos: Sequence[RunInfo]) -> str:
+def compare_section(infos: Sequence[RunInfo]) -> str:
     parts = ['<h2 id="compare">GAP vs GMP</h2>']
     try:
         frame = compare_families(infos, "gap", "gmp")
@@ -171,6 +175,22 @@ def _compare_section(infos: Sequence[RunInfo]) -> str:
         parts.append(f'<div class="note">No comparison: {_esc(exc)}</div>')
     else:
         parts.append(frame_to_html(frame, "GAP vs GMP twins of the same backbone and suite (errors in %, mean IoU 0-1)."))
+    return "".join(parts)
+
+
+def breakdown_block(info: RunInfo) -> str:
+    """The run's per-object-size table and (collapsed) per-class table, from its summary."""
+    parts = []
+    for key, title, label in (
+        ("by_size", "By object size (largest GT box / image: small < 10%, medium, large > 50%)", "size"),
+        ("by_class", "By GT class", "class"),
+    ):
+        groups = info.summary.get(key)
+        if not groups:
+            continue
+        frame = pd.DataFrame([{label: name, **values} for name, values in groups.items()])
+        table = frame_to_html(frame, title)
+        parts.append(f"<details><summary>{_esc(title)}</summary>{table}</details>" if key == "by_class" else table)
     return "".join(parts)
 
 
@@ -192,7 +212,8 @@ def _curve_block(replay: RunReplay, info: RunInfo, thresholds: Sequence[float], 
     return (
         f"<h4>Threshold curve</h4><figure><img src=\"{image_data_uri(png)}\" alt=\"threshold curve of {_esc(info.model)}\">"
         f"<figcaption>{_esc(best_text)}protocol threshold(s) {_esc(', '.join(f'{t:.3f}' for t in replay.protocol.thresholds))}; "
-        f"maps recomputed from the run's model on {int(frame['images'].iloc[0]) if len(frame) else 0} images. "
+        f"maps {'read from the run' + chr(39) + 's map cache' if replay.source == 'map cache' else 'recomputed from the run' + chr(39) + 's model'} "
+        f"on {int(frame['images'].iloc[0]) if len(frame) else 0} images. "
         f'<a download="{_esc(stem)}.csv" href="{_text_data_uri(csv)}">Download CSV</a></figcaption></figure>{warn}'
         f"<details><summary>curve values</summary>{frame_to_html(frame)}</details>"
     )
@@ -240,7 +261,9 @@ def build_report(
     Args:
         runs: run folders, or folders holding runs (as for ``bench table --runs``).
         gallery: how many best and how many worst images per run (0: no gallery).
-        thresholds, curve_limit: the threshold sweep and the number of images it replays per run.
+        thresholds, curve_limit: the threshold sweep and the number of images it replays per run
+            (None: every image when the run has a map cache, else the first
+            :data:`NETWORK_CURVE_SAMPLE`, with a line on stderr that says so).
         device, batch_size: how maps are recomputed.
         max_image_width: gallery images wider than this are downscaled in the page.
         assets_dir: also write each curve's CSV and PNG there.
@@ -263,11 +286,12 @@ def build_report(
         *[_run_card(i) for i in infos],
         "</div>",
         _tables_section(infos),
-        _compare_section(infos),
+        compare_section(infos),
     ]
     replays: dict[Path, RunReplay | str] = {}
     for info in infos:
         body.append(f'<h2 id="{_anchor(info)}">{_esc(info.model)} on {_esc(info.suite)}: curves and images</h2>')
+        body.append(breakdown_block(info))
         if not info.localized:
             body.append(f'<div class="note">{_esc(info.model)} has a fully connected head: CAM does not apply, no curve or overlays.</div>')
             continue
@@ -280,7 +304,17 @@ def build_report(
         replays[info.path] = replay
         if gallery > 0:  # the sweep computes every map once; keep the gallery's for the overlays
             replay.retain(select_images(replay.records, best=gallery) + select_images(replay.records, worst=gallery))
-        body.append(_curve_block(replay, info, thresholds, curve_limit, batch_size, assets))
+        limit = curve_limit
+        if limit is None and replay.source != "map cache":
+            limit = NETWORK_CURVE_SAMPLE
+            n_ok = len(replay.run_image_ids())
+            if n_ok > limit:
+                print(
+                    f"bench report: {info.path} has no map cache: its threshold curve re-runs the network on the first "
+                    f"{limit} of {n_ok} images (--curve-limit N to change; bench run --save-cams avoids the re-run)",
+                    file=sys.stderr,
+                )
+        body.append(_curve_block(replay, info, thresholds, limit, batch_size, assets))
         if gallery > 0:
             body.append(_gallery_block(replay, gallery, batch_size, max_image_width))
     for a, b in _pairs(infos):

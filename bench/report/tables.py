@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 
 from bench.report.format import MISSING, format_value, header, metric_name
+from bench.core.scoring import localizes
+
 from bench.resources import resource_path
 from bench.run.results import find_runs
 
@@ -92,7 +94,7 @@ class RunInfo:
 
     @property
     def localized(self) -> bool:
-        return self.head in ("gap", "gmp") or self.cam_method != "cam"
+        return localizes(self.head, self.cam_method)
 
     @property
     def base_label(self) -> str:

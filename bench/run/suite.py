@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.ilsvrc import ValSet, load_val
+from bench.data.dataset import Dataset
+from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
 from bench.runtime import RunError
 from bench.models import BenchModel, WeightsInfo, build_model, get_spec
@@ -38,6 +39,11 @@ class SuiteRequest:
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
     layer: str | None = None  # --layer: Grad-CAM layer
     labels: Sequence[str] = ()  # --label: one per model, in order (the run's name in tables)
+    split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
+    metadata: Path | None = None  # --metadata: wsol metadata folder
+    masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
+    select_on: str | None = None  # --select-on: split on which wsol suites choose their threshold
+    step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -115,9 +121,9 @@ def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] 
     return None
 
 
-def check_classes(name: str, model_ids: Sequence[str] | None, valset: ValSet) -> None:
+def check_classes(name: str, model_ids: Sequence[str] | None, valset: Dataset) -> None:
     """Refuse a model whose classes are not the data's classes, compared by id and position."""
-    data_ids = tuple(valset.wnids)
+    data_ids = tuple(valset.class_ids)
     if model_ids is None or tuple(model_ids) == data_ids:
         return
     first = next((i for i, (m, d) in enumerate(zip(model_ids, data_ids)) if m != d), min(len(model_ids), len(data_ids)))
@@ -173,14 +179,14 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     try:
         for p in protocols:
             blacklist = (data / p.blacklist) if p.blacklist else None
-            valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
+            valset = open_dataset(data, layout=request.gt_layout, images=request.images, split=request.split, blacklist=blacklist, metadata=request.metadata, masks=request.masks)
             for name, (model, info) in zip(models, built):
                 check_classes(name, model_class_ids(model, info), valset)
             for i, (name, (model, info)) in enumerate(zip(models, built)):
                 run = run_folder(request.out, p, name)
                 already = run.is_complete()
                 try:
-                    summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                    summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
                 except KeyboardInterrupt:
                     n = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
                     total = (n + config.shard_size - 1) // config.shard_size
@@ -193,6 +199,10 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                 runs.append(run)
                 if summary is not None:  # rank 0 (or a single process) reports
                     print(_summary_line(name, p, run, summary, already))
+                    if p.wsol_evaluation:
+                        from bench.run.wsol_suite import finish_wsol_run
+
+                        print(json.dumps(finish_wsol_run(p, request, run, model, info, config, data, blacklist), indent=2))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
@@ -212,6 +222,13 @@ def _record_label(run: RunDir, label: str) -> None:
         if manifest.get("label") != label:
             manifest["label"] = label
             run.write_manifest(manifest)
+
+
+def _run_config(protocol: Protocol, config: RunConfig) -> RunConfig:
+    """wsol suites score the cached GT-class maps after the run: they always keep a CAM cache."""
+    from dataclasses import replace
+
+    return replace(config, save_cams=True) if protocol.wsol_evaluation else config
 
 
 def _is_rank0() -> bool:
