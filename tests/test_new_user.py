@@ -387,3 +387,25 @@ def test_readme_says_how_to_install_cpu_wheels_and_keeps_the_quick_start() -> No
     quick = readme[readme.index("## Quick start") :]
     assert "pip install torch==2.14.1 torchvision==0.29.1 -e . && bench run --suite demo && bench compare gap gmp --suite demo" in quick
     assert "pip install torch==2.14.1 torchvision==0.29.1 -e '.[test]' && pytest -q" in quick
+
+
+def test_class_check_by_id_with_one_allowance_for_renamed_layouts(data: Path) -> None:
+    """Ids must match in order; a layout with its own id scheme passes only when the names agree."""
+    from dataclasses import replace
+
+    from bench.data.open import open_dataset
+    from bench.data.synthetic import WNIDS
+    from bench.run.suite import check_classes
+    from bench.runtime import RunError
+
+    dataset = open_dataset(data)
+    ids = WNIDS[:6]
+    check_classes("m", ids, dataset)  # the same ids
+    check_classes("m", None, dataset)  # unknown model classes: only the engine's count check
+    cub = replace(dataset, class_source="cub", class_ids=tuple(f"{i + 1:03d}.{n}" for i, n in enumerate(dataset.class_names)))
+    check_classes("m", ids, cub)  # CUB ids of the same classes, same names in the same order
+    swapped = replace(cub, class_names=(dataset.class_names[1], dataset.class_names[0], *dataset.class_names[2:]))
+    with pytest.raises(RunError, match="class 0 is 001"):
+        check_classes("m", ids, swapped)  # same count, other classes at 0 and 1
+    with pytest.raises(RunError, match="class 5 is n90000007"):
+        check_classes("m", ids, replace(dataset, class_ids=(*ids[:5], "n90000007")))

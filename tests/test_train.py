@@ -402,9 +402,37 @@ def test_torchrun_two_ranks_equal_one_process_for_a_bn_free_net(tmp_path: Path) 
         init_weights=tmp_path / "init.pth",
     ))  # fmt: skip
     ddp, start = _state(tmp_path / "ddp.pth"), init.weights_module().state_dict()
+    # Two ranks sum each weight gradient over their own images, then average: another float32
+    # order for reductions of (global batch x output positions) terms per layer. To first order
+    # the update can differ by those rounding terms (all layers, 3 steps) times the update itself.
+    rel = 3 * EPS32 * _gradient_rounding_terms(init, batch=4)
+    assert rel < 1e-2  # still a tight check
     for k, v in single.model.weights_module().state_dict().items():
         step = (v - start[k]).abs().max()
         assert step > 0, k  # every layer moved in 3 steps ...
-        # ... identically: within 0.1 % of the update, plus float32 rounding of the weights
-        atol = 1e-3 * float(step) + 2 * torch.finfo(torch.float32).eps * float(v.abs().max())
+        # ... identically up to that rounding, plus float32 rounding of the weights themselves
+        atol = rel * float(step) + 2 * EPS32 * float(v.abs().max())
         torch.testing.assert_close(ddp[k], v, rtol=0, atol=atol)
+
+
+def _gradient_rounding_terms(model: BenchModel, batch: int) -> int:
+    """Sum over conv and linear layers of their weight gradients' reduction lengths: batch x the
+    layer's output positions (a linear layer: batch)."""
+    terms = 0
+    hooks = []
+
+    def count(module: torch.nn.Module, _inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal terms
+        if isinstance(module, torch.nn.Conv2d):
+            terms += batch * out.shape[2] * out.shape[3]
+        elif isinstance(module, torch.nn.Linear):
+            terms += batch
+
+    for module in model.modules():
+        hooks.append(module.register_forward_hook(count))
+    size = model.spec.input_size
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    return terms

@@ -9,6 +9,7 @@ lists the paper tables to write under ``OUT/<suite>/tables/`` (CSV, Markdown, La
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from bench.models import BenchModel, WeightsInfo, build_model, get_spec
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "model_class_ids", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,40 @@ def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] 
     return None
 
 
-def check_classes(name: str, model_ids: Sequence[str] | None, valset: Dataset) -> None:
-    """Refuse a model whose classes are not the data's classes, compared by id and position."""
-    data_ids = tuple(valset.class_ids)
-    if model_ids is None or tuple(model_ids) == data_ids:
+def model_class_names(model_ids: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Readable names of known class ids (the 1000 ImageNet WNIDs, the generated data's ids), else None."""
+    if model_ids is None:
+        return None
+    from bench.data import synthetic
+    from bench.data.classes import load_class_names, load_wnids
+
+    known = dict(zip(load_wnids(), load_class_names())) | dict(zip(synthetic.WNIDS, synthetic.CLASS_NAMES))
+    names = [known.get(i) for i in model_ids]
+    return None if any(n is None for n in names) else tuple(names)  # type: ignore[arg-type]
+
+
+def _same_name(a: str, b: str) -> bool:
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+    return norm(a) == norm(b)
+
+
+def check_classes(name: str, model_ids: Sequence[str] | None, dataset: Dataset) -> None:
+    """Refuse a model whose classes are not the data's classes, compared id by id, in order.
+
+    The one allowance: the CUB layout, which has its own id scheme (``classes.txt``: ``001.cart``
+    for the generated data's ``n90000001`` "cart"), passes when the class *names* agree one by
+    one. ``model_ids`` None (unknown), or data whose classes are integer labels only (wsolevaluation
+    metadata: its class "ids" are image folder names, ``class_source == 'wsol-folders'``), leave
+    only the engine's count check.
+    """
+    data_ids = tuple(dataset.class_ids)
+    if model_ids is None or tuple(model_ids) == data_ids or dataset.class_source == "wsol-folders":
+        return
+    model_names, data_names = model_class_names(model_ids), tuple(dataset.class_names or ())
+    renamed = dataset.class_source == "cub"  # CUB's classes.txt: its own ids ("001.Black_footed_Albatross")
+    if renamed and model_names and len(model_names) == len(data_names) and all(map(_same_name, model_names, data_names)):
         return
     first = next((i for i, (m, d) in enumerate(zip(model_ids, data_ids)) if m != d), min(len(model_ids), len(data_ids)))
     at = (
@@ -133,7 +164,7 @@ def check_classes(name: str, model_ids: Sequence[str] | None, valset: Dataset) -
         else f"the first {first} agree, then one list ends"
     )
     raise RunError(
-        f"{name} predicts {len(model_ids)} classes ({model_ids[0]} ...) but the data under {valset.root} has "
+        f"{name} predicts {len(model_ids)} classes ({model_ids[0]} ...) but the data under {dataset.root} has "
         f"{len(data_ids)} ({data_ids[0] if data_ids else 'none'} ...): {at}; evaluate it on data with its own "
         "classes, or use a model trained on these classes (`bench train`)"
     )
