@@ -463,6 +463,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.train import TrainConfig, train
 
+    _check_device(args.device)  # refuse a device torch does not have here, before anything starts
     out = args.out if args.out is not None else Path("checkpoints") / f"{args.model}.pth"
     config = TrainConfig(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -409,3 +409,24 @@ def test_class_check_by_id_with_one_allowance_for_renamed_layouts(data: Path) ->
         check_classes("m", ids, swapped)  # same count, other classes at 0 and 1
     with pytest.raises(RunError, match="class 5 is n90000007"):
         check_classes("m", ids, replace(dataset, class_ids=(*ids[:5], "n90000007")))
+
+
+def test_more_bad_arguments_one_line(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = str(demo / "demo" / "simplecnn_gap")
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    cases = [
+        (["run", "--suite", "demo", "--out", str(afile)], f"--out {afile} is a file; give a folder for the results"),
+        (["run", "--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
+        (["compare", run, run], "A and B are the same run"),
+        (["show", run, "--worst", "0"], "--worst needs N >= 1"),
+        (["sweep", str(tmp_path / "nothing")], "does not exist; pass a run folder"),
+        (["sweep", str(tmp_path)], "is not a run folder (no manifest.json)"),
+        (["table", "--paper", "2", "--runs", str(tmp_path)], "no finished runs under"),
+        (["train", "--model", "simplecnn_gap", "--data", "generated", "--device", "mps"], "--device mps: torch sees no Apple MPS device"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
