@@ -19,7 +19,7 @@ from bench.data.dataset import Dataset
 from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
 from bench.runtime import RunError
-from bench.models import BenchModel, WeightsInfo, build_model, get_spec
+from bench.models import BenchModel, WeightsInfo, build_model
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
 
@@ -202,7 +202,6 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
         raise RunError("more --label than --model; give one --label per --model, in order")
     protocols = [protocol, *(load_protocol(c).with_method(request.method, request.layer) for c in protocol.companions)]
     for name in models:
-        get_spec(name)
         check_extra(name)
     built = [build_model(name, request.weights[i] if i < len(request.weights) else None) for i, name in enumerate(models)]
     data = resolve_data(protocol, request.data)
@@ -214,7 +213,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             for name, (model, info) in zip(models, built):
                 check_classes(name, model_class_ids(model, info), valset)
             for i, (name, (model, info)) in enumerate(zip(models, built)):
-                run = run_folder(request.out, p, name)
+                run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET
                 already = run.is_complete()
                 try:
                     summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
