@@ -137,12 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; the run goes to OUT/SUITE/maps-<folder name>")
     score.add_argument("--name", default=None, help="run name (default: maps-<folder name>)")
     score.add_argument("--workers", type=NON_NEGATIVE, default=0, help="processes for reading and scoring maps (default: inline)")
-    score.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
+    score.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"],
+                       help="ground-truth layout: VOC XML, Kaggle CSV, wsolevaluation metadata or CUB (default: detected)")
     score.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"], help="as for bench run")
     score.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
     score.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
     score.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
-    score.add_argument("--no-progress", action="store_true")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")
     rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
