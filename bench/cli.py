@@ -153,7 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     table = sub.add_parser("table", help="paper-shaped tables from finished runs")
-    table.add_argument("--paper", type=int, required=True, choices=[1, 2, 3], help="which of the CAM paper's tables: 1 classification, 2 localization, 3 tight/loose")
+    shape = table.add_mutually_exclusive_group(required=True)
+    shape.add_argument("--paper", type=int, choices=[1, 2, 3], help="which of the CAM paper's tables: 1 classification, 2 localization, 3 tight/loose")
+    shape.add_argument("--wsol", action="store_true", help="wsolevaluation's table: MaxBoxAccV2 on ILSVRC and CUB, PxAP on OpenImages (wsol_* suite runs)")
     table.add_argument("--runs", type=Path, nargs="+", default=[DEFAULT_RESULTS], help="run folders or folders holding runs (default: results)")
     table.add_argument("--suite", default=None, help="Tables 1-2: only runs of this suite")
     table.add_argument("--format", default="md", choices=["csv", "latex", "md"], help="md (default), latex (booktabs table* with caption) or csv (raw identifiers)")
@@ -442,8 +444,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from bench.report.tables import load_runs, paper_table, render, table_caption, table_title
+    from bench.report.tables import load_runs, paper_table, render, table_caption, table_title, wsol_caption, wsol_table
 
+    if args.wsol:
+        frame = wsol_table(load_runs(args.runs))
+        if frame.empty:
+            raise UsageError(f"no finished wsol_* suite runs under {[str(r) for r in args.runs]}; run e.g. `bench run --suite wsol_cub` first")
+        caption = wsol_caption(frame)
+        _emit(render(frame, args.format, caption=caption, title=caption), args.out)
+        return 0
     frame = paper_table(load_runs(args.runs), args.paper, with_paper=args.with_paper, suite=args.suite)
     if not (frame["source"] == "run").any():
         raise UsageError(f"no finished runs under {[str(r) for r in args.runs]}; run `bench run` first")

@@ -73,6 +73,10 @@ HEADERS: dict[str, str] = {
     "ci": "95% CI of B − A",
     "p_mcnemar": "McNemar p",
     "source": "Source",
+    "ilsvrc_maxboxacc_v2": "ILSVRC MaxBoxAccV2",
+    "cub_maxboxacc_v2": "CUB MaxBoxAccV2",
+    "openimages_pxap": "OpenImages PxAP",
+    "threshold_chosen_on": "τ chosen on",
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from bench.run.results import find_runs
 from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
+    "wsol_table",
+    "wsol_caption",
     "RunInfo",
     "load_runs",
     "paper_table",
@@ -531,6 +534,58 @@ def render(frame: pd.DataFrame, fmt: str, caption: str | None = None, title: str
     if fmt == "latex":
         return _latex(frame, caption if caption is not None else title)
     raise ValueError(f"unknown format {fmt!r}; choose csv, latex or md")
+
+
+#: wsolevaluation's table (Choe et al., CVPR 2020): the metric reported per data set of a wsol suite.
+WSOL_COLUMNS: dict[str, tuple[str, str]] = {
+    "wsol_ilsvrc": ("ilsvrc_maxboxacc_v2", "maxboxacc_v2"),
+    "wsol_cub": ("cub_maxboxacc_v2", "maxboxacc_v2"),
+    "wsol_openimages": ("openimages_pxap", "pxap"),
+}
+#: What a table says when a number is the maximum over tau on the split it is scored on.
+MAX_ON_SCORED_SPLIT = "scored split (max over τ: optimistic)"
+
+
+def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
+    """wsolevaluation's table shape: one row per method (label), MaxBoxAccV2 (%) on ILSVRC and CUB
+    and PxAP (%) on OpenImages, from the ``sweep.json`` of each ``wsol_*`` suite run.
+
+    A number whose threshold was chosen on another split (``bench run --select-on``) is that
+    split's choice applied to the scored split; otherwise it is the maximum over tau on the scored
+    split, and the ``threshold_chosen_on`` column says so (wsolevaluation's own warning). Runs made
+    for ``--select-on`` (folders ``<model>@<split>``) are not rows of their own.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r.suite not in WSOL_COLUMNS or "@" in r.path.name:
+            continue
+        sweep_file = r.path / "sweep.json"
+        if not sweep_file.is_file():
+            continue
+        sweep = json.loads(sweep_file.read_text())
+        column, key = WSOL_COLUMNS[r.suite]
+        selected = sweep.get("selected") or {}
+        value = selected.get(key, sweep.get(key)) if key != "pxap" else sweep.get("pxap")
+        label = r.label or r.base_label
+        row = rows.setdefault(label, {"label": label, "method": r.method, "model": r.model, "chosen": set()})
+        row[column] = _num(value)
+        row["chosen"].add(selected.get("split") or MAX_ON_SCORED_SPLIT)
+    columns = ["label", "method", "model", *(c for c, _ in WSOL_COLUMNS.values()), "threshold_chosen_on"]
+    out = []
+    for row in rows.values():
+        row["threshold_chosen_on"] = ", ".join(sorted(row.pop("chosen")))
+        out.append(row)
+    return pd.DataFrame(out, columns=columns).sort_values("label", kind="stable").reset_index(drop=True)
+
+
+def wsol_caption(frame: pd.DataFrame) -> str:
+    text = (
+        "WSOL benchmark table (Choe et al., CVPR 2020 shape): MaxBoxAccV2 (%) on ILSVRC and CUB, PxAP (%) on "
+        "OpenImages, wsolevaluation's rules."
+    )
+    if (frame["threshold_chosen_on"].str.contains("optimistic", regex=False)).any():
+        text += " Thresholds chosen on the scored split are the maximum over τ there, an optimistic estimate."
+    return text
 
 
 def table_caption(paper: int) -> str:
