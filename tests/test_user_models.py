@@ -297,3 +297,14 @@ def test_a_run_folder_is_not_resumed_with_other_module_weights(data: Path, tmp_p
     torch.manual_seed(1)
     with pytest.raises(RunConflict, match="weights_sha256"):
         bench.evaluate(user_models.ModuleGAP(), data, out=tmp_path, input_size=32, limit=2, progress=False)
+
+
+def test_module_in_the_current_folder_is_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `bench` script does not put the current folder on sys.path (python -m does); resolution does."""
+    import sys
+
+    (tmp_path / "cwd_factory_mod.py").write_text("from tests.user_models import ModuleGAP\n\ndef build():\n    return ModuleGAP()\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    model, _ = resolve_model("cwd_factory_mod:build", ModelOptions(input_size=16))
+    assert model.spec.head == "gap" and model.spec.name == "cwd_factory_mod.build"

@@ -9,7 +9,7 @@
 ``torchvision/NAME``            ``torchvision.models.get_model(NAME)``; its DEFAULT weights from the torch
                                 hub cache, else a download (as for registry models); ``--weights FILE``
 ``path/to/file.py:factory``     import the file, call ``factory()``
-``package.module:factory``      import the module, call ``factory()``
+``package.module:factory``      import the module (the current folder is importable), call ``factory()``
 ``caffe:NET.pt``, ``X.prototxt``  the authors' Caffe models, through :func:`bench.models.build_model`
 an entry-point name             a factory registered by a package under the entry-point group
                                 ``wsol_bench.models`` (``bench list`` shows them)
@@ -163,6 +163,9 @@ def _factory(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
         module = _import_file(Path(target).expanduser().resolve())
         name = f"{Path(target).stem}.{attr}"
     else:
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:  # the `bench` script, unlike `python -m`, does not see the
+            sys.path.append(cwd)  # current folder; append it (installed packages keep precedence), as uvicorn does
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
