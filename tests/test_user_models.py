@@ -237,6 +237,13 @@ def test_weights_file_for_a_timm_model(tmp_path: Path) -> None:
     torch.save(src.state_dict(), path)
     with pytest.raises(Exception, match="does not fit"):
         resolve_model("timm/resnet18", ModelOptions(weights=path))  # 1000 classes vs the file's 7
+    torch.manual_seed(4)
+    full = timm.create_model("resnet18", pretrained=False)
+    torch.save({"state_dict": full.state_dict()}, path)  # a training checkpoint's wrapper key
+    model, info = resolve_model("timm/resnet18", ModelOptions(weights=path))  # offline: no download tried
+    assert info.source == "file" and info.path == str(path.resolve()) and len(info.sha256) == 64
+    for key, value in full.state_dict().items():
+        assert torch.equal(model.net.state_dict()[key], value)
 
 
 def test_entry_points_are_listed_and_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
