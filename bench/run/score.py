@@ -45,6 +45,7 @@ import io
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -291,8 +292,22 @@ def _fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
+def _spawn_can_import_main() -> bool:
+    """Whether a spawned worker can re-import ``__main__`` (a script file, a ``-m`` module, or none at all)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path)
+
+
 def _results(context: ScoreContext, tasks: Sequence[ScoreTask], workers: int) -> Iterator[tuple[dict[str, Any], str | None]]:
     fn = partial(score_image, context)
+    if workers > 1 and not _spawn_can_import_main():
+        warnings.warn(
+            "bench score: worker processes re-import the calling script, which is not a file here (stdin?); "
+            "scoring inline instead (the same records)",
+            stacklevel=3,
+        )
+        workers = 0
     if workers <= 1:
         yield from map(fn, tasks)
         return
