@@ -208,3 +208,19 @@ def test_tables_compare_and_sweep_read_score_runs(cached_run: RunDir, data: Path
     np.save(first, np.load(first) + np.float16(1))
     assert main(["sweep", str(npy_run), "--no-progress"]) == 2
     assert "changed since the run" in capsys.readouterr().err
+
+
+def test_workers_from_a_script_that_is_not_a_file_score_inline(cached_run: RunDir, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python - < script.py` has __main__.__file__ == '<stdin>': spawned workers could not import it."""
+    import sys
+    import types
+
+    from bench.run.score import score_folder
+
+    _export(cached_run, data, tmp_path / "maps", "npz")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = "<stdin>"
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    with pytest.warns(UserWarning, match="scoring inline"):
+        run = score_folder(tmp_path / "maps", data, "ilsvrc_loc", tmp_path / "out", workers=2, progress=False)
+    assert _text(run.path) == _text(cached_run.path)
