@@ -224,3 +224,46 @@ def test_workers_from_a_script_that_is_not_a_file_score_inline(cached_run: RunDi
     with pytest.warns(UserWarning, match="scoring inline"):
         run = score_folder(tmp_path / "maps", data, "ilsvrc_loc", tmp_path / "out", workers=2, progress=False)
     assert _text(run.path) == _text(cached_run.path)
+
+
+# --------------------------------------------------------------------------- pictures of score runs
+
+
+def _replayed(run: Path) -> dict[str, tuple[list[int], np.ndarray]]:
+    from bench.run.replay import RunReplay
+
+    replay = RunReplay.open(run)
+    return replay.source, {m.gt.image_id: (m.classes.tolist(), m.maps) for m in replay.iter_maps(replay.run_image_ids())}
+
+
+def test_show_and_report_draw_a_score_run_from_its_saved_maps(cached_run: RunDir, data: Path, tmp_path: Path) -> None:
+    _export(cached_run, data, tmp_path / "maps", "npz")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "ilsvrc_loc", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    scored = tmp_path / "out" / "ilsvrc_loc" / "maps-maps"
+    source, from_files = _replayed(scored)
+    cache_source, from_cache = _replayed(cached_run.path)
+    assert (source, cache_source) == ("saved maps", "map cache")
+    assert from_files.keys() == from_cache.keys()
+    for image_id, (classes, maps) in from_files.items():  # the same maps, read from the saved files
+        assert classes == from_cache[image_id][0]
+        np.testing.assert_array_equal(maps, from_cache[image_id][1])
+    assert main(["show", str(scored), "--worst", "2", "--out", str(tmp_path / "show")]) == 0
+    pngs = sorted((tmp_path / "show").rglob("*.png"))
+    assert len(pngs) == 2
+    report = tmp_path / "report.html"
+    assert main(["report", str(scored), "--out", str(report), "--gallery", "1"]) == 0
+    text = report.read_text()
+    assert "read from the run's saved maps" in text and "Cannot recompute" not in text
+
+
+def test_show_draws_gt_class_npy_maps_in_both_panels(cached_run: RunDir, data: Path, tmp_path: Path) -> None:
+    _export(cached_run, data, tmp_path / "maps", "npy")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "ilsvrc_loc", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    scored = tmp_path / "out" / "ilsvrc_loc" / "maps-maps"
+    source, maps = _replayed(scored)
+    assert source == "saved maps"
+    for classes, pair in maps.values():
+        assert classes[0] == classes[1]
+        np.testing.assert_array_equal(pair[0], pair[1])
+    assert main(["show", str(scored), "--best", "1", "--out", str(tmp_path / "show")]) == 0
+    assert len(list((tmp_path / "show").rglob("*.png"))) == 1

@@ -13,6 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -317,3 +318,26 @@ def test_module_in_the_current_folder_is_importable(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path)
     model, _ = resolve_model("cwd_factory_mod:build", ModelOptions(input_size=16))
     assert model.spec.head == "gap" and model.spec.name == "cwd_factory_mod.build"
+
+
+@pytest.mark.parametrize("weights", [None, "packaged"])
+def test_show_and_report_rebuild_a_user_model_run(data: Path, registry_run: Path, tmp_path: Path, weights: str | None) -> None:
+    """No map cache: replay rebuilds the user model from the manifest (reference, weights checked) and
+    re-runs it; its maps equal the registry twin's replay."""
+    from bench.run.replay import RunReplay
+
+    model = "tests.user_models:simplecnn_gap" if weights is None else "tests.user_models:simplecnn_gap_untrained"
+    extra = ["--weights", str(packaged_checkpoint_path("simplecnn_gap"))] if weights else []
+    assert main(["run", "--suite", "ilsvrc_loc", "--model", model, *extra, "--data", str(data), "--out", str(tmp_path), *COMMON]) == 0
+    run = tmp_path / "ilsvrc_loc" / model.replace(":", ".")
+    mine, twin = RunReplay.open(run), RunReplay.open(registry_run)
+    assert mine.source == twin.source == "network"
+    ids = mine.run_image_ids()[:4]
+    for a, b in zip(mine.iter_maps(ids), twin.iter_maps(ids)):
+        assert a.classes.tolist() == b.classes.tolist()
+        np.testing.assert_array_equal(a.maps, b.maps)
+    assert main(["show", str(run), "--worst", "1", "--out", str(tmp_path / "show")]) == 0
+    assert len(list((tmp_path / "show").rglob("*.png"))) == 1
+    report = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(report), "--gallery", "1"]) == 0
+    assert "Cannot recompute" not in report.read_text()

@@ -178,6 +178,13 @@ def compare_section(infos: Sequence[RunInfo]) -> str:
     return "".join(parts)
 
 
+_MAP_SOURCE_TEXT = {
+    "map cache": "read from the run's map cache",
+    "saved maps": "read from the run's saved maps",
+    "network": "recomputed from the run's model",
+}
+
+
 def breakdown_block(info: RunInfo) -> str:
     """The run's per-object-size table and (collapsed) per-class table, from its summary."""
     parts = []
@@ -212,7 +219,7 @@ def _curve_block(replay: RunReplay, info: RunInfo, thresholds: Sequence[float], 
     return (
         f"<h4>Threshold curve</h4><figure><img src=\"{image_data_uri(png)}\" alt=\"threshold curve of {_esc(info.model)}\">"
         f"<figcaption>{_esc(best_text)}protocol threshold(s) {_esc(', '.join(f'{t:.3f}' for t in replay.protocol.thresholds))}; "
-        f"maps {'read from the run' + chr(39) + 's map cache' if replay.source == 'map cache' else 'recomputed from the run' + chr(39) + 's model'} "
+        f"maps {_MAP_SOURCE_TEXT[replay.source]} "
         f"on {int(frame['images'].iloc[0]) if len(frame) else 0} images. "
         f'<a download="{_esc(stem)}.csv" href="{_text_data_uri(csv)}">Download CSV</a></figcaption></figure>{warn}'
         f"<details><summary>curve values</summary>{frame_to_html(frame)}</details>"
@@ -305,7 +312,7 @@ def build_report(
         if gallery > 0:  # the sweep computes every map once; keep the gallery's for the overlays
             replay.retain(select_images(replay.records, best=gallery) + select_images(replay.records, worst=gallery))
         limit = curve_limit
-        if limit is None and replay.source != "map cache":
+        if limit is None and replay.source == "network":
             limit = NETWORK_CURVE_SAMPLE
             n_ok = len(replay.run_image_ids())
             if n_ok > limit:

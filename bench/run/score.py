@@ -76,6 +76,8 @@ __all__ = [
     "ScoreContext",
     "ScoreTask",
     "index_maps",
+    "read_map_file",
+    "saved_map_files",
     "score_image",
     "score_folder",
     "write_maps",
@@ -241,6 +243,31 @@ def _classes(raw: np.ndarray, class_ids: Sequence[str], n: int) -> np.ndarray:
     return out
 
 
+def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """One saved map file's content: ``(classes, maps, scores)``.
+
+    ``.npy`` (``name`` ends so): ``classes`` None (the GT class's map), ``maps`` ``(1, h, w)``,
+    ``scores`` None. ``.npz``: ``classes`` ``(k,)`` class indices (class-id strings are mapped through
+    ``class_ids``), ``maps`` ``(k, h, w)``, ``scores`` ``(k,)`` or None. Maps are float16/32/64 and
+    finite.
+
+    Raises:
+        ValueError: any problem with the file, in words a failed record can carry.
+    """
+    if name.endswith(".npy"):
+        return None, _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        missing = [k for k in ("classes", "maps") if k not in npz.files]
+        if missing:
+            raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
+        classes = _classes(npz["classes"], class_ids, len(class_ids))
+        maps = _as_map_array(npz["maps"], "maps", 3)
+        scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
+    if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
+        raise ValueError(f"{classes.shape[0]} classes, {maps.shape[0]} maps" + ("" if scores is None else f", {scores.shape[0]} scores") + ": expected one of each per entry")
+    return classes, maps, scores
+
+
 def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any], str | None]:
     """The record of one image from its map file, and the file's SHA-256 (None if no file was read).
 
@@ -257,18 +284,9 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
     try:
         data = (context.folder / task.map_file).read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        if task.map_file.endswith(".npy"):
-            arr = _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)
-            return image_record(context.protocol, gt, blacklisted, size, None, None, arr[None], [gt.label]), digest
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            missing = [k for k in ("classes", "maps") if k not in npz.files]
-            if missing:
-                raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
-            classes = _classes(npz["classes"], context.class_ids, len(context.class_ids))
-            maps = _as_map_array(npz["maps"], "maps", 3)
-            scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
-        if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
-            raise ValueError(f"{classes.shape[0]} classes, {maps.shape[0]} maps" + ("" if scores is None else f", {scores.shape[0]} scores") + ": expected one of each per entry")
+        classes, maps, scores = read_map_file(data, task.map_file, context.class_ids)
+        if classes is None:
+            return image_record(context.protocol, gt, blacklisted, size, None, None, maps, [gt.label]), digest
         k = context.protocol.ranks_needed
         if classes.shape[0] < k:
             raise ValueError(f"{classes.shape[0]} ranked classes; the suite {context.protocol.name} needs at least {k}")
@@ -471,6 +489,19 @@ def is_score_run(manifest: dict[str, Any]) -> bool:
     return isinstance(manifest.get("maps"), dict) and manifest.get("model", {}).get("head") == "maps"
 
 
+def saved_map_files(run: RunDir, manifest: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    """A score run's maps folder and ``{image id: file path relative to it}`` (``map_files.csv``).
+
+    Raises:
+        ScoreError: the maps folder or the index file is gone.
+    """
+    folder = Path(manifest["maps"]["folder"])
+    index_file = run.path / "map_files.csv"
+    if not folder.is_dir() or not index_file.is_file():
+        raise ScoreError(f"{run.path}: its maps folder {folder} (or map_files.csv) is gone; restore it to read the maps")
+    return folder, dict(line.split(",", 1) for line in index_file.read_text().splitlines()[1:] if line)
+
+
 def saved_gt_maps(run: RunDir) -> Iterator[tuple[int, np.ndarray]]:
     """``(record index, GT-class map (h, w) float32)`` for each scored image of a `bench score` run.
 
@@ -484,11 +515,7 @@ def saved_gt_maps(run: RunDir) -> Iterator[tuple[int, np.ndarray]]:
     manifest = run.read_manifest()
     if not is_score_run(manifest):
         raise ScoreError(f"{run.path} is not a `bench score` run")
-    folder = Path(manifest["maps"]["folder"])
-    index_file = run.path / "map_files.csv"
-    if not folder.is_dir() or not index_file.is_file():
-        raise ScoreError(f"{run.path}: its maps folder {folder} (or map_files.csv) is gone; restore it to read the maps")
-    files = dict(line.split(",", 1) for line in index_file.read_text().splitlines()[1:] if line)
+    folder, files = saved_map_files(run, manifest)
     class_ids = manifest["data"].get("class_ids") or []
     records = run.read_records()
     digests: list[tuple[str, str]] = []
@@ -502,12 +529,11 @@ def saved_gt_maps(run: RunDir) -> Iterator[tuple[int, np.ndarray]]:
             digests.append((rel, hashlib.sha256(data).hexdigest()))
         if row.status != "ok" or not rel:
             continue
-        if rel.endswith(".npy"):
-            gt_map = np.load(io.BytesIO(data), allow_pickle=False)
-        else:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                classes = _classes(npz["classes"], class_ids, max(len(class_ids), int(row.label) + 1))
-                gt_map = npz["maps"][int(np.flatnonzero(classes == int(row.label))[0])]
+        try:
+            classes, maps, _scores = read_map_file(data, rel, class_ids)
+        except ValueError as exc:
+            raise ScoreError(f"{run.path}: map {folder / rel} no longer reads ({exc})") from None
+        gt_map = maps[0] if classes is None else maps[int(np.flatnonzero(classes == int(row.label))[0])]
         yield i, np.asarray(gt_map, dtype=np.float32)
     if _fingerprint(digests) != manifest["maps"].get("fingerprint"):
         raise ScoreError(f"{run.path}: the map files under {folder} changed since the run (fingerprint differs); rerun bench score")
