@@ -162,16 +162,16 @@ class RunReplay:
 
     @staticmethod
     def _verified_weights(run: RunDir, info: dict[str, Any]) -> Path | None:
-        """The recorded weights file after checking its SHA-256 against the manifest; None when the
-        run loaded no file (packaged or downloaded weights, a user model's own state): the rebuilt
-        model's weights are then checked against the recorded digest in :meth:`_model`."""
+        """The recorded weights file (given, packaged or downloaded) after checking its SHA-256 against
+        the manifest; None when the run loaded no file (a user model's own state): the rebuilt model's
+        weights are checked against the recorded digest in :meth:`_model` either way."""
         name, path, expected = info["name"], info.get("weights_path"), info.get("weights_sha256")
         if not expected:
             raise ReplayError(
                 f"{run.path}: the run recorded no weights digest for {name} ({info.get('weights_source')}) and has no "
                 "map cache; rerun it with --save-cams to show it"
             )
-        if info.get("weights_source") != "file" or not path:
+        if not path:  # a user model's own state: its state-dict digest is checked after the build
             return None
         file = Path(path)
         if not file.is_file():
@@ -191,7 +191,7 @@ class RunReplay:
         """Rebuild the run's model from its manifest; the weights actually loaded are checked again."""
         name, expected = info["name"], info["weights_sha256"]
         try:
-            model, loaded = model_from_manifest(info, weights=file)
+            model, loaded = model_from_manifest(info, weights=file if info.get("weights_source") == "file" else None)
         except BenchError as exc:  # e.g. an nn.Module passed from Python: nothing names it
             raise ReplayError(f"{run.path}: cannot rebuild {name}: {exc}") from exc
         except Exception as exc:  # an import error of a user's module, a changed factory, ...
