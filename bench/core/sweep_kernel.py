@@ -188,20 +188,32 @@ def sweep_levels(
             start[lv + 1] += 1
     for lv in range(1, n_t + 2):
         start[lv] += start[lv - 1]
-    # Counting sort by level, raster order within a level; row and column kept beside.
+    # The 8 neighbours in ring order (NW, N, NE, E, SE, S, SW, W): each is adjacent to the next.
+    ring = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], dtype=np.int64)
+    run_starts, lowest_bit = _ring_tables()
+    # Counting sort by level, raster order within a level; row, column and value kept beside.
     fill = start.copy()
     order = np.empty(height * width, dtype=np.int32)
     o_row = np.empty(height * width, dtype=np.int32)
     o_col = np.empty(height * width, dtype=np.int32)
     o_val = np.empty(height * width, dtype=np.float64)
+    # Which neighbours are present when a pixel is added depends only on the keys: found here in
+    # raster order (cache-friendly), kept as the run starts of the ring mask (0: a new component).
+    o_runs = np.empty(height * width, dtype=np.uint8)
     for r in range(height):
         for c in range(width):
             lv = lev[r * width + c]
             k = fill[lv]
-            order[k] = (r + 1) * pw + c + 1
+            x = (r + 1) * pw + c + 1
+            kx = key[x]
+            mask = 0
+            for j in range(8):
+                mask |= int(key[x + ring[j]] > kx) << j
+            order[k] = x
             o_row[k] = r
             o_col[k] = c
             o_val[k] = values[r, c]
+            o_runs[k] = run_starts[mask]
             fill[lv] = k + 1
 
     parent = np.empty(n_pad, dtype=np.int32)
@@ -217,9 +229,6 @@ def sweep_levels(
     dirty = np.zeros(n_pad, dtype=np.bool_)  # the root changed in this level
     dirty_list = np.empty(height * width, dtype=np.int32)
     count = np.zeros(n_d, dtype=np.int64)  # roots whose box has IoU >= delta
-    # The 8 neighbours in ring order (NW, N, NE, E, SE, S, SW, W): each is adjacent to the next.
-    ring = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], dtype=np.int64)
-    run_starts, lowest_bit = _ring_tables()
     best = -1  # root of the largest component
 
     for lv in range(n_t, 0, -1):
@@ -234,11 +243,8 @@ def sweep_levels(
             col = o_col[i]
             row = o_row[i]
             v = o_val[i]
-            kp = key[p]
-            mask = 0
-            for k in range(8):
-                mask |= int(key[p + ring[k]] > kp) << k
-            if mask == 0:  # a new component
+            runs = np.int64(o_runs[i])
+            if runs == 0:  # a new component
                 parent[p] = p
                 size[p] = 1
                 csum[p] = v
@@ -256,7 +262,6 @@ def sweep_levels(
                 ):
                     best = p
                 continue
-            runs = run_starts[mask]
             k = lowest_bit[runs]
             # Join p to the first run's component (p itself never becomes a root).
             r = _find(parent, p + ring[k])
