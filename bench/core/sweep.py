@@ -534,11 +534,10 @@ def _sweep_compiled(m: np.ndarray, thr: np.ndarray, gt: np.ndarray, d: np.ndarra
         thr = np.trunc(thr * float(g.max()))  # int(t * max) for t >= 0, as in _levels
     else:
         values = np.ascontiguousarray(m)
-    height, width = values.shape
-    n_pad = (height + 2) * (width + 2)
-    key = np.empty(n_pad, dtype=np.int32 if n_pad * (thr.size + 1) < 2**31 else np.int64)
+    if values.shape[0] >= 2**15 or values.shape[1] >= 2**16:
+        raise ValueError(f"map of shape {values.shape} is too large for the compiled sweep (< 32768 x 65536)")
     lut, lo, scale = sweep_kernel.level_lut(thr)
-    box, iou, hit = sweep_kernel.sweep_levels(values, thr, lut, lo, scale, key, np.ascontiguousarray(gt), d, wsol)
+    box, iou, hit = sweep_kernel.sweep_levels(values, thr, lut, lo, scale, np.ascontiguousarray(gt), d, wsol)
     return MapSweep(largest_box=box, largest_iou=iou, hit_any=hit)
 
 

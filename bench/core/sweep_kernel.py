@@ -122,7 +122,6 @@ def sweep_levels(
     lut: np.ndarray,
     lut_lo: float,
     lut_scale: float,
-    key: np.ndarray,
     gt: np.ndarray,
     deltas: np.ndarray,
     wsol: bool,
@@ -134,8 +133,6 @@ def sweep_levels(
         thr: float64 ``(T,)`` non-decreasing thresholds; pixel p is foreground at threshold
             index ``t`` iff ``thr_t < v_p``.
         lut, lut_lo, lut_scale: :func:`level_lut` of ``thr``.
-        key: scratch ``((H + 2) * (W + 2),)`` int32 or int64 array; int32 only when
-            ``(H + 2) * (W + 2) * (T + 1)`` fits in it.
         gt: float64 ``(k, 4)`` inclusive GT boxes.
         deltas: float64 ``(D,)`` IoU thresholds as fractions.
         wsol: wsolevaluation's box output convention (``x1 + 1`` clipped) for IoUs.
@@ -157,18 +154,10 @@ def sweep_levels(
     # are in raster order like the original ones, so "first pixel" compares padded indices.
     pw = width + 2
     n_pad = (height + 2) * pw
-    # key = level * n_pad + (n_pad - 1 - index): q is present when p is added iff key[q] > key[p]
-    # (a higher level, or the same level and earlier in raster order); the border (level 0)
-    # never is.
-    for c in range(pw):  # the border rows and columns
-        key[c] = n_pad - 1 - c
-        key[n_pad - pw + c] = pw - 1 - c
-    for r in range(1, height + 1):
-        key[r * pw] = n_pad - 1 - r * pw
-        key[r * pw + pw - 1] = n_pad - r * pw - pw
-    lev = np.empty(height * width, dtype=np.int32)
+    plev = np.zeros(n_pad, dtype=np.int32)
     start = np.zeros(n_t + 2, dtype=np.int64)
     for r in range(height):
+        x = (r + 1) * pw + 1
         for c in range(width):
             v = values[r, c]
             if not np.isfinite(v):
@@ -182,39 +171,48 @@ def sweep_levels(
                 lv += 1
             while lv > 0 and not thr[lv - 1] < v:
                 lv -= 1
-            lev[r * width + c] = lv
-            x = (r + 1) * pw + c + 1
-            key[x] = lv * n_pad + (n_pad - 1 - x)
+            plev[x + c] = lv
             start[lv + 1] += 1
     for lv in range(1, n_t + 2):
         start[lv] += start[lv - 1]
     # The 8 neighbours in ring order (NW, N, NE, E, SE, S, SW, W): each is adjacent to the next.
     ring = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], dtype=np.int64)
     run_starts, lowest_bit = _ring_tables()
-    # Counting sort by level, raster order within a level; row, column and value kept beside.
+    # Counting sort of the foreground by level, raster order within a level; position, value
+    # and the ring mask kept beside. Neighbour q is present when p is added iff q has a higher
+    # level, or the same level and comes earlier in raster order (NW, N, NE, W do; E, SE, S, SW
+    # do not): that depends only on the levels, so the mask is found here, in raster order,
+    # and kept as the run starts of the ring (0: p starts a new component).
     fill = start.copy()
-    order = np.empty(height * width, dtype=np.int32)
-    o_row = np.empty(height * width, dtype=np.int32)
-    o_col = np.empty(height * width, dtype=np.int32)
-    o_val = np.empty(height * width, dtype=np.float64)
-    # Which neighbours are present when a pixel is added depends only on the keys: found here in
-    # raster order (cache-friendly), kept as the run starts of the ring mask (0: a new component).
-    o_runs = np.empty(height * width, dtype=np.uint8)
+    n_fg = height * width - start[1]
+    order = np.empty(n_fg, dtype=np.int32)
+    o_pos = np.empty(n_fg, dtype=np.int32)  # row << 16 | column (16 bits each)
+    o_val = np.empty(n_fg, dtype=np.float64)
+    o_runs = np.empty(n_fg, dtype=np.uint8)
+    base = start[1]
     for r in range(height):
+        x0 = (r + 1) * pw + 1
         for c in range(width):
-            lv = lev[r * width + c]
-            k = fill[lv]
-            x = (r + 1) * pw + c + 1
-            kx = key[x]
-            mask = 0
-            for j in range(8):
-                mask |= int(key[x + ring[j]] > kx) << j
+            x = x0 + c
+            lv = plev[x]
+            if lv == 0:
+                continue
+            mask = (
+                int(plev[x - pw - 1] >= lv)
+                | int(plev[x - pw] >= lv) << 1
+                | int(plev[x - pw + 1] >= lv) << 2
+                | int(plev[x + 1] > lv) << 3
+                | int(plev[x + pw + 1] > lv) << 4
+                | int(plev[x + pw] > lv) << 5
+                | int(plev[x + pw - 1] > lv) << 6
+                | int(plev[x - 1] >= lv) << 7
+            )
+            k = fill[lv] - base
             order[k] = x
-            o_row[k] = r
-            o_col[k] = c
+            o_pos[k] = (r << 16) | c
             o_val[k] = values[r, c]
             o_runs[k] = run_starts[mask]
-            fill[lv] = k + 1
+            fill[lv] += 1
 
     parent = np.empty(n_pad, dtype=np.int32)
     size = np.empty(n_pad, dtype=np.int32)
@@ -227,7 +225,7 @@ def sweep_levels(
     iou = np.zeros(n_pad, dtype=np.float64)
     counted = np.zeros(n_pad, dtype=np.bool_)  # the root's IoU is in `count`
     dirty = np.zeros(n_pad, dtype=np.bool_)  # the root changed in this level
-    dirty_list = np.empty(height * width, dtype=np.int32)
+    dirty_list = np.empty(max(n_fg, 1), dtype=np.int32)
     count = np.zeros(n_d, dtype=np.int64)  # roots whose box has IoU >= delta
     best = -1  # root of the largest component
 
@@ -238,10 +236,10 @@ def sweep_levels(
         # same-level pair is joined once, from its later pixel. Consecutive neighbours around
         # the ring are 8-adjacent and two adjacent present pixels are already connected, so
         # only the first neighbour of each run of present ones needs a find.
-        for i in range(start[lv], start[lv + 1]):
+        for i in range(start[lv] - base, start[lv + 1] - base):
             p = order[i]
-            col = o_col[i]
-            row = o_row[i]
+            col = o_pos[i] & 0xFFFF
+            row = o_pos[i] >> 16
             v = o_val[i]
             runs = np.int64(o_runs[i])
             if runs == 0:  # a new component
