@@ -528,16 +528,21 @@ def _sweep_unionfind(
 
 def _sweep_compiled(m: np.ndarray, thr: np.ndarray, gt: np.ndarray, d: np.ndarray, quantize: bool, wsol: bool) -> MapSweep:
     """:func:`sweep_map` through the compiled kernel (the same values and thresholds as ``_levels``)."""
+    inverse = None
     if quantize:
         g = (m * 255.0).astype(np.uint8)
         values = g.astype(np.float64)
-        thr = np.trunc(thr * float(g.max()))  # int(t * max) for t >= 0, as in _levels
+        # int(t * max) for t >= 0, as in _levels; at most 256 distinct ones, whose results are
+        # computed once each and repeated for the equal thresholds
+        thr, inverse = np.unique(np.trunc(thr * float(g.max())), return_inverse=True)
     else:
         values = np.ascontiguousarray(m)
     if values.shape[0] >= 2**15 or values.shape[1] >= 2**16:
         raise ValueError(f"map of shape {values.shape} is too large for the compiled sweep (< 32768 x 65536)")
     lut, lo, scale = sweep_kernel.level_lut(thr)
     box, iou, hit = sweep_kernel.sweep_levels(values, thr, lut, lo, scale, np.ascontiguousarray(gt), d, wsol)
+    if inverse is not None:
+        box, iou, hit = box[inverse], iou[inverse], hit[inverse]
     return MapSweep(largest_box=box, largest_iou=iou, hit_any=hit)
 
 
