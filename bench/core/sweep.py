@@ -82,6 +82,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "FINE_THRESHOLDS",
     "IOU_DELTAS",
+    "ImageCounts",
     "MapSweep",
     "SweepAccumulator",
     "normalize_map",
@@ -115,6 +116,23 @@ class MapSweep:
     largest_box: np.ndarray
     largest_iou: np.ndarray
     hit_any: np.ndarray
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    """What one image adds to a :class:`SweepAccumulator` (small: made in worker processes).
+
+    Attributes:
+        largest_hit: ``bool (T, D)``: the largest component's IoU >= delta.
+        any_hit: ``bool (T, D)``: some component's IoU >= delta.
+        pos_hist, neg_hist: ``(T + 3,)`` histograms of the normalised map over GT foreground /
+            background mask pixels (PxAP), or None without a mask.
+    """
+
+    largest_hit: np.ndarray
+    any_hit: np.ndarray
+    pos_hist: np.ndarray | None = None
+    neg_hist: np.ndarray | None = None
 
 
 def normalize_map(cam: np.ndarray) -> np.ndarray:
@@ -639,24 +657,45 @@ class SweepAccumulator:
         Returns:
             The image's :class:`MapSweep`.
         """
+        res, counts = self.count(cam, gt_boxes, mask)
+        self.add_counts(counts)
+        return res
+
+    def count(self, cam: np.ndarray, gt_boxes: np.ndarray, mask: np.ndarray | None = None) -> tuple[MapSweep, ImageCounts]:
+        """One image's sweep and counts, without adding them (arguments as :meth:`add`).
+
+        Pure: worker processes call it on a copy of the accumulator and send the small
+        :class:`ImageCounts` back for :meth:`add_counts`.
+        """
         m = normalize_map(cam)
         res = sweep_map(
             m, gt_boxes, self.thresholds, self.deltas,
             quantize=self.quantize, box_convention=self.box_convention,
         )  # fmt: skip
         d = np.asarray(self.deltas, dtype=np.float64) / 100.0
-        self._largest += res.largest_iou[:, None] >= d[None, :]
-        self._any += res.hit_any
-        self._count += 1
+        pos = neg = None
         if mask is not None:
             mk = np.asarray(mask)
             if mk.shape != m.shape:
                 raise ValueError(f"mask shape {mk.shape} != map shape {m.shape}")
             mk = mk.astype(np.int64)
-            self._pos_hist += np.histogram(m[mk == 1], bins=self._edges)[0]
-            self._neg_hist += np.histogram(m[mk == 0], bins=self._edges)[0]
+            pos = np.histogram(m[mk == 1], bins=self._edges)[0]
+            neg = np.histogram(m[mk == 0], bins=self._edges)[0]
+        return res, ImageCounts(res.largest_iou[:, None] >= d[None, :], res.hit_any, pos, neg)
+
+    def add_counts(self, counts: ImageCounts) -> None:
+        """Add one image's :class:`ImageCounts` (from :meth:`count` with the same settings)."""
+        if counts.largest_hit.shape != self._largest.shape or counts.any_hit.shape != self._any.shape:
+            raise ValueError(
+                f"counts of shape {counts.largest_hit.shape} do not fit this accumulator {self._largest.shape}"
+            )
+        self._largest += counts.largest_hit
+        self._any += counts.any_hit
+        self._count += 1
+        if counts.pos_hist is not None and counts.neg_hist is not None:
+            self._pos_hist += counts.pos_hist
+            self._neg_hist += counts.neg_hist
             self._mask_images += 1
-        return res
 
     def pxap(self) -> float | None:
         """PxAP in percent (wsolevaluation ``MaskEvaluator.compute``); None without masks."""
