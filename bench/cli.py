@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     rescore.add_argument("--protocol", required=True, help="suite name or .toml path")
     rescore.add_argument("--out", type=Path, default=None, help="results root (default: the source run's root); writes OUT/SUITE/MODEL")
+    rescore.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     rescore.add_argument("--no-progress", action="store_true")
 
     table = sub.add_parser("table", help="paper-shaped tables from finished runs")
@@ -67,11 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     sweep.add_argument("--step", type=float, default=0.01, help="threshold grid step (0.001 for 1,000 thresholds)")
     sweep.add_argument("--at", default="224", choices=["224", "original"], help="evaluation size of maps and boxes")
+    sweep.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     sweep.add_argument("--no-progress", action="store_true")
 
     export = sub.add_parser("export", help="export a run's detections")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--coco", action="store_true", required=True, help="COCO JSON + box AP (pycocotools COCOeval)")
+    export.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
 
     data = sub.add_parser("data", help="write ready-made data sets in ILSVRC layout")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -107,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or folders holding runs")
     report.add_argument("--out", type=Path, default=Path("report.html"))
     report.add_argument("--gallery", type=int, default=3, help="best and worst images per run (0: none)")
-    report.add_argument("--curve-limit", type=int, default=None, help="threshold curves on the first N images only")
+    report.add_argument("--curve-limit", type=int, default=None,
+                        help="threshold curves on the first N images (default: all with a map cache, else 500: the network is re-run)")
     report.add_argument("--assets", type=Path, default=None, help="also write each curve's CSV and PNG here")
     report.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     report.add_argument("--batch-size", type=int, default=16)
@@ -152,7 +156,8 @@ def cmd_list() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.run.engine import RunConfig, resolve_device
+    from bench.run.engine import RunConfig
+    from bench.runtime import resolve_device
     from bench.run.suite import SuiteRequest, run_named_suite
 
     config = RunConfig(
@@ -193,7 +198,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     target = RunDir(root / protocol.name / source.path.name)
     if target.path.resolve() == source.path.resolve():
         raise SystemExit("bench rescore: the target is the source run itself; pass another --protocol or --out")
-    summary = rescore_run(source, protocol, target, progress=not args.no_progress)
+    summary = rescore_run(source, protocol, target, progress=not args.no_progress, data_root=args.data)
     print(f"rescored {source.path} with {protocol.name}: results in {target.path}")
     print(json.dumps(summary, indent=2))
     return 0
@@ -203,7 +208,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
     from bench.analysis.run_metrics import sweep_run
 
-    result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress)
+    result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data)
     print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
     print(f"wrote {args.run_dir / 'sweep.json'} and {args.run_dir / 'sweep_curves.csv'}")
     return 0
@@ -213,7 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
     from bench.analysis.run_metrics import coco_export
 
-    result = coco_export(RunDir(args.run_dir))
+    result = coco_export(RunDir(args.run_dir), data_root=args.data)
     print(json.dumps(result, indent=2))
     print(f"wrote {args.run_dir / 'coco.json'} and {args.run_dir / 'coco_eval.json'}")
     return 0
@@ -313,7 +318,7 @@ _COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescor
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bench` console script. Expected errors print one clear message, exit 2."""
     from bench.data.ilsvrc import DataError
-    from bench.run.engine import RunError
+    from bench.runtime import BenchError
     from bench.models import UnknownModelError, WeightsError
     from bench.core.protocol import ProtocolError
     from bench.run.rescore import RescoreError
@@ -322,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (DataError, ProtocolError, WeightsError, UnknownModelError, RunError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
+    except (BenchError, DataError, ProtocolError, WeightsError, UnknownModelError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2

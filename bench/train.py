@@ -124,7 +124,8 @@ from tqdm import tqdm
 from bench.data.classes import load_wnids, read_synset_mapping
 from bench.data.ilsvrc import IMAGE_EXTENSIONS, DataError, ValSet, load_val
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
-from bench.run.engine import RunError, library_versions, resolve_device
+from bench.core.scoring import topk_cls_hit
+from bench.runtime import RunError, library_versions, resolve_device
 from bench.models import BenchModel, ModelSpec, WeightsInfo, build_backbone_init, build_model, get_spec
 from bench.models.sources import sha256_file
 from bench.models.surgery import SurgeryNet
@@ -590,7 +591,8 @@ def evaluate_top1(
     Rank ``r`` takes images ``r, r + N, ...``; counts are summed over ranks when distributed.
 
     Returns:
-        ``(correct, scored, failed)``: images whose argmax logit is the GT class, images
+        ``(correct, scored, failed)``: images whose top-1 class (ranked as ``bench run`` ranks
+        them, :func:`bench.core.scoring.topk_cls_hit`) is the GT class, images
         decoded fine, images that could not be decoded (excluded, like ``bench run``).
     """
     spec = model.spec
@@ -609,10 +611,11 @@ def evaluate_top1(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits, _ = model(x)
-        pred = logits.argmax(dim=1).cpu()
+        top1 = logits.float().softmax(dim=1).topk(1, dim=1).indices.cpu().numpy()  # the engine's ranking
         ok = torch.tensor([not e for e in batch["error"]])
-        labels = torch.tensor([valset.images[int(i)].label for i in batch["index"]])
-        counts += torch.stack([((pred == labels) & ok).sum(), ok.sum(), (~ok).sum()])
+        labels = [valset.images[int(i)].label for i in batch["index"]]
+        correct = torch.from_numpy(topk_cls_hit(top1, labels, 1))
+        counts += torch.stack([(correct & ok).sum(), ok.sum(), (~ok).sum()])
     if world_size > 1:
         counts = counts.to(device)
         dist.all_reduce(counts)

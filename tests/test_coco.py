@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis.coco import coco_eval, coco_json, inclusive_to_coco
-from bench.run.results import RECORD_COLUMNS
+from bench.core.records import RECORD_COLUMNS
 
 
 def records(rows: list[dict]) -> pd.DataFrame:

@@ -18,13 +18,15 @@ import torch
 from bench.core.boxes import largest_cc_box
 from bench.core.cam import class_activation_maps, upsample_cam
 from bench.cli import main
+from tests.conftest import PhotoRuns
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import load_val
 from bench.data.transforms import InputTransform, decode_rgb
-from bench.core.metrics import best_iou
+from bench.core.scoring import best_iou
 from bench.models import build_model
-from bench.run.results import RunDir, parse_boxes, parse_floats, parse_ints
+from bench.run.results import RunDir
+from bench.core.records import parse_boxes, parse_floats, parse_ints
 
 pytest.importorskip("efficientnet_lite_pytorch")
 
@@ -136,19 +138,8 @@ def test_resume_refuses_a_different_run_in_the_same_folder(layout_runs: dict[str
 
 
 # ---- real photographs ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def photo_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("skimage")
-    from bench.data.photos import write_real_photo_val
-
-    data = write_real_photo_val(tmp_path_factory.mktemp("photos"))
-    out = tmp_path_factory.mktemp("photo_results")
-    for suite in ("ilsvrc_loc", "ilsvrc_loc_tight_loose"):
-        assert main(["run", "--suite", suite, "--model", "efficientnet_lite0", "--data", str(data), "--out", str(out), *COMMON]) == 0
-    return out
-
-
-def test_lite0_on_real_photos(photo_runs: Path) -> None:
+def test_lite0_on_real_photos(photo_runs: PhotoRuns) -> None:
+    photo_runs = photo_runs.results
     summary = json.loads((photo_runs / "ilsvrc_loc" / "efficientnet_lite0" / "summary.json").read_text())
     assert summary["images"] == 8 and summary["scored"] == 8 and summary["failed"] == 0
     # Findings on these 8 photos, pinned so a regression in decoding, resizing or normalisation
@@ -167,7 +158,8 @@ def test_lite0_on_real_photos(photo_runs: Path) -> None:
 
 @pytest.mark.parametrize("paper", [1, 2, 3])
 @pytest.mark.parametrize("fmt", ["csv", "latex", "md"])
-def test_tables_export_in_all_formats(photo_runs: Path, tmp_path: Path, paper: int, fmt: str) -> None:
+def test_tables_export_in_all_formats(photo_runs: PhotoRuns, tmp_path: Path, paper: int, fmt: str) -> None:
+    photo_runs = photo_runs.results
     out = tmp_path / f"table{paper}.{fmt}"
     assert main(["table", "--paper", str(paper), "--runs", str(photo_runs), "--format", fmt, "--out", str(out), "--with-paper"]) == 0
     text = out.read_text()

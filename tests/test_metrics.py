@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.core.metrics import best_iou, evaluate_image, iou_inclusive, summarize
+from bench.core.metrics import summarize
+from bench.core.scoring import best_iou, iou_inclusive, score_image
 
 # ----------------------------------------------------------------------------- IoU
 
@@ -92,37 +93,37 @@ def test_iou_properties(a: tuple[int, ...], b: tuple[int, ...]) -> None:
 
 
 def test_iou_exactly_half_is_a_hit() -> None:
-    ev = evaluate_image(3, np.array([[0, 0, 19, 9]]), np.array([3]), np.array([[0, 0, 9, 9]]), None)
+    ev = score_image(3, np.array([[0, 0, 19, 9]]), np.array([3]), np.array([[0, 0, 9, 9]]), None, iou_threshold=0.5)
     assert ev.guess_ious.tolist() == [0.5]  # 100 / 200
     assert ev.guess_hits.tolist() == [True]
 
 
 def test_iou_just_below_half_is_a_miss() -> None:
     # 5000 / 10001 = 0.49995...
-    ev = evaluate_image(3, np.array([[0, 0, 10000, 0]]), np.array([3]), np.array([[0, 0, 4999, 0]]), None)
+    ev = score_image(3, np.array([[0, 0, 10000, 0]]), np.array([3]), np.array([[0, 0, 4999, 0]]), None, iou_threshold=0.5)
     assert ev.guess_ious[0] == 5000 / 10001
     assert ev.guess_hits.tolist() == [False]
 
 
 def test_hit_on_second_gt_box() -> None:
     gt = np.array([[50, 50, 60, 60], [0, 0, 19, 9]])  # a bad one, a good one
-    ev = evaluate_image(7, gt, np.array([7]), np.array([[0, 0, 9, 9]]), np.array([0, 0, 19, 9]))
+    ev = score_image(7, gt, np.array([7]), np.array([[0, 0, 9, 9]]), np.array([0, 0, 19, 9]), iou_threshold=0.5)
     assert ev.guess_hits.tolist() == [True]
     assert ev.gtk_iou == 1.0 and ev.gtk_hit is True
 
 
 def test_wrong_class_never_localizes() -> None:
     gt = np.array([[10, 10, 30, 40]])
-    ev = evaluate_image(7, gt, np.array([3, 7]), np.array([[10, 10, 30, 40], [0, 0, 1, 1]]), None)
+    ev = score_image(7, gt, np.array([3, 7]), np.array([[10, 10, 30, 40], [0, 0, 1, 1]]), None, iou_threshold=0.5)
     assert ev.guess_ious.tolist() == [1.0, 0.0]  # the IoU is still reported
     assert ev.guess_hits.tolist() == [False, False]
 
 
 def test_gt_known_box_none_and_miss() -> None:
     gt = np.array([[0, 0, 9, 9]])
-    ev = evaluate_image(1, gt, np.array([1]), np.array([[0, 0, 9, 9]]), None)
+    ev = score_image(1, gt, np.array([1]), np.array([[0, 0, 9, 9]]), None, iou_threshold=0.5)
     assert math.isnan(ev.gtk_iou) and ev.gtk_hit is False
-    ev = evaluate_image(1, gt, np.array([1]), np.array([[0, 0, 9, 9]]), np.array([5, 0, 14, 9]))
+    ev = score_image(1, gt, np.array([1]), np.array([[0, 0, 9, 9]]), np.array([5, 0, 14, 9]), iou_threshold=0.5)
     assert ev.gtk_iou == 50 / 150 and ev.gtk_hit is False
 
 
@@ -130,18 +131,18 @@ def test_top1_miss_top5_hit() -> None:
     gt = np.array([[0, 0, 9, 9]])
     classes = np.array([1, 2, 7, 4, 5])  # the GT class 7 is third
     guess_boxes = np.array([[0, 0, 9, 9]] * 5)
-    ev = evaluate_image(7, gt, classes, guess_boxes, np.array([0, 0, 9, 9]))
+    ev = score_image(7, gt, classes, guess_boxes, np.array([0, 0, 9, 9]), iou_threshold=0.5)
     assert ev.guess_hits.tolist() == [False, False, True, False, False]
     s = summarize(labels=np.array([7]), ok=np.array([True]), blacklisted=np.array([False]),
                   guess_classes=classes[None], guess_hits=ev.guess_hits[None],
-                  gtk_iou=np.array([ev.gtk_iou]), degenerate=np.array([False]))
+                  gtk_iou=np.array([ev.gtk_iou]), gtk_hit=np.array([ev.gtk_hit]), degenerate=np.array([False]))
     assert (s["top1_cls_err"], s["top5_cls_err"]) == (100.0, 0.0)
     assert (s["top1_loc_err"], s["top5_loc_err"]) == (100.0, 0.0)
 
 
 def test_mismatched_guess_arrays_raise() -> None:
     with pytest.raises(ValueError, match="guess"):
-        evaluate_image(1, np.array([[0, 0, 1, 1]]), np.array([1, 2]), np.array([[0, 0, 1, 1]]), None)
+        score_image(1, np.array([[0, 0, 1, 1]]), np.array([1, 2]), np.array([[0, 0, 1, 1]]), None, iou_threshold=0.5)
 
 
 # ----------------------------------------------------------------------------- summarize
@@ -175,6 +176,7 @@ def batch() -> dict[str, np.ndarray]:
             [False, False, False, True, False],   # 5: top-5 hit only
         ]),
         gtk_iou=np.array([0.8, 0.5, 0.3, np.nan, np.nan, 0.69]),
+        gtk_hit=np.array([True, True, False, False, False, True]),  # the records' gtk_hit at IoU 0.5
         degenerate=np.array([False, False, True, False, True, False]),
     )
 
@@ -225,7 +227,7 @@ def test_summarize_all_blacklisted_keeps_cls() -> None:
 def test_summarize_empty_batch() -> None:
     s = summarize(labels=np.zeros(0, int), ok=np.zeros(0, bool), blacklisted=np.zeros(0, bool),
                   guess_classes=np.zeros((0, 5), int), guess_hits=np.zeros((0, 5), bool),
-                  gtk_iou=np.zeros(0), degenerate=np.zeros(0, bool))
+                  gtk_iou=np.zeros(0), gtk_hit=np.zeros(0, bool), degenerate=np.zeros(0, bool))
     assert (s["images"], s["scored"], s["loc_images"]) == (0, 0, 0)
     assert s["top1_cls_err"] is None and s["top5_loc_err"] is None
 
@@ -244,7 +246,7 @@ def test_summarize_classification_only() -> None:
 def test_summarize_fewer_than_five_guesses() -> None:
     s = summarize(labels=np.array([1, 2]), ok=np.ones(2, bool), blacklisted=np.zeros(2, bool),
                   guess_classes=np.array([[1], [1]]), guess_hits=np.array([[True], [False]]),
-                  gtk_iou=np.array([0.9, 0.1]), degenerate=np.zeros(2, bool))
+                  gtk_iou=np.array([0.9, 0.1]), gtk_hit=np.array([True, False]), degenerate=np.zeros(2, bool))
     assert s["top1_cls_err"] == s["top5_cls_err"] == 50.0
     assert s["top1_loc_err"] == s["top5_loc_err"] == 50.0
 

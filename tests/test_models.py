@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -323,10 +322,8 @@ def test_missing_torchvision_weights_name_paths_tried(tmp_path: Path, monkeypatc
     monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT_S", 3.0)
     url = tvm.ResNet50_Weights.IMAGENET1K_V1.url
     cache = tmp_path / "hub" / "checkpoints" / os.path.basename(url)
-    t0 = time.monotonic()
     with pytest.raises(WeightsNotFound) as ei:
         build_model("resnet50")
-    assert time.monotonic() - t0 < 20
     msg = str(ei.value)
     assert "resnet50" in msg and str(cache) in msg and url in msg
     assert "--weights FILE" in msg and "TORCH_HOME" in msg

@@ -31,8 +31,9 @@ from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.ilsvrc import DataError, load_val
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
-from bench.core.metrics import best_iou
-from bench.run.results import RunDir, RunLocked, parse_boxes, pid_alive
+from bench.core.scoring import best_iou
+from bench.run.results import RunDir, RunLocked, pid_alive
+from bench.core.records import parse_boxes
 from tests.robust_corpus import (
     GT_KINDS,
     IMAGE_KINDS,
@@ -130,8 +131,8 @@ def test_permission_denied_is_a_reason(corpus_files: SimpleNamespace, monkeypatc
 
 
 def test_non_regular_files_are_refused_before_opening(corpus_files: SimpleNamespace) -> None:
-    """A FIFO would block open() forever: it must be refused from stat() alone."""
-    t0 = time.monotonic()
+    """A FIFO would block open() forever: it must be refused from stat() alone (if it were opened,
+    this test would hang rather than fail; nothing here depends on how fast the machine is)."""
     for kind, reason in (
         ("fifo_named_jpeg", "not a regular file: a FIFO (named pipe)"),
         ("directory_named_jpeg", "not a regular file: a directory"),
@@ -143,7 +144,6 @@ def test_non_regular_files_are_refused_before_opening(corpus_files: SimpleNamesp
         assert str(e.value) == reason
     with pytest.raises(ImageDecodeError, match=r"^broken symlink: its target \.\./nowhere/gone\.JPEG does not exist$"):
         decode_rgb(corpus_files.root / corpus_files.cases["dangling_symlink"].path)
-    assert time.monotonic() - t0 < 5
 
 
 def test_failure_reasons_do_not_contain_the_data_folder(tmp_path: Path) -> None:

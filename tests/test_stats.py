@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import bench.analysis.stats as stats_mod
-from bench.run.results import RECORD_COLUMNS
+from bench.core.records import RECORD_COLUMNS
 from bench.analysis.stats import mcnemar_exact, paired_bootstrap, paired_comparison
 
 

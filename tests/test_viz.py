@@ -8,10 +8,8 @@ its summary and hand computations.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,9 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.run.results import parse_boxes, parse_ints
+from tests.conftest import PhotoRuns
+from bench.core.records import parse_boxes, parse_ints
+from bench.run.replay import ReplayError, RunReplay
 from bench.report.overlays import (
     GT_COLOR,
     HALO_COLOR,
@@ -28,8 +28,6 @@ from bench.report.overlays import (
     MISS_COLOR,
     TURBO_LUT,
     BoxMark,
-    ReplayError,
-    RunReplay,
     blend_cam,
     compose_side_by_side,
     line_width_for,
@@ -44,36 +42,9 @@ from bench.report.overlays import (
 COMMON = ["--workers", "0", "--batch-size", "8", "--no-progress"]
 
 
-# ---- shared real-photo runs (also used by tests/test_html_report.py) -------------------------------
-@dataclass(frozen=True)
-class PhotoRuns:
-    data: Path
-    top5: Path  # ilsvrc_loc, all 8 photos
-    tight_loose: Path  # ilsvrc_loc_tight_loose, first 3 photos (same data)
-
-
-@functools.lru_cache(maxsize=None)
-def _make_photo_runs(base: str) -> PhotoRuns:
-    from bench.data.photos import write_real_photo_val
-
-    root = Path(base) / "viz_photo_runs"
-    data = write_real_photo_val(root / "photos")
-    out = root / "results"
-    assert main(["run", "--suite", "ilsvrc_loc", "--model", "efficientnet_lite0", "--data", str(data), "--out", str(out), *COMMON]) == 0
-    assert main(["run", "--suite", "ilsvrc_loc_tight_loose", "--model", "efficientnet_lite0", "--data", str(data), "--out", str(out), "--limit", "3", *COMMON]) == 0
-    return PhotoRuns(data, out / "ilsvrc_loc" / "efficientnet_lite0", out / "ilsvrc_loc_tight_loose" / "efficientnet_lite0")
-
-
-def photo_runs_for(factory: pytest.TempPathFactory) -> PhotoRuns:
-    """The two real-photo runs, made once per test session whichever module asks first."""
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("skimage")
-    return _make_photo_runs(str(factory.getbasetemp()))
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> PhotoRuns:
-    return photo_runs_for(tmp_path_factory)
+def runs(photo_runs: PhotoRuns) -> PhotoRuns:
+    return photo_runs
 
 
 @pytest.fixture(scope="module")

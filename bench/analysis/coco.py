@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.run.results import parse_boxes, parse_floats, parse_ints
+from bench.core.records import parse_boxes, parse_floats, parse_ints
 
 __all__ = ["inclusive_to_coco", "coco_json", "coco_eval"]
 

@@ -1,7 +1,7 @@
 """Threshold curves: localization accuracy against the CAM threshold, for one finished run.
 
 For every image of a run, the maps of the top-1 class and of the GT class are recomputed by
-replaying the run (:class:`bench.report.overlays.RunReplay`: same model and weights, verified; same input
+replaying the run (:class:`bench.run.replay.RunReplay`: same model and weights, verified; same input
 transform and upsampling), and the run's box rule is applied at each threshold of a sweep with
 ONE call per map (``bench.core.boxes.largest_cc_boxes(cam, thresholds)``). At threshold ``t``:
 
@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from bench.core.boxes import BOX_RULES
-from bench.core.metrics import best_iou
-from bench.report.overlays import RunReplay, get_font
+from bench.core.scoring import best_iou, is_hit, topk_cls_hit
+from bench.report.overlays import get_font
+from bench.run.replay import RunReplay
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -119,6 +121,7 @@ def threshold_boxes(
     *,
     batch_size: int = 16,
     workers: int = 0,
+    progress: bool = True,
 ) -> ThresholdBoxes:
     """Replay the run's decoded images (the first ``limit`` of them) and box both maps at every threshold."""
     ts = _check_thresholds(thresholds)
@@ -143,7 +146,9 @@ def threshold_boxes(
         gtk_max=np.zeros(n),
         iou_threshold=float(replay.protocol.iou_threshold),
     )
-    for i, maps in enumerate(replay.iter_maps(ids, batch_size=batch_size, workers=workers)):
+    maps_iter = replay.iter_maps(ids, batch_size=batch_size, workers=workers)
+    bar = tqdm(maps_iter, total=n, desc=f"threshold curve {replay.label} ({replay.source})", unit="img", disable=not progress)
+    for i, maps in enumerate(bar):
         if maps.error:
             raise RuntimeError(f"{maps.gt.image_id} decoded in the run but not now: {maps.error}")
         out.labels[i] = maps.gt.label
@@ -179,7 +184,7 @@ def curve_from_boxes(tb: ThresholdBoxes) -> pd.DataFrame:
         whole[i] = best_iou(np.array([[0, 0, w - 1, h - 1]]), tb.gt_boxes[i])[0]
     loc = tb.localizable
     n_loc = int(loc.sum())
-    correct = tb.top1_classes == tb.labels
+    correct = topk_cls_hit(tb.top1_classes[:, None], tb.labels, 1)
     area = (tb.gtk_boxes[..., 2] - tb.gtk_boxes[..., 0] + 1) * (tb.gtk_boxes[..., 3] - tb.gtk_boxes[..., 1] + 1)
     frac = area / np.maximum(tb.sizes[:, :1] * tb.sizes[:, 1:], 1)
     thr = tb.iou_threshold
@@ -187,12 +192,12 @@ def curve_from_boxes(tb: ThresholdBoxes) -> pd.DataFrame:
         {
             "threshold": tb.thresholds,
             "images": n_loc,
-            "gt_known_loc_acc": [_pct((gtk_iou[loc, j] >= thr).sum(), n_loc) for j in range(t)],
-            "top1_loc_acc": [_pct(((top1_iou[loc, j] >= thr) & correct[loc]).sum(), n_loc) for j in range(t)],
+            "gt_known_loc_acc": [_pct(is_hit(tb.labels[loc], tb.labels[loc], gtk_iou[loc, j], thr).sum(), n_loc) for j in range(t)],
+            "top1_loc_acc": [_pct(is_hit(tb.top1_classes[loc], tb.labels[loc], top1_iou[loc, j], thr).sum(), n_loc) for j in range(t)],
             "mean_gtk_iou": gtk_iou[loc].mean(axis=0) if n_loc else np.full(t, np.nan),
             "mean_gtk_box_frac": frac[loc].mean(axis=0) if n_loc else np.full(t, np.nan),
             "top1_cls_acc": _pct(correct.sum(), n),
-            "whole_image_acc": _pct((whole[loc] >= thr).sum(), n_loc),
+            "whole_image_acc": _pct(is_hit(tb.labels[loc], tb.labels[loc], whole[loc], thr).sum(), n_loc),
         },
         columns=CURVE_COLUMNS,
     )
@@ -211,7 +216,7 @@ def threshold_curve(
     """Localization accuracy against the CAM threshold for a finished run (see the module docstring).
 
     Args:
-        run_dir: a run folder, or an already opened :class:`~bench.report.overlays.RunReplay`.
+        run_dir: a run folder, or an already opened :class:`~bench.run.replay.RunReplay`.
         thresholds: strictly increasing fractions of each map's max in [0, 1).
         limit: only the run's first ``limit`` decoded images.
         device, batch_size, workers: how the maps are recomputed.

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
-from bench.data.ilsvrc import ValSet, load_val
+from bench.data.ilsvrc import ValSet
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
+from bench.run.rundata import RunDataError, run_dataset
 
 __all__ = ["RunMetricsError", "sweep_run", "coco_export", "load_run_data"]
 
@@ -34,18 +35,12 @@ class RunMetricsError(ValueError):
     """A post-hoc metric cannot be computed for this run (no cache, no boxes, changed data)."""
 
 
-def load_run_data(run: RunDir) -> ValSet:
-    """The run's val set, reloaded from the manifest's root/layout; refuses GT that changed since."""
-    manifest = run.read_manifest()
-    data = manifest["data"]
-    blacklist = manifest["protocol"]["data"]["blacklist"]
-    root = Path(data["root"])
-    valset = load_val(root, layout=data["layout"], blacklist=(root / blacklist) if blacklist else None)
-    if valset.fingerprint() != data["fingerprint"]:
-        raise RunMetricsError(
-            f"{run.path}: the ground truth under {root} changed since the run (fingerprint differs); rerun `bench run`"
-        )
-    return valset
+def load_run_data(run: RunDir, data_root: Path | str | None = None) -> ValSet:
+    """The run's data set rebuilt from its manifest (``data_root``: a moved copy); refuses changed GT."""
+    try:
+        return run_dataset(run.read_manifest(), data_root=data_root, where=str(run.path))
+    except RunDataError as exc:
+        raise RunMetricsError(str(exc)) from None
 
 
 def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None:
@@ -58,8 +53,12 @@ def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None
     return (np.asarray(mask) > 127).astype(np.uint8)
 
 
-def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True) -> dict[str, Any]:
-    """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv."""
+def sweep_run(
+    run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True, data_root: Path | str | None = None
+) -> dict[str, Any]:
+    """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv.
+
+    ``data_root``: the data root if it moved since the run (its GT fingerprint must match)."""
     from bench.core.sweep import SweepAccumulator, scale_boxes
 
     if at not in ("224", "original"):
@@ -67,8 +66,8 @@ def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: boo
     manifest = run.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
-    valset = load_run_data(run)
-    root = Path(manifest["data"]["root"])
+    valset = load_run_data(run, data_root)
+    root = valset.root
     upsample = manifest["protocol"]["cam"]["upsample"]
     records = run.read_records()
     shard_size = manifest["settings"]["shard_size"]
@@ -95,11 +94,11 @@ def sweep_run(run: RunDir, *, step: float = 0.01, at: str = "224", progress: boo
     return results
 
 
-def coco_export(run: RunDir) -> dict[str, Any]:
+def coco_export(run: RunDir, data_root: Path | str | None = None) -> dict[str, Any]:
     """Write coco.json (GT + detections) and coco_eval.json (AP, AP50, AP75) into the run folder."""
     from bench.analysis.coco import coco_eval, coco_json
 
-    valset = load_run_data(run)
+    valset = load_run_data(run, data_root)
     records = run.read_records()
     if not (records["guess_boxes"] != "").any():
         raise RunMetricsError(f"{run.path}: the run has no boxes (fully connected head with CAM); nothing to export")

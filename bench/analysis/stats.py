@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from bench.core.scoring import topk_cls_hit, topk_hit
 from bench.run.results import records_to_arrays
 
 __all__ = ["paired_bootstrap", "mcnemar_exact", "per_image_hits", "paired_comparison", "PAIRED_METRICS"]
@@ -109,19 +110,17 @@ def per_image_hits(records: pd.DataFrame) -> pd.DataFrame:
     """
     arr = records_to_arrays(records)
     ok, loc = arr["ok"], arr["ok"] & ~arr["blacklisted"]
-    cls = arr["guess_classes"] == arr["labels"][:, None]
-    hits = arr["guess_hits"]
+    guessed = arr["guess_classes"].shape[1] > 0  # False: GT-class maps only, no top-k metrics
     out = pd.DataFrame(index=pd.Index(records["image_id"].to_numpy(), name="image_id"))
 
     def col(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.where(mask, values.astype(np.float64), np.nan)
 
-    out["top1_cls_err"] = col(cls[:, :1].any(axis=1), ok)
-    out["top5_cls_err"] = col(cls[:, :5].any(axis=1), ok)
-    out["top1_loc_err"] = col(hits[:, :1].any(axis=1), loc)
-    out["top5_loc_err"] = col(hits[:, :5].any(axis=1), loc)
-    gtk = records["gtk_hit"].to_numpy() == 1
-    out["gt_known_loc_err"] = col(gtk, loc)
+    out["top1_cls_err"] = col(topk_cls_hit(arr["guess_classes"], arr["labels"], 1), ok & guessed)
+    out["top5_cls_err"] = col(topk_cls_hit(arr["guess_classes"], arr["labels"], 5), ok & guessed)
+    out["top1_loc_err"] = col(topk_hit(arr["guess_hits"], 1), loc & guessed)
+    out["top5_loc_err"] = col(topk_hit(arr["guess_hits"], 5), loc & guessed)
+    out["gt_known_loc_err"] = col(arr["gtk_hit"], loc)
     return out
 
 

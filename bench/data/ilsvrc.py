@@ -198,6 +198,7 @@ class ValSet:
     #: GT boxes clipped to the image (xmax > W-1 or ymax > H-1 as written), and their images.
     clipped_boxes: int = 0
     clipped_images: tuple[str, ...] = ()
+    images_dir: Path | None = None  # the folder the images were found in (recorded in run manifests)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -1437,6 +1438,7 @@ def load_val(
         blacklisted=frozenset(bl & ids),
         clipped_boxes=sum(clipped.values()),
         clipped_images=tuple(sorted(clipped)),
+        images_dir=img_dir,
     )
 
 

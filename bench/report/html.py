@@ -23,6 +23,7 @@ import base64
 import html
 import io
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,13 @@ import bench
 from bench.analysis.curves import DEFAULT_THRESHOLDS, best_threshold, plot_curve, threshold_curve
 from bench.report.tables import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption
 from bench.run.results import RunDir
-from bench.report.overlays import Overlay, ReplayError, RunReplay, compose_side_by_side, recorded_command, render_run_images, select_images
+from bench.report.overlays import Overlay, compose_side_by_side, recorded_command, render_run_images, select_images
+from bench.run.replay import ReplayError, RunReplay
 
-__all__ = ["build_report", "frame_to_html", "image_data_uri", "REPORT_CSS"]
+__all__ = ["build_report", "compare_section", "frame_to_html", "image_data_uri", "REPORT_CSS", "NETWORK_CURVE_SAMPLE"]
+
+#: Images a run's threshold curve replays when the network must be re-run (no map cache).
+NETWORK_CURVE_SAMPLE = 500
 
 REPORT_CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 24px auto;
@@ -167,7 +172,7 @@ def _tables_section(infos: Sequence[RunInfo]) -> str:
     return "".join(parts)
 
 
-def _compare_section(infos: Sequence[RunInfo]) -> str:
+def compare_section(infos: Sequence[RunInfo]) -> str:
     parts = ['<h2 id="compare">GAP vs GMP</h2>']
     try:
         frame = compare_families(infos, "gap", "gmp")
@@ -196,7 +201,8 @@ def _curve_block(replay: RunReplay, info: RunInfo, thresholds: Sequence[float], 
     return (
         f"<h4>Threshold curve</h4><figure><img src=\"{image_data_uri(png)}\" alt=\"threshold curve of {_esc(info.model)}\">"
         f"<figcaption>{_esc(best_text)}protocol threshold(s) {_esc(', '.join(f'{t:.3f}' for t in replay.protocol.thresholds))}; "
-        f"maps recomputed from the run's model on {int(frame['images'].iloc[0]) if len(frame) else 0} images. "
+        f"maps {'read from the run' + chr(39) + 's map cache' if replay.source == 'map cache' else 'recomputed from the run' + chr(39) + 's model'} "
+        f"on {int(frame['images'].iloc[0]) if len(frame) else 0} images. "
         f'<a download="{_esc(stem)}.csv" href="{_text_data_uri(csv)}">Download CSV</a></figcaption></figure>{warn}'
         f"<details><summary>curve values</summary>{frame_to_html(frame)}</details>"
     )
@@ -244,7 +250,9 @@ def build_report(
     Args:
         runs: run folders, or folders holding runs (as for ``bench table --runs``).
         gallery: how many best and how many worst images per run (0: no gallery).
-        thresholds, curve_limit: the threshold sweep and the number of images it replays per run.
+        thresholds, curve_limit: the threshold sweep and the number of images it replays per run
+            (None: every image when the run has a map cache, else the first
+            :data:`NETWORK_CURVE_SAMPLE`, with a line on stderr that says so).
         device, batch_size: how maps are recomputed.
         max_image_width: gallery images wider than this are downscaled in the page.
         assets_dir: also write each curve's CSV and PNG there.
@@ -267,7 +275,7 @@ def build_report(
         *[_run_card(i) for i in infos],
         "</div>",
         _tables_section(infos),
-        _compare_section(infos),
+        compare_section(infos),
     ]
     replays: dict[Path, RunReplay | str] = {}
     for info in infos:
@@ -284,7 +292,17 @@ def build_report(
         replays[info.path] = replay
         if gallery > 0:  # the sweep computes every map once; keep the gallery's for the overlays
             replay.retain(select_images(replay.records, best=gallery) + select_images(replay.records, worst=gallery))
-        body.append(_curve_block(replay, info, thresholds, curve_limit, batch_size, assets))
+        limit = curve_limit
+        if limit is None and replay.source != "map cache":
+            limit = NETWORK_CURVE_SAMPLE
+            n_ok = len(replay.run_image_ids())
+            if n_ok > limit:
+                print(
+                    f"bench report: {info.path} has no map cache: its threshold curve re-runs the network on the first "
+                    f"{limit} of {n_ok} images (--curve-limit N to change; bench run --save-cams avoids the re-run)",
+                    file=sys.stderr,
+                )
+        body.append(_curve_block(replay, info, thresholds, limit, batch_size, assets))
         if gallery > 0:
             body.append(_gallery_block(replay, gallery, batch_size, max_image_width))
     for a, b in _pairs(infos):

@@ -56,30 +56,21 @@ does the rest, so the package needs no plotting library.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, ImageDraw, ImageFont
-from torch.utils.data import DataLoader
 
 from bench.core.boxes import boxes_for_maps
-from bench.core.cam import class_activation_maps, upsample_cam
-from bench.data.classes import load_class_names, load_wnids, read_synset_names
-from bench.data.ilsvrc import CSV_SYNSETS, DataError, GTImage, ValSet, load_val
-from bench.data.transforms import EvalImages, InputTransform, decode_rgb
-from bench.run.engine import RunError, resolve_device
-from bench.models import BenchModel, WeightsError, build_model
-from bench.models.sources import sha256_file
-from bench.core.protocol import Protocol, ProtocolError, protocol_from_dict
-from bench.run.results import RunDir, parse_boxes, parse_floats, parse_ints
+from bench.core.records import parse_boxes, parse_floats, parse_ints
+from bench.data.transforms import decode_rgb
+from bench.run.replay import ImageMaps, ReplayError, RunReplay
 
 __all__ = [
     "CAM_ALPHA",
@@ -88,9 +79,6 @@ __all__ = [
     "MISS_COLOR",
     "HALO_COLOR",
     "TURBO_LUT",
-    "ReplayError",
-    "RunReplay",
-    "ImageMaps",
     "BoxMark",
     "Panel",
     "Overlay",
@@ -124,10 +112,6 @@ TEXT_COLOR: tuple[int, int, int] = (0, 0, 0)
 #: Pixels between two panels (and between two runs' overlays).
 PANEL_GAP: int = 8
 RUN_GAP: int = 24
-
-
-class ReplayError(RunError):
-    """A run cannot be replayed (incomplete, FC head, weights or data changed since the run)."""
 
 
 # ---- colormap ------------------------------------------------------------------------------------
@@ -393,291 +377,6 @@ def compose_side_by_side(overlays: Sequence[Overlay], headers: Sequence[str], ga
         warnings.extend(f"{header}: {w}" for w in o.warnings)
         x += o.image.width + gap
     return Overlay(canvas, panels, overlays[0].image_id if overlays else "", warnings)
-
-
-# ---- replaying a run ------------------------------------------------------------------------------
-@dataclass
-class ImageMaps:
-    """Recomputed outputs for one image: top-5 and the upsampled CAMs of ``classes``."""
-
-    index: int  # position in the val set
-    gt: GTImage
-    height: int
-    width: int
-    top5_classes: np.ndarray  # (5,) int64
-    top5_scores: np.ndarray  # (5,) float64 softmax
-    classes: np.ndarray  # (k,) classes whose maps are in ``maps``: [top-1, GT class]
-    maps: np.ndarray  # (k, H, W) float32, original pixels
-    error: str = ""
-
-
-def _command_option(command: Sequence[str], flag: str) -> str | None:
-    """The value of ``flag`` in a recorded command line (``--flag V`` or ``--flag=V``), if present."""
-    args = list(command)
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-class RunReplay:
-    """A finished run, re-opened to recompute its maps (see the module docstring).
-
-    Attributes:
-        run: the run folder; manifest, protocol, valset, model, records, class_names, device.
-    """
-
-    def __init__(
-        self,
-        run: RunDir,
-        manifest: dict[str, Any],
-        protocol: Protocol,
-        valset: ValSet,
-        model: BenchModel,
-        records: pd.DataFrame,
-        class_names: list[str],
-        device: torch.device,
-    ) -> None:
-        self.run = run
-        self.manifest = manifest
-        self.protocol = protocol
-        self.valset = valset
-        self.model = model
-        self.records = records
-        self.class_names = class_names
-        self.device = device
-        spec = model.spec
-        self.transform = InputTransform(spec.input_size, spec.mean, spec.std, protocol.interpolation, protocol.antialias)
-        weight, _bias = model.classifier()
-        self.weight = weight.detach().to(device)
-        self._index = {im.image_id: i for i, im in enumerate(valset.images)}
-        self._retain: set[str] = set()
-        self._cache: dict[str, ImageMaps] = {}
-
-    # -- opening ---------------------------------------------------------------------------------
-    @classmethod
-    def open(cls, run_dir: Path | str, *, device: str = "cpu", data_root: Path | str | None = None) -> RunReplay:
-        """Open a finished run for replay; every check of the module docstring is made here.
-
-        Args:
-            run_dir: the run folder (holding ``manifest.json`` and ``records.csv.gz``).
-            device: ``cpu``, ``cuda`` or ``auto``.
-            data_root: the data root if it moved since the run (the GT fingerprint must still match).
-
-        Raises:
-            ReplayError: the run cannot be replayed; the message says why and what to do.
-        """
-        run = RunDir(run_dir)
-        if not run.exists():
-            raise ReplayError(f"{run.path}: not a run folder (no manifest.json)")
-        try:
-            manifest = run.read_manifest()
-            records = run.read_records()
-        except (ValueError, FileNotFoundError) as exc:
-            raise ReplayError(f"{run.path}: cannot replay an unfinished or damaged run ({exc})") from exc
-        model_info = manifest["model"]
-        if model_info["head"] not in ("gap", "gmp"):
-            raise ReplayError(
-                f"{run.path}: model {model_info['name']} has a fully connected head; CAM does not apply, nothing to show"
-            )
-        # Cheap checks first (hashing the weights file, reading the GT), the model build last.
-        protocol = cls._protocol(run, manifest)
-        weights = cls._verified_weights(run, model_info)
-        valset = cls._valset(run, manifest, protocol, data_root)
-        model = cls._model(run, model_info, weights)
-        names = cls._class_names(valset)
-        dev = torch.device(resolve_device(device))
-        model.eval().to(dev)
-        return cls(run, manifest, protocol, valset, model, records, names, dev)
-
-    @staticmethod
-    def _protocol(run: RunDir, manifest: dict[str, Any]) -> Protocol:
-        try:
-            protocol = protocol_from_dict(manifest["protocol"], where=str(run.manifest_path))
-        except ProtocolError as exc:
-            raise ReplayError(f"{run.path}: the recorded protocol does not validate ({exc})") from exc
-        if protocol.hash != manifest["protocol_hash"]:
-            raise ReplayError(
-                f"{run.path}: the recorded protocol hashes to {protocol.hash[:12]}, the manifest says "
-                f"{manifest['protocol_hash'][:12]}; the manifest was edited"
-            )
-        return protocol
-
-    @staticmethod
-    def _verified_weights(run: RunDir, info: dict[str, Any]) -> Path:
-        """The recorded weights file, after checking its SHA-256 against the manifest."""
-        name, path, expected = info["name"], info.get("weights_path"), info.get("weights_sha256")
-        if not path or not expected:
-            raise ReplayError(f"{run.path}: the run recorded no weights file for {name} ({info.get('weights_source')}); cannot replay it")
-        file = Path(path)
-        if not file.is_file():
-            raise ReplayError(
-                f"{run.path}: weights file {file} of {name} is gone; restore it (sha256 {expected}) to replay the run"
-            )
-        actual = sha256_file(file)
-        if actual != expected:
-            raise ReplayError(
-                f"{run.path}: weights file {file} changed since the run (sha256 {actual[:16]}…, the run used "
-                f"{expected[:16]}…); the maps would not be the run's. Restore the original file"
-            )
-        return file
-
-    @staticmethod
-    def _model(run: RunDir, info: dict[str, Any], file: Path) -> BenchModel:
-        """Build the run's model from the verified file; the bytes actually loaded are checked again."""
-        name, expected = info["name"], info["weights_sha256"]
-        try:
-            if info.get("weights_source") == "file":
-                model, loaded = build_model(name, file)
-            else:
-                model, loaded = build_model(name)
-        except WeightsError as exc:
-            raise ReplayError(f"{run.path}: cannot load the weights of {name}: {exc}") from exc
-        if loaded.sha256 != expected:
-            raise ReplayError(
-                f"{run.path}: {name} loaded weights with sha256 {str(loaded.sha256)[:16]}… from {loaded.path}, "
-                f"the run used {expected[:16]}… from {file}"
-            )
-        return model
-
-    @staticmethod
-    def _valset(run: RunDir, manifest: dict[str, Any], protocol: Protocol, data_root: Path | str | None) -> ValSet:
-        data = manifest["data"]
-        root = Path(data_root) if data_root is not None else Path(data["root"])
-        images = _command_option(manifest.get("command", []), "--images")
-        blacklist = (root / protocol.blacklist) if protocol.blacklist else None
-        attempts: list[Any] = [None]
-        if (root / CSV_SYNSETS).is_file():
-            attempts.append(root / CSV_SYNSETS)  # custom class lists (generated data, voc layout)
-        problems: list[str] = []
-        for wnids in attempts:
-            try:
-                valset = load_val(root, layout=data["layout"], images_dir=images, blacklist=blacklist, wnids=wnids)
-            except DataError as exc:
-                problems.append(str(exc).splitlines()[0])
-                continue
-            if valset.fingerprint() == data["fingerprint"]:
-                return valset
-            problems.append(f"GT fingerprint {valset.fingerprint()[:12]} != recorded {data['fingerprint'][:12]}")
-        raise ReplayError(
-            f"{run.path}: the data under {root} is not the data of the run ({'; '.join(problems)}); "
-            "pass the original data root (bench show --data DIR)"
-        )
-
-    @staticmethod
-    def _class_names(valset: ValSet) -> list[str]:
-        """Short names in class-index order: the data's LOC_synset_mapping.txt, else ImageNet's, else WNIDs."""
-        mapping = valset.root / CSV_SYNSETS
-        if mapping.is_file():
-            try:
-                names = read_synset_names(mapping)
-                return [names.get(w, w) for w in valset.wnids]
-            except (OSError, ValueError):
-                pass
-        if tuple(valset.wnids) == tuple(load_wnids()):
-            return load_class_names()
-        return list(valset.wnids)
-
-    # -- queries ---------------------------------------------------------------------------------
-    @property
-    def label(self) -> str:
-        """Short run name for headers: ``model / suite``."""
-        return f"{self.manifest['model']['name']} / {self.protocol.name}"
-
-    def class_name(self, index: int) -> str:
-        """Name of class ``index`` (``class N`` when the model has more classes than the data)."""
-        return self.class_names[index] if 0 <= index < len(self.class_names) else f"class {index}"
-
-    def run_image_ids(self, *, ok_only: bool = True) -> list[str]:
-        """Image ids of the run's records (data-set order), only the decoded ones by default."""
-        frame = self.records
-        if ok_only:
-            frame = frame[frame["status"] == "ok"]
-        return frame["image_id"].tolist()
-
-    def record(self, image_id: str) -> pd.Series:
-        """The run's record of ``image_id`` (ReplayError if the run has none)."""
-        rows = self.records[self.records["image_id"] == image_id]
-        if rows.empty:
-            raise ReplayError(f"{self.run.path}: no record for image {image_id!r}")
-        return rows.iloc[0]
-
-    def retain(self, image_ids: Sequence[str]) -> None:
-        """Keep the maps of these images in memory once computed, so that a later :meth:`iter_maps`
-        (e.g. a gallery after a threshold sweep over all images) does not recompute them."""
-        self._retain.update(image_ids)
-
-    def iter_maps(self, image_ids: Sequence[str], *, batch_size: int = 16, workers: int = 0) -> Iterator[ImageMaps]:
-        """Recompute top-5 and the CAMs of [top-1, GT class] for ``image_ids``, batched, in order.
-
-        Images that fail to decode come back with ``error`` set and empty maps. Maps of images
-        passed to :meth:`retain` are computed once and then served from memory.
-        """
-        missing = [i for i in image_ids if i not in self._index]
-        if missing:
-            raise ReplayError(f"{self.run.path}: images not in the run's data: {missing[:5]}")
-        todo = [i for i in image_ids if i not in self._cache]
-        computed = self._compute_maps(todo, batch_size, workers)
-        for image_id in image_ids:
-            if image_id in self._cache:
-                yield self._cache[image_id]
-                continue
-            maps = next(computed)
-            if image_id in self._retain:
-                self._cache[image_id] = maps
-            yield maps
-
-    def _compute_maps(self, image_ids: Sequence[str], batch_size: int, workers: int) -> Iterator[ImageMaps]:
-        """The forward passes of :meth:`iter_maps`, streamed in the order of ``image_ids``."""
-        if not image_ids:
-            return
-        indices = [self._index[i] for i in image_ids]
-        loader = DataLoader(
-            EvalImages(self.valset.images, indices, self.transform),
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=workers,
-        )
-        settings = self.manifest.get("settings", {})
-        amp = settings.get("amp", "off") or "off"
-        channels_last = bool(settings.get("channels_last", False))
-        half_cams = bool(settings.get("save_cams", False))
-        autocast: Any = (
-            torch.autocast(device_type=self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])
-            if amp != "off"
-            else contextlib.nullcontext()
-        )
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            for batch in loader:
-                x = batch["image"].to(self.device)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    logits, features = self.model(x)
-                if features is None:  # pragma: no cover - FC heads are refused in open()
-                    raise ReplayError("the model returned no feature map")
-                probs = logits.float().softmax(dim=1)
-                scores, top = probs.topk(min(5, probs.shape[1]), dim=1)
-                labels = torch.as_tensor([self.valset.images[int(i)].label for i in batch["index"]], device=self.device)
-                classes = torch.stack([top[:, 0], labels], dim=1)
-                cams = class_activation_maps(features.float(), self.weight, classes)
-                if half_cams:  # the run boxed float16-rounded maps (its CAM cache); do the same
-                    cams = cams.half().float()
-                for row, index in enumerate(batch["index"].tolist()):
-                    gt = self.valset.images[index]
-                    h, w = int(batch["height"][row]), int(batch["width"][row])
-                    cls_row = classes[row].cpu().numpy().astype(np.int64)
-                    top_row = top[row].cpu().numpy().astype(np.int64)
-                    score_row = scores[row].cpu().double().numpy()
-                    if batch["error"][row]:
-                        yield ImageMaps(index, gt, 0, 0, top_row, score_row, cls_row, np.zeros((2, 0, 0), np.float32), batch["error"][row])
-                        continue
-                    up = upsample_cam(cams[row], (h, w), mode=self.protocol.upsample).float().cpu().numpy()
-                    yield ImageMaps(index, gt, h, w, top_row, score_row, cls_row, up)
 
 
 # ---- one image's overlay --------------------------------------------------------------------------

@@ -8,10 +8,8 @@ the shard is complete, so a killed run resumes by skipping finished shards. Unde
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
-import platform
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,31 +24,18 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import bench
-from bench.core.boxes import boxes_for_maps
-from bench.core.cam import class_activation_maps, upsample_cam
+from bench.core.maps import forward, grad_context, produce_maps
+from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
-from bench.data.ilsvrc import GTImage, ValSet
+from bench.data.ilsvrc import ValSet
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
-from bench.core.gradmaps import localization_maps
-from bench.core.metrics import evaluate_image, summarize
+from bench.core.metrics import summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
-from bench.run.results import (
-    IOU_DIGITS,
-    RunDir,
-    RunLocked,
-    format_boxes,
-    format_floats,
-    format_ints,
-    records_to_arrays,
-)
+from bench.run.results import RunDir, RunLocked, records_to_arrays
+from bench.runtime import RunError, host_facts, library_versions
 
-__all__ = ["RunConfig", "RunError", "RunConflict", "library_versions", "run_suite", "summarize_run", "resolve_device"]
-
-
-class RunError(RuntimeError):
-    """A run cannot start as asked (e.g. a device that is not there)."""
+__all__ = ["RunConfig", "RunConflict", "run_suite", "summarize_run"]
 
 
 class RunConflict(RunError):
@@ -81,15 +66,6 @@ class RunConfig:
         return 2 if self.device.startswith("cuda") else 0
 
 
-def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    return name
-
-
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -112,36 +88,6 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def library_versions() -> dict[str, str]:
-    import numpy
-    import pandas
-    import scipy
-    import torchvision
-
-    import PIL
-    from PIL import features
-
-    versions = {
-        "bench": bench.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pandas.__version__,
-        # JPEG decoding (and so every number) depends on the decoder build.
-        "pillow": PIL.__version__,
-        "libjpeg_turbo": features.version("libjpeg_turbo") or "none",
-    }
-    try:
-        from importlib.metadata import version
-
-        versions["efficientnet_lite_pytorch"] = version("efficientnet-lite-pytorch")
-    except Exception:  # not installed: the Lite models are unavailable anyway
-        pass
-    return versions
-
-
 def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valset: ValSet, n_images: int, config: RunConfig) -> dict[str, Any]:
     """The part of the manifest that must match for a run directory to be resumed."""
     return {
@@ -156,92 +102,6 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         "channels_last": config.channels_last,
         "save_cams": config.save_cams,
     }
-
-
-def _record(gt: GTImage, blacklisted: bool, status: str, error: str = "", width: int = 0, height: int = 0) -> dict[str, Any]:
-    """A record with every column (bench.run.results.RECORD_COLUMNS) and nothing guessed or scored yet."""
-    return {
-        "image_id": gt.image_id,
-        "label": gt.label,
-        "status": status,
-        "error": error,
-        "blacklisted": int(blacklisted),
-        "width": width,
-        "height": height,
-        "top5_classes": "",
-        "top5_scores": "",
-        "guess_classes": "",
-        "guess_boxes": "",
-        "guess_ious": "",
-        "guess_hits": "",
-        "gtk_box": "",
-        "gtk_iou": "",
-        "gtk_hit": 0,
-        "degenerate": 0,
-    }
-
-
-def _failed_record(gt: GTImage, blacklisted: bool, error: str) -> dict[str, Any]:
-    return _record(gt, blacklisted, "failed", error)
-
-
-def image_record(
-    protocol: Protocol,
-    gt: GTImage,
-    blacklisted: bool,
-    size: tuple[int, int],
-    top5_classes: np.ndarray,
-    top5_scores: np.ndarray,
-    cams: torch.Tensor | None,
-) -> dict[str, Any]:
-    """The per-image record of one decoded image.
-
-    Args:
-        size: the image's original (height, width) in pixels.
-        top5_classes, top5_scores: the 5 best classes and their softmax probabilities.
-        cams: ``(k+1, h, w)`` CAMs of the top-k classes (k = ``protocol.ranks_needed``) then the GT
-            class, at feature resolution; None for models that do not localize.
-    Used by the engine (fresh runs) and by :func:`bench.run.rescore.rescore_run` (cached CAMs), so both
-    give identical records.
-    """
-    height, width = size
-    guess_classes = np.array([top5_classes[s.rank] for s in protocol.slots], dtype=np.int64)
-    record = _record(gt, blacklisted, "ok", width=width, height=height)
-    record.update(
-        top5_classes=format_ints(top5_classes),
-        top5_scores=format_floats(top5_scores),
-        guess_classes=format_ints(guess_classes),
-    )
-    if cams is None:
-        return record
-    k = protocol.ranks_needed
-    # The GT class's map is the same as a top-k map when the GT class is among them: reuse its box.
-    ranked = [int(c) for c in top5_classes[:k]]
-    maps = cams if gt.label not in ranked else cams[:k]
-    gt_map = k if gt.label not in ranked else ranked.index(gt.label)
-    up = upsample_cam(maps, size, mode=protocol.upsample).float().cpu().numpy()
-    boxes, degenerate = boxes_for_maps(up, protocol.thresholds, rule=protocol.box_rule, connectivity=protocol.connectivity)
-    guess_boxes = np.stack([boxes[s.rank, s.threshold_index] for s in protocol.slots])
-    gtk_box = boxes[gt_map, protocol.gt_known_threshold_index]
-    scored = evaluate_image(gt.label, gt.boxes, guess_classes, guess_boxes, gtk_box, iou_threshold=protocol.iou_threshold)
-    used = sorted({s.rank for s in protocol.slots} | {gt_map})
-    record.update(
-        {
-            "guess_boxes": format_boxes(guess_boxes),
-            "guess_ious": format_floats(scored.guess_ious, IOU_DIGITS),
-            "guess_hits": format_ints(scored.guess_hits.astype(int)),
-            "gtk_box": format_ints(gtk_box),
-            "gtk_iou": f"{scored.gtk_iou:.{IOU_DIGITS}f}",
-            "gtk_hit": int(scored.gtk_hit),
-            "degenerate": int(bool(degenerate[used].any())),
-        }
-    )
-    return record
-
-
-def localizes(head: str, method: str) -> bool:
-    """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network."""
-    return head in ("gap", "gmp") or method != "cam"
 
 
 class _BatchScorer:
@@ -259,7 +119,6 @@ class _BatchScorer:
         self.model = model
         self.method = protocol.cam_method
         self.localizes = localizes(model.spec.head, self.method)
-        self.weight = model.classifier()[0].detach() if self.localizes and self.method == "cam" else None
         self.ranks = protocol.ranks_needed
         self.save_cams = save_cams
 
@@ -275,11 +134,9 @@ class _BatchScorer:
             labels = torch.as_tensor([g.label for g in gts], device=logits.device)
             # Maps of the top-k classes and of the GT class (GT-known).
             wanted = torch.cat([top_classes[:, : self.ranks], labels[:, None]], dim=1)
-            if self.method == "cam":  # one batched einsum over the features already computed
-                cams = class_activation_maps(features.float(), self.weight, wanted)  # (B, k+1, h, w)
-            else:  # gradient maps need their own forward/backward (gradients switched on locally)
-                layer = self.protocol.cam_layer or None
-                cams = localization_maps(self.model, x, wanted, self.method, layer).float()
+            # CAM: one batched einsum over the features already computed; gradient maps run their
+            # own forward/backward (gradients switched on locally).
+            cams = produce_maps(self.model, x, wanted, self.method, self.protocol.cam_layer or None, features)
             if self.save_cams:
                 # The cache holds float16; boxes are computed from exactly those values so that
                 # `bench rescore` reproduces this run's records bit for bit.
@@ -299,7 +156,7 @@ class _BatchScorer:
             blacklisted = gt.image_id in self.valset.blacklisted
             error = batch["error"][row]
             if error:
-                jobs.append(partial(_failed_record, gt, blacklisted, error))
+                jobs.append(partial(failed_record, gt, blacklisted, error))
                 continue
             size = (int(batch["height"][row]), int(batch["width"][row]))
             image_cams = None if cams is None else cams[row]
@@ -344,13 +201,6 @@ class _ShardSink:
     def check_empty(self) -> None:
         if self.records:  # pragma: no cover - every shard is complete once the loader is exhausted
             raise RuntimeError(f"internal error: shards {sorted(self.records)} incomplete after the data ran out")
-
-
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if amp == "off":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def summarize_run(run: RunDir) -> dict[str, Any]:
@@ -456,6 +306,7 @@ def _run_suite_locked(
             },
             "data": {
                 "root": str(valset.root),
+                "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
                 "layout": valset.layout,
                 "fingerprint": valset.fingerprint(),
                 "images_total": len(valset.images),
@@ -480,7 +331,7 @@ def _run_suite_locked(
                 "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
             },
             "versions": library_versions(),
-            "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+            "host": host_facts(),
             "command": list(command) or sys.argv,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -528,18 +379,13 @@ def _run_suite_locked(
                 sink.add(batch_indices, records, cached)
                 bar.update(len(batch_indices))
 
-        autocast = _autocast(device, config.amp)
         try:
-            # Gradient maps need autograd inside the loop (they switch it on locally); inference
-            # tensors cannot take part in it, so those runs use no_grad for the scoring forward.
-            no_grad = torch.inference_mode() if protocol.cam_method == "cam" else torch.no_grad()
-            with no_grad:
+            with grad_context(protocol.cam_method):
                 for batch in loader:
                     x = batch["image"].to(device, non_blocking=True)
                     if config.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    with autocast:
-                        logits, features = model(x)
+                    logits, features = forward(model, x, config.amp)
                     jobs, cached = scorer.prepare(batch, x, logits, features)
                     results = [pool.submit(job) for job in jobs] if pool else [job() for job in jobs]
                     in_flight.append(([int(i) for i in batch["index"]], results, cached))

@@ -2,7 +2,7 @@
 
 The network is not run again: the top-5 classes and scores come from the source run's records and
 the maps from its CAM cache (``bench run --save-cams``, see :mod:`bench.run.cam_cache`). Records are made
-by the same function as in a fresh run (:func:`bench.run.engine.image_record`), so rescoring a cache with
+by the same function as in a fresh run (:func:`bench.core.scoring.image_record`), so rescoring a cache with
 protocol P gives exactly the records of a fresh ``--save-cams`` run with P.
 """
 
@@ -17,10 +17,12 @@ import torch
 from tqdm import tqdm
 
 from bench.run.cam_cache import read_cam_shard
-from bench.data.ilsvrc import ValSet, load_val
-from bench.run.engine import RunConflict, _failed_record, image_record, summarize_run
+from bench.core.scoring import failed_record, image_record
+from bench.run.engine import RunConflict, summarize_run
+from bench.run.rundata import RunDataError, run_dataset
 from bench.core.protocol import Protocol, protocol_from_dict
-from bench.run.results import RunDir, RunLocked, parse_floats, parse_ints
+from bench.run.results import RunDir, RunLocked
+from bench.core.records import parse_floats, parse_ints
 
 __all__ = ["rescore_run", "RescoreError"]
 
@@ -29,36 +31,24 @@ class RescoreError(ValueError):
     """The source run cannot be rescored as asked (no cache, too few cached classes, data changed)."""
 
 
-def _load_data(manifest: dict[str, Any], protocol: Protocol, source: Protocol) -> ValSet:
-    data = manifest["data"]
-    root = Path(data["root"])
-
-    def load(p: Protocol) -> ValSet:
-        blacklist = root / p.blacklist if p.blacklist else None
-        return load_val(root, layout=data["layout"], blacklist=blacklist)
-
-    valset = load(source)
-    if valset.fingerprint() != data["fingerprint"]:
-        raise RescoreError(
-            f"the ground truth under {root} changed since the run (fingerprint {valset.fingerprint()[:12]} "
-            f"vs {data['fingerprint'][:12]}); rescoring would mix data — run `bench run` again"
-        )
-    return valset if protocol.blacklist == source.blacklist else load(protocol)
-
-
-def rescore_run(source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool = True) -> dict[str, Any]:
+def rescore_run(
+    source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool = True, data_root: Path | str | None = None
+) -> dict[str, Any]:
     """Rescore ``source``'s cached CAMs with ``protocol`` into ``target``; returns the new summary.
 
+    ``data_root``: the data root if it moved since the run (its GT fingerprint must match).
     Holds ``target``'s lock for the whole rescoring, like a run (a concurrent writer is refused).
     """
     try:
         with target.lock():
-            return _rescore_locked(source, protocol, target, progress=progress)
+            return _rescore_locked(source, protocol, target, progress=progress, data_root=data_root)
     except RunLocked as exc:
         raise RunConflict(str(exc)) from None
 
 
-def _rescore_locked(source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool) -> dict[str, Any]:
+def _rescore_locked(
+    source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool, data_root: Path | str | None
+) -> dict[str, Any]:
     manifest = source.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RescoreError(f"{source.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
@@ -71,7 +61,10 @@ def _rescore_locked(source: RunDir, protocol: Protocol, target: RunDir, *, progr
             f"{protocol.name} needs the CAMs of the top-{protocol.ranks_needed} classes but {source.path} cached "
             f"only the top-{cached_ranks}; rerun with a suite that needs at least as many classes"
         )
-    valset = _load_data(manifest, protocol, source_protocol)
+    try:
+        valset = run_dataset(manifest, data_root=data_root, blacklist=protocol.blacklist or None, where=str(source.path))
+    except RunDataError as exc:
+        raise RescoreError(str(exc)) from None
     by_id = {g.image_id: g for g in valset.images}
     records = source.read_records()
     shard_size = manifest["settings"]["shard_size"]
@@ -93,7 +86,6 @@ def _rescore_locked(source: RunDir, protocol: Protocol, target: RunDir, *, progr
     new_manifest.pop("finished", None)
     target.write_manifest(new_manifest)
 
-    k = protocol.ranks_needed
     bar = tqdm(total=n_images, desc=f"rescore {manifest['model']['name']} with {protocol.name}", unit="img", disable=not progress)
     for shard in range(n_shards):
         if shard in target.done_shards():
@@ -106,26 +98,16 @@ def _rescore_locked(source: RunDir, protocol: Protocol, target: RunDir, *, progr
             gt = by_id[row.image_id]
             blacklisted = gt.image_id in valset.blacklisted
             if row.status != "ok":
-                out.append(_failed_record(gt, blacklisted, row.error))
+                out.append(failed_record(gt, blacklisted, row.error))
                 continue
             index = shard * shard_size + len(out)
             cached_classes = cache["classes"][position[index]]
             top5 = parse_ints(row.top5_classes)
             if list(cached_classes[:cached_ranks]) != list(top5[:cached_ranks]) or cached_classes[-1] != gt.label:
                 raise RescoreError(f"{source.path}: cached CAMs of {gt.image_id} do not match its record; the cache is stale or corrupt")
-            cams = cache["cams"][position[index]]
-            maps = np.concatenate([cams[:k], cams[-1:]]).astype(np.float32)  # top-k then the GT class
-            out.append(
-                image_record(
-                    protocol,
-                    gt,
-                    blacklisted,
-                    (int(row.height), int(row.width)),
-                    top5,
-                    parse_floats(row.top5_scores),
-                    torch.from_numpy(maps),
-                )
-            )
+            maps = torch.from_numpy(cache["cams"][position[index]].astype(np.float32))
+            size = (int(row.height), int(row.width))
+            out.append(image_record(protocol, gt, blacklisted, size, top5, parse_floats(row.top5_scores), maps, cached_classes))
         target.write_shard(shard, out)
         bar.update(len(out))
     bar.close()

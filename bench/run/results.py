@@ -58,7 +58,7 @@ import secrets
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,47 +71,19 @@ except ImportError:  # pragma: no cover - Windows
 import numpy as np
 import pandas as pd
 
-IOU_DIGITS = 10
+from bench.core.records import RECORD_COLUMNS, parse_ints
+
 
 __all__ = [
-    "IOU_DIGITS",
-    "RECORD_COLUMNS",
     "RunDir",
     "RunLock",
     "RunLocked",
     "pid_alive",
     "atomic_write_bytes",
     "atomic_write_json",
-    "format_ints",
-    "format_floats",
-    "format_boxes",
-    "parse_ints",
-    "parse_floats",
-    "parse_boxes",
     "records_to_arrays",
     "find_runs",
 ]
-
-RECORD_COLUMNS = [
-    "image_id",
-    "label",
-    "status",
-    "error",
-    "blacklisted",
-    "width",
-    "height",
-    "top5_classes",
-    "top5_scores",
-    "guess_classes",
-    "guess_boxes",
-    "guess_ious",
-    "guess_hits",
-    "gtk_box",
-    "gtk_iou",
-    "gtk_hit",
-    "degenerate",
-]
-
 
 # ---- atomic writes -----------------------------------------------------------------------------
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -140,38 +112,6 @@ def _gzip_bytes(text: str) -> bytes:
     return buf.getvalue()
 
 
-# ---- field formatting --------------------------------------------------------------------------
-def format_ints(values: Iterable[int]) -> str:
-    return " ".join(str(int(v)) for v in values)
-
-
-def format_floats(values: Iterable[float], digits: int = 6) -> str:
-    return " ".join(f"{float(v):.{digits}f}" for v in values)
-
-
-def format_boxes(boxes: np.ndarray) -> str:
-    """(n,4) int boxes -> 'x1 y1 x2 y2;x1 y1 x2 y2'."""
-    return ";".join(format_ints(b) for b in np.asarray(boxes).reshape(-1, 4))
-
-
-def parse_ints(text: Any) -> np.ndarray:
-    if not isinstance(text, str) or not text.strip():
-        return np.zeros(0, dtype=np.int64)
-    return np.array(text.split(), dtype=np.int64)
-
-
-def parse_floats(text: Any) -> np.ndarray:
-    if not isinstance(text, str) or not text.strip():
-        return np.zeros(0, dtype=np.float64)
-    return np.array(text.split(), dtype=np.float64)
-
-
-def parse_boxes(text: Any) -> np.ndarray:
-    if not isinstance(text, str) or not text.strip():
-        return np.zeros((0, 4), dtype=np.int64)
-    return np.array([b.split() for b in text.split(";")], dtype=np.int64).reshape(-1, 4)
-
-
 def records_to_csv_gz(records: Sequence[dict[str, Any]]) -> bytes:
     frame = pd.DataFrame(list(records), columns=RECORD_COLUMNS)
     return _gzip_bytes(frame.to_csv(index=False, lineterminator="\n"))
@@ -190,13 +130,19 @@ def read_records(path: Path) -> pd.DataFrame:
 
 
 def records_to_arrays(frame: pd.DataFrame, n_guesses: int = 5) -> dict[str, np.ndarray]:
-    """Per-image records -> the arrays :func:`bench.core.metrics.summarize` takes (missing guesses = -1 / False)."""
+    """Per-image records -> the arrays :func:`bench.core.metrics.summarize` takes.
+
+    ``guess_classes`` / ``guess_hits`` are ``(N, G)`` with ``G`` the most guesses any record holds
+    (at most ``n_guesses``; 0 for runs without guesses, e.g. GT-class maps only); an image with
+    fewer guesses is padded with class -1 / no hit.
+    """
     n = len(frame)
-    guess_classes = np.full((n, n_guesses), -1, dtype=np.int64)
-    guess_hits = np.zeros((n, n_guesses), dtype=bool)
-    for i, (classes, hits) in enumerate(zip(frame["guess_classes"], frame["guess_hits"])):
-        c = parse_ints(classes)[:n_guesses]
-        h = parse_ints(hits)[:n_guesses]
+    classes = [parse_ints(c)[:n_guesses] for c in frame["guess_classes"]]
+    hits = [parse_ints(h)[:n_guesses] for h in frame["guess_hits"]]
+    g = max((len(c) for c in classes), default=0)
+    guess_classes = np.full((n, g), -1, dtype=np.int64)
+    guess_hits = np.zeros((n, g), dtype=bool)
+    for i, (c, h) in enumerate(zip(classes, hits)):
         guess_classes[i, : len(c)] = c
         guess_hits[i, : len(h)] = h.astype(bool)
     return {
@@ -206,6 +152,7 @@ def records_to_arrays(frame: pd.DataFrame, n_guesses: int = 5) -> dict[str, np.n
         "guess_classes": guess_classes,
         "guess_hits": guess_hits,
         "gtk_iou": frame["gtk_iou"].to_numpy(np.float64),
+        "gtk_hit": frame["gtk_hit"].to_numpy() == 1,
         "degenerate": frame["degenerate"].to_numpy() == 1,
     }
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.ilsvrc import load_val
-from bench.run.engine import RunConfig, RunError, run_suite, shutdown_distributed
+from bench.run.engine import RunConfig, run_suite, shutdown_distributed
+from bench.runtime import RunError
 from bench.models import build_model
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir

@@ -1,0 +1,86 @@
+"""The per-image record: its columns and the text form of its fields (one row per image).
+
+Records are written as CSV; list-valued fields are space-separated text: classes ``"3 1 4"``,
+scores with 6 decimals, IoUs with :data:`IOU_DIGITS` decimals, boxes ``"x1 y1 x2 y2;x1 y1 x2 y2"``
+(xyxy, 0-based INCLUSIVE original pixels). The meaning of every column is in
+``docs/protocol.md`` (records). :mod:`bench.core.scoring` makes records; :mod:`bench.run.results`
+stores and reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "IOU_DIGITS",
+    "RECORD_COLUMNS",
+    "format_ints",
+    "format_floats",
+    "format_boxes",
+    "parse_ints",
+    "parse_floats",
+    "parse_boxes",
+]
+
+#: IoUs are written with 10 decimals: two distinct IoUs of boxes in images up to 10,000 px a side
+#: differ by more than 1e-9, so the rounding can never move an IoU across a threshold.
+IOU_DIGITS = 10
+
+#: The record's columns, in file order.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "label",
+    "status",
+    "error",
+    "blacklisted",
+    "width",
+    "height",
+    "top5_classes",
+    "top5_scores",
+    "guess_classes",
+    "guess_boxes",
+    "guess_ious",
+    "guess_hits",
+    "gtk_box",
+    "gtk_iou",
+    "gtk_hit",
+    "degenerate",
+)
+
+
+def format_ints(values: Any) -> str:
+    """Integers space separated (``"3 1 4"``)."""
+    return " ".join(str(int(v)) for v in values)
+
+
+def format_floats(values: Any, digits: int = 6) -> str:
+    """Floats with ``digits`` fixed decimals, space separated."""
+    return " ".join(f"{float(v):.{digits}f}" for v in values)
+
+
+def format_boxes(boxes: np.ndarray) -> str:
+    """``(n, 4)`` integer boxes as ``"x1 y1 x2 y2;x1 y1 x2 y2"``."""
+    return ";".join(format_ints(b) for b in np.asarray(boxes).reshape(-1, 4))
+
+
+def parse_ints(text: Any) -> np.ndarray:
+    """``"3 1 4"`` -> int64 array (empty for ``""`` or a missing value)."""
+    if not isinstance(text, str) or not text.strip():
+        return np.zeros(0, dtype=np.int64)
+    return np.array(text.split(), dtype=np.int64)
+
+
+def parse_floats(text: Any) -> np.ndarray:
+    """Space-separated floats -> float64 array (empty for ``""`` or a missing value)."""
+    if not isinstance(text, str) or not text.strip():
+        return np.zeros(0, dtype=np.float64)
+    return np.array(text.split(), dtype=np.float64)
+
+
+def parse_boxes(text: Any) -> np.ndarray:
+    """``"x1 y1 x2 y2;..."`` -> int64 ``(n, 4)`` (``(0, 4)`` for ``""``)."""
+    if not isinstance(text, str) or not text.strip():
+        return np.zeros((0, 4), dtype=np.int64)
+    return np.array([b.split() for b in text.split(";")], dtype=np.int64).reshape(-1, 4)

@@ -1,0 +1,307 @@
+"""One per-image outcome path: GT + guesses + GT-known box -> the image's record.
+
+Everything the harness reports derives from the records this module makes, as in pycocotools'
+``COCOeval`` (evaluate -> accumulate -> summarize): :func:`score_image` scores one image at the
+protocol's IoU threshold, :func:`image_record` turns one image's maps into its record (boxes,
+IoUs, hits), and :mod:`bench.core.metrics` summarises records. The hit rules live here and only
+here: :func:`is_hit` (a guess localizes), :func:`topk_hit` (one of the first k guesses localizes),
+:func:`topk_cls_hit` (one of the first k guessed classes is right). The IoU is :func:`iou_inclusive`.
+
+Boxes are ``(xmin, ymin, xmax, ymax)``, 0-based, with INCLUSIVE pixel indices; the ILSVRC devkit's
+``+1`` convention applies: the box ``(0, 0, 0, 0)`` has area 1. The exact definitions are in
+``docs/protocol.md`` (scoring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.core.records import IOU_DIGITS, format_boxes, format_floats, format_ints
+
+if TYPE_CHECKING:  # only for annotations: the protocol and data modules do not import this one
+    import torch
+
+    from bench.core.protocol import Protocol
+
+__all__ = [
+    "iou_inclusive",
+    "best_iou",
+    "is_hit",
+    "topk_hit",
+    "topk_cls_hit",
+    "localizes",
+    "ImageEval",
+    "score_image",
+    "image_record",
+    "failed_record",
+]
+
+# ---------------------------------------------------------------------------------------- IoU
+def _as_boxes(boxes: Any, name: str) -> np.ndarray:
+    """``boxes`` as float64 ``(..., 4)``; ValueError on a bad shape, NaN/inf or ``x2 < x1``."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.ndim == 0 or arr.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape (..., 4), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds a non-finite coordinate")
+    if np.any(arr[..., 2] < arr[..., 0]) or np.any(arr[..., 3] < arr[..., 1]):
+        raise ValueError(f"{name} holds a box with x2 < x1 or y2 < y1 (boxes are xyxy inclusive)")
+    return arr
+
+
+def iou_inclusive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of inclusive-pixel boxes, broadcasting ``a (..., 4)`` against ``b (..., 4)``.
+
+    ``iw = min(a.x2, b.x2) - max(a.x1, b.x1) + 1`` and ``ih`` likewise; if ``iw <= 0`` or
+    ``ih <= 0`` the IoU is 0, else ``iw*ih / (area_a + area_b - iw*ih)`` with
+    ``area = (x2 - x1 + 1) * (y2 - y1 + 1)``. Computed in float64 (exact integer areas, one
+    rounding in the division), as the devkit does in double precision.
+
+    Returns:
+        float64 array of the broadcast shape without the last axis.
+    """
+    a = _as_boxes(a, "a")
+    b = _as_boxes(b, "b")
+    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1.0
+    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1.0
+    area_a = (a[..., 2] - a[..., 0] + 1.0) * (a[..., 3] - a[..., 1] + 1.0)
+    area_b = (b[..., 2] - b[..., 0] + 1.0) * (b[..., 3] - b[..., 1] + 1.0)
+    overlap = (iw > 0) & (ih > 0)
+    inter = np.where(overlap, iw * ih, 0.0)
+    return np.where(overlap, inter / (area_a + area_b - inter), 0.0)
+
+
+def best_iou(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """For each box ``(g, 4)``, its best IoU over the GT boxes ``(m, 4)``: float64 ``(g,)``.
+
+    This is ``1 -`` the devkit's error, which takes the minimum over GT boxes.
+
+    Raises:
+        ValueError: no GT box (``m == 0``): every scored image has at least one.
+    """
+    boxes = _as_boxes(boxes, "boxes").reshape(-1, 4)
+    gt_boxes = _as_boxes(gt_boxes, "gt_boxes").reshape(-1, 4)
+    if gt_boxes.shape[0] == 0:
+        raise ValueError("best_iou needs at least one GT box")
+    return iou_inclusive(boxes[:, None, :], gt_boxes[None, :, :]).max(axis=1)
+
+
+# ---------------------------------------------------------------------------------- hit rules
+def is_hit(guess_classes: Any, label: Any, ious: Any, iou_threshold: float) -> np.ndarray:
+    """A guess localizes iff its class is the GT class and its best IoU is ``>= iou_threshold``.
+
+    Broadcasts: ``guess_classes`` and ``ious`` of the same shape, ``label`` a scalar or an array that
+    broadcasts against them (e.g. ``labels[:, None]``). Equality at the threshold counts.
+    """
+    return (np.asarray(guess_classes) == np.asarray(label)) & (np.asarray(ious) >= iou_threshold)
+
+
+def topk_hit(hits: Any, k: int) -> np.ndarray:
+    """``(N,)`` bool: one of an image's first ``k`` guesses localizes (``hits`` is ``(N, G)``).
+
+    With ``G < k`` the ``G`` guesses there are count (top-5 of a 3-guess protocol is top-3).
+    """
+    hits = np.asarray(hits, dtype=bool)
+    if hits.ndim != 2:
+        raise ValueError(f"hits must be (N, G), got shape {hits.shape}")
+    return hits[:, :k].any(axis=1)
+
+
+def topk_cls_hit(guess_classes: Any, labels: Any, k: int) -> np.ndarray:
+    """``(N,)`` bool: one of an image's first ``k`` guessed classes is its GT class.
+
+    ``guess_classes`` is ``(N, G)`` and may repeat classes (``tight_loose``: c1, c1, c2, c2, c3).
+    """
+    guess_classes = np.asarray(guess_classes)
+    if guess_classes.ndim != 2:
+        raise ValueError(f"guess_classes must be (N, G), got shape {guess_classes.shape}")
+    return topk_hit(guess_classes == np.asarray(labels).reshape(-1, 1), k)
+
+
+def localizes(head: str, method: str) -> bool:
+    """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network.
+
+    ``head`` is ``'gap'``, ``'gmp'`` or ``'fc'`` (a fully connected head), ``method`` the map method.
+    """
+    return head in ("gap", "gmp") or method != "cam"
+
+
+# ------------------------------------------------------------------------------- one image
+@dataclass
+class ImageEval:
+    """Per-image evaluation.
+
+    Attributes:
+        guess_ious: ``(g,)`` float64, each guess box's best IoU over the GT boxes (reported
+            whatever the guessed class).
+        guess_hits: ``(g,)`` bool, the guess localizes: right class and IoU >= threshold.
+        gtk_iou: best IoU of the GT-class box (GT-known setting); NaN if not computed.
+        gtk_hit: ``gtk_iou >= threshold`` (False if not computed).
+    """
+
+    guess_ious: np.ndarray
+    guess_hits: np.ndarray
+    gtk_iou: float
+    gtk_hit: bool
+
+
+def score_image(
+    label: int,
+    gt_boxes: np.ndarray,
+    guess_classes: np.ndarray,
+    guess_boxes: np.ndarray,
+    gtk_box: np.ndarray | None,
+    *,
+    iou_threshold: float,
+) -> ImageEval:
+    """Score one image's guesses by the ILSVRC devkit rule at the protocol's IoU threshold.
+
+    Args:
+        label: the image's GT class index.
+        gt_boxes: ``(m, 4)`` GT boxes (all of the GT class), ``m >= 1``.
+        guess_classes: ``(g,)`` guessed class per guess, in guess order (``g`` may be 0).
+        guess_boxes: ``(g, 4)`` box per guess.
+        gtk_box: ``(4,)`` box from the GT class's own map (GT-known), or None.
+        iou_threshold: a hit needs ``IoU >= iou_threshold`` (equality counts).
+
+    Returns:
+        :class:`ImageEval`: guess hits by :func:`is_hit`; the GT-known hit is
+        ``gtk_iou >= iou_threshold`` (the class is right by construction).
+    """
+    guess_classes = np.asarray(guess_classes).reshape(-1)
+    guess_boxes = np.asarray(guess_boxes).reshape(-1, 4)
+    if guess_classes.shape[0] != guess_boxes.shape[0]:
+        raise ValueError(
+            f"{guess_classes.shape[0]} guess classes but {guess_boxes.shape[0]} guess boxes"
+        )
+    ious = best_iou(guess_boxes, gt_boxes) if len(guess_boxes) else np.zeros(0, np.float64)
+    hits = is_hit(guess_classes, label, ious, iou_threshold)
+    if gtk_box is None:
+        gtk_iou = float("nan")
+    else:
+        gtk_iou = float(best_iou(np.asarray(gtk_box).reshape(1, 4), gt_boxes)[0])
+    return ImageEval(
+        guess_ious=ious,
+        guess_hits=hits,
+        gtk_iou=gtk_iou,
+        gtk_hit=bool(is_hit(label, label, gtk_iou, iou_threshold)),  # NaN >= t is False
+    )
+
+
+# ------------------------------------------------------------------------------- records
+def _record(image_id: str, label: int, blacklisted: bool, status: str, error: str = "", width: int = 0, height: int = 0) -> dict[str, Any]:
+    """A record with every column of :data:`bench.core.records.RECORD_COLUMNS`, nothing scored yet."""
+    return {
+        "image_id": image_id,
+        "label": label,
+        "status": status,
+        "error": error,
+        "blacklisted": int(blacklisted),
+        "width": width,
+        "height": height,
+        "top5_classes": "",
+        "top5_scores": "",
+        "guess_classes": "",
+        "guess_boxes": "",
+        "guess_ious": "",
+        "guess_hits": "",
+        "gtk_box": "",
+        "gtk_iou": "",
+        "gtk_hit": 0,
+        "degenerate": 0,
+    }
+
+
+def failed_record(gt: Any, blacklisted: bool, error: str) -> dict[str, Any]:
+    """The record of an image that could not be scored (``status = failed``, ``error`` says why).
+
+    ``gt`` is the image's ground truth (``image_id`` and ``label`` are read from it).
+    """
+    return _record(gt.image_id, gt.label, blacklisted, "failed", error)
+
+
+def image_record(
+    protocol: Protocol,
+    gt: Any,
+    blacklisted: bool,
+    size: tuple[int, int],
+    top_classes: np.ndarray | None,
+    top_scores: np.ndarray | None,
+    maps: torch.Tensor | np.ndarray | None,
+    map_classes: Any = None,
+) -> dict[str, Any]:
+    """The per-image record of one scored image: boxes from its maps, then :func:`score_image`.
+
+    Args:
+        protocol: the resolved protocol (box rule, thresholds, guess slots, IoU threshold, upsample).
+        gt: the image's ground truth (``image_id``, ``label``, ``boxes`` ``(m, 4)`` inclusive).
+        blacklisted: the image is on the protocol's blacklist (kept out of localization denominators).
+        size: the image's original ``(height, width)`` in pixels; boxes live in these pixels.
+        top_classes, top_scores: the ranked classes (at least 5 where guesses are made) and their
+            scores; ``top_classes=None`` for GT-class maps only (saved ``.npy`` maps): no guesses,
+            only the GT-known box and IoU are filled.
+        maps: ``(m, h, w)`` maps at any resolution (torch tensor or numpy array), resized to
+            ``size`` with the protocol's upsample mode unless already ``(H, W)``; None for models
+            that do not localize (classification only).
+        map_classes: ``(m,)`` class index of each map. Guess slot of rank r uses the first map of
+            class ``top_classes[r]``; the GT-known box uses the first map of class ``gt.label``.
+            Default: ``top_classes[:k]`` then ``gt.label`` (the engine's order).
+
+    Returns:
+        The record (columns :data:`bench.core.records.RECORD_COLUMNS`). The engine, ``bench rescore`` and
+        ``bench score`` all call this function, so equal maps give byte-equal records.
+
+    Raises:
+        ValueError: a map needed for a guess or for the GT class is missing.
+    """
+    from bench.core.boxes import boxes_for_maps
+    from bench.core.maps import resize_maps
+
+    height, width = size
+    record = _record(gt.image_id, gt.label, blacklisted, "ok", width=width, height=height)
+    slots = protocol.slots if top_classes is not None else ()
+    guess_classes = np.array([top_classes[s.rank] for s in slots], dtype=np.int64)
+    if top_classes is not None:
+        record.update(
+            top5_classes=format_ints(top_classes),
+            top5_scores=format_floats(top_scores) if top_scores is not None else "",
+            guess_classes=format_ints(guess_classes),
+        )
+    if maps is None:
+        return record
+    if map_classes is None:
+        map_classes = [int(c) for c in top_classes[: protocol.ranks_needed]] + [int(gt.label)]
+    map_classes = [int(c) for c in map_classes]
+    if len(map_classes) != len(maps):
+        raise ValueError(f"{len(maps)} maps but {len(map_classes)} map classes")
+
+    def first_map(cls: int, what: str) -> int:
+        if cls not in map_classes:
+            raise ValueError(f"no map for class {cls} ({what}); the maps are of classes {map_classes}")
+        return map_classes.index(cls)
+
+    needed = [first_map(int(top_classes[s.rank]), f"guess of rank {s.rank + 1}") for s in slots]
+    gt_map = first_map(int(gt.label), "the GT class")
+    used = sorted(set(needed) | {gt_map})  # box only the maps the record needs
+    position = {m: i for i, m in enumerate(used)}
+    up = resize_maps(maps[used], size, protocol.upsample)
+    boxes, degenerate = boxes_for_maps(up, protocol.thresholds, rule=protocol.box_rule, connectivity=protocol.connectivity)
+    guess_boxes = np.stack([boxes[position[m], s.threshold_index] for m, s in zip(needed, slots)]) if slots else np.zeros((0, 4), np.int64)
+    gtk_box = boxes[position[gt_map], protocol.gt_known_threshold_index]
+    scored = score_image(gt.label, gt.boxes, guess_classes, guess_boxes, gtk_box, iou_threshold=protocol.iou_threshold)
+    if slots:
+        record.update(
+            guess_boxes=format_boxes(guess_boxes),
+            guess_ious=format_floats(scored.guess_ious, IOU_DIGITS),
+            guess_hits=format_ints(scored.guess_hits.astype(int)),
+        )
+    record.update(
+        gtk_box=format_ints(gtk_box),
+        gtk_iou=f"{scored.gtk_iou:.{IOU_DIGITS}f}",
+        gtk_hit=int(scored.gtk_hit),
+        degenerate=int(bool(np.asarray(degenerate).any())),
+    )
+    return record
