@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--step", type=float, default=0.01, help="threshold grid step (0.001 for 1,000 thresholds)")
     sweep.add_argument("--at", default="224", choices=["224", "original"], help="evaluation size of maps and boxes")
     sweep.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="processes sweeping the maps (default: all cores for >= 1,000 maps, else 1)")  # fmt: skip
     sweep.add_argument("--no-progress", action="store_true")
 
     export = sub.add_parser("export", help="export a run's detections")
@@ -208,7 +210,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
     from bench.analysis.run_metrics import sweep_run
 
-    result = sweep_run(RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data)
+    result = sweep_run(
+        RunDir(args.run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data, workers=args.workers
+    )
     print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
     print(f"wrote {args.run_dir / 'sweep.json'} and {args.run_dir / 'sweep_curves.csv'}")
     return 0

@@ -273,3 +273,22 @@ def test_compiled_refuses_non_finite_maps() -> None:
     m[1, 1] = np.nan
     with pytest.raises(ValueError, match="not finite"):
         sweep_map(m, np.array([[0, 0, 1, 1]]), (0.5,), method="compiled")
+
+
+def test_count_then_add_counts_equals_add() -> None:
+    """SweepAccumulator.count + add_counts (the worker-process path) adds exactly what add does."""
+    rng = np.random.default_rng(5)
+    via_add, via_counts = SweepAccumulator(), SweepAccumulator()
+    for k in range(4):
+        cam = np.kron(rng.random((4, 5)), np.ones((6, 6)))
+        gt = np.array([[2, 3, 14 + k, 20]])
+        mask = (rng.random(cam.shape) > 0.5).astype(np.uint8)
+        res = via_add.add(cam, gt, mask if k % 2 else None)
+        res2, counts = via_counts.count(cam, gt, mask if k % 2 else None)
+        assert same(res, res2)
+        assert (counts.pos_hist is None) == (k % 2 == 0)
+        via_counts.add_counts(counts)
+    a, b = via_add.results(), via_counts.results()
+    assert a["curves"].equals(b["curves"]) and a["pxap"] == b["pxap"] and a["pxap_images"] == b["pxap_images"] == 2
+    with pytest.raises(ValueError, match="do not fit"):
+        SweepAccumulator(thresholds=(0.5,)).add_counts(counts)

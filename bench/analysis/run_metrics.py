@@ -14,21 +14,24 @@ from pycocotools' COCOeval (``coco_eval.json``); ``bench table`` shows ``box_ap`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
+from bench.run.parallel import default_workers, map_in_processes
 from bench.data.ilsvrc import ValSet
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
 from bench.run.rundata import RunDataError, run_dataset
 
-__all__ = ["RunMetricsError", "sweep_run", "coco_export", "load_run_data"]
+__all__ = ["RunMetricsError", "SweepItem", "SweepSettings", "sweep_counts", "sweep_run", "coco_export", "load_run_data"]
 
 
 class RunMetricsError(ValueError):
@@ -53,39 +56,101 @@ def _mask(root: Path, image_id: str, size: tuple[int, int]) -> np.ndarray | None
     return (np.asarray(mask) > 127).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class SweepSettings:
+    """What every map of one `bench sweep` shares (sent once per chunk to worker processes).
+
+    ``thresholds``: the tau grid; ``at``: '224' or 'original'; ``upsample``: the run's upsampling
+    mode; ``mask_root``: the data root holding ``masks/<image id>.png`` (or None: no PxAP).
+    """
+
+    thresholds: tuple[float, ...]
+    at: str
+    upsample: str
+    mask_root: str | None
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    """One cached map: the GT-class CAM at feature resolution (float16), the image's GT boxes in
+    original pixels (inclusive xyxy) and its original ``(height, width)``."""
+
+    image_id: str
+    cam: np.ndarray
+    boxes: np.ndarray
+    size: tuple[int, int]
+
+
+@lru_cache(maxsize=4)
+def _accumulator(thresholds: tuple[float, ...]) -> Any:
+    from bench.core.sweep import SweepAccumulator
+
+    return SweepAccumulator(thresholds=thresholds)
+
+
+def sweep_counts(settings: SweepSettings, item: SweepItem) -> Any:
+    """One map's :class:`bench.core.sweep.ImageCounts`: upsample, scale the boxes, sweep, PxAP
+    histograms. Pure (worker processes run it); the caller adds the counts in order."""
+    from bench.core.sweep import scale_boxes
+
+    height, width = item.size
+    size = (224, 224) if settings.at == "224" else (height, width)
+    cam = upsample_cam(torch.from_numpy(item.cam[None].astype(np.float32)), size, mode=settings.upsample)[0].numpy()
+    boxes = scale_boxes(item.boxes, (width, height), (224, 224)) if settings.at == "224" else item.boxes
+    mask = _mask(Path(settings.mask_root), item.image_id, size) if settings.mask_root is not None else None
+    return _accumulator(settings.thresholds).count(cam, boxes, mask)[1]
+
+
 def sweep_run(
-    run: RunDir, *, step: float = 0.01, at: str = "224", progress: bool = True, data_root: Path | str | None = None
+    run: RunDir,
+    *,
+    step: float = 0.01,
+    at: str = "224",
+    progress: bool = True,
+    data_root: Path | str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv.
 
-    ``data_root``: the data root if it moved since the run (its GT fingerprint must match)."""
-    from bench.core.sweep import SweepAccumulator, scale_boxes
+    ``data_root``: the data root if it moved since the run (its GT fingerprint must match).
+    ``workers``: processes that sweep the maps (:func:`bench.run.parallel.map_in_processes`,
+    streaming one cache shard at a time); None = every core for 1,000 maps or more, else 1
+    (a pool takes seconds to start). Results do not depend on it."""
+    from bench.core.sweep import SweepAccumulator
 
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
+    if workers is not None and workers < 1:
+        raise RunMetricsError(f"--workers must be at least 1, got {workers}")
     manifest = run.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
     valset = load_run_data(run, data_root)
     root = valset.root
-    upsample = manifest["protocol"]["cam"]["upsample"]
     records = run.read_records()
     shard_size = manifest["settings"]["shard_size"]
     by_id = {g.image_id: g for g in valset.images}
-    acc = SweepAccumulator(thresholds=np.round(np.arange(0.0, 1.0, step), 10))
-    bar = tqdm(total=len(records), desc=f"sweep {run.path.name}", unit="map", disable=not progress)
-    for shard in range((len(records) + shard_size - 1) // shard_size):
-        cache = read_cam_shard(run, shard)
-        for row_index, cams in zip(cache["index"], cache["cams"]):
-            row = records.iloc[int(row_index)]
-            gt = by_id[row["image_id"]]
-            height, width = int(row["height"]), int(row["width"])
-            size = (224, 224) if at == "224" else (height, width)
-            cam = upsample_cam(torch.from_numpy(cams[-1:].astype(np.float32)), size, mode=upsample)[0].numpy()
-            boxes = scale_boxes(gt.boxes, (width, height), (224, 224)) if at == "224" else gt.boxes
-            acc.add(cam, boxes, _mask(root, gt.image_id, size))
-            bar.update(1)
-    bar.close()
+    thresholds = tuple(np.round(np.arange(0.0, 1.0, step), 10).tolist())
+    acc = SweepAccumulator(thresholds=thresholds)
+    settings = SweepSettings(thresholds, at, manifest["protocol"]["cam"]["upsample"], str(root))
+    image_ids = records["image_id"].to_numpy()
+    heights = records["height"].to_numpy()
+    widths = records["width"].to_numpy()
+    n_maps = int((records["status"] == "ok").sum())
+
+    def items() -> Iterator[SweepItem]:  # one cache shard in memory at a time
+        for shard in range((len(records) + shard_size - 1) // shard_size):
+            cache = read_cam_shard(run, shard)
+            for row_index, cams in zip(cache["index"], cache["cams"]):
+                r = int(row_index)
+                gt = by_id[image_ids[r]]
+                yield SweepItem(gt.image_id, cams[-1], np.asarray(gt.boxes), (int(heights[r]), int(widths[r])))
+
+    if workers is None:
+        workers = default_workers() if n_maps >= 1000 else 1
+    desc = f"sweep {run.path.name}" if progress else None
+    for counts in map_in_processes(partial(sweep_counts, settings), items(), workers, desc, total=n_maps, unit="map"):
+        acc.add_counts(counts)
     results = acc.results()
     curves = results.pop("curves")
     results.update(at=at, step=step, failed_or_uncached=int(len(records) - results["images"]))
