@@ -31,8 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", action="append", help="registry name; repeat for several (default: the suite's models)")
     run.add_argument("--data", type=Path, help="ILSVRC-layout data root, DESIGN §3 (default: the suite's data)")
     run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
-    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol"])
+    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
     run.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    run.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"],
+                     help="split of CUB (test|train|all) or wsol metadata (test|train-fullsup); default test")
+    run.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
+    run.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
+    run.add_argument("--select-on", default=None, choices=["train-fullsup"],
+                     help="wsol suites: choose the CAM threshold on this split, report the test split at it")
+    run.add_argument("--step", type=float, default=None, help="wsol suites: threshold grid step (default: the suite's)")
     run.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=int, default=32)
@@ -184,6 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         out=args.out,
         method=args.method,
         layer=args.layer,
+        split=args.split,
+        metadata=args.metadata,
+        masks=args.masks,
+        select_on=args.select_on,
+        step=args.step,
     )
     run_named_suite(request, config)
     return 0
@@ -321,7 +333,7 @@ _COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescor
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bench` console script. Expected errors print one clear message, exit 2."""
-    from bench.data.ilsvrc import DataError
+    from bench.data.dataset import DataError
     from bench.runtime import BenchError
     from bench.models import UnknownModelError, WeightsError
     from bench.core.protocol import ProtocolError

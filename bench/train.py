@@ -7,7 +7,7 @@ Data
     ``--data DIR`` is an ImageFolder-style training set: the first of ``DIR/train``,
     ``DIR/ILSVRC/Data/CLS-LOC/train`` (Kaggle's ImageNet layout) and ``DIR`` itself that has
     class sub-folders holding images (``<wnid>/*.JPEG``; any extension of
-    :data:`bench.data.ilsvrc.IMAGE_EXTENSIONS`, case-insensitive). ``--data generated`` means
+    :data:`bench.data.dataset.IMAGE_EXTENSIONS`, case-insensitive). ``--data generated`` means
     the default generated data set (``ensure_dataset(SynthConfig())``, generated into the
     cache on first use).
 
@@ -30,7 +30,7 @@ Classes
 Validation
     ``--val ROOT`` if given, else the generated data's ``csv`` root (``val_root(DIR)``) for a
     generated data set, else ``DIR`` itself (ImageNet with its val annotations, any of the three
-    GT layouts). It is loaded with :func:`bench.data.ilsvrc.load_val` and the training class
+    GT layouts). It is loaded with :func:`bench.data.open.open_dataset` and the training class
     list, and every image is read exactly as ``bench run`` reads it (:class:`InputTransform`):
     the val top-1 accuracy is ``100 - top1_cls_err`` of a ``bench run`` on the same root. In
     auto mode a missing val split is a warning (``val_top1: null``), an explicit ``--val`` that
@@ -122,7 +122,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from bench.data.classes import load_wnids, read_synset_mapping
-from bench.data.ilsvrc import IMAGE_EXTENSIONS, DataError, ValSet, load_val
+from bench.data.dataset import IMAGE_EXTENSIONS, DataError, Dataset as ValSet
+from bench.data.open import open_dataset
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
 from bench.core.scoring import topk_cls_hit
 from bench.runtime import RunError, library_versions, resolve_device
@@ -735,7 +736,7 @@ def _train(
     valset: ValSet | None
     val_note = ""
     try:
-        valset = load_val(val_root_path, wnids=list(data.classes))
+        valset = open_dataset(val_root_path, classes=list(data.classes))
     except DataError as exc:
         if config.val is not None:
             raise

@@ -87,7 +87,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from bench.core.boxes import boxes_for_maps
-    from bench.data.ilsvrc import load_val
+    from bench.data.open import open_dataset as load_val
     from bench.data.transforms import InputTransform, decode_rgb
     from bench.run.engine import RunConfig, run_suite
     from bench.models import build_model

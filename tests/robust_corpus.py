@@ -7,8 +7,8 @@ Two parts, each case carrying its exact expected outcome:
   (``ok``, with the expected size / pixels / box) or a ``failed`` record whose ``error`` contains
   the expected reason.
 * :func:`write_gt_cases` writes one small data root per ground-truth problem in
-  :data:`GT_KINDS`; :func:`bench.data.ilsvrc.load_val` must either fail with ONE
-  :class:`~bench.data.ilsvrc.DataError` listing exactly the expected problems, or load with the
+  :data:`GT_KINDS`; :func:`bench.data.open.open_dataset` must either fail with ONE
+  :class:`~bench.data.dataset.DataError` listing exactly the expected problems, or load with the
   expected (clipped) boxes and counts.
 
 Everything is generated from code (no binary files in the repository) and deterministic.
@@ -354,10 +354,10 @@ def write_gt_cases(base: Path) -> dict[str, GTCase]:
          note="names the file and the line")
 
     r = _voc(base / "unknown_wnid_voc", {ID(1): ("n99999999", [(1, 1, 5, 5)])})
-    case("unknown_wnid_voc", r, problems=(("unknown-wnid", f"{ID(1)}.xml: unknown WNID 'n99999999'"),))
+    case("unknown_wnid_voc", r, problems=(("unknown-wnid", f"{ID(1)}.xml: unknown class id 'n99999999'"),))
 
     r = _csv(base / "unknown_wnid_csv", [f"{ID(1)},{TENCH} 1 1 5 5", f"{ID(2)},n99999999 1 1 5 5"], [ID(1), ID(2)])
-    case("unknown_wnid_csv", r, problems=(("unknown-wnid", f"LOC_val_solution.csv:3 ({ID(2)}): unknown WNID"),))
+    case("unknown_wnid_csv", r, problems=(("unknown-wnid", f"LOC_val_solution.csv:3 ({ID(2)}): unknown class id"),))
 
     r = _voc(base / "box_xmax_equals_width_voc", {ID(1): (TENCH, [(3, 4, 40, 29), (0, 0, 39, 30)])})
     case("box_xmax_equals_width_voc", r, boxes={ID(1): [[3, 4, 39, 29], [0, 0, 39, 29]]}, clipped_boxes=2,

@@ -172,3 +172,24 @@ def test_images_and_limit_run_is_rescored_swept_and_exported_after_a_move(small_
     assert main(["export", str(run), "--coco", "--data", str(moved)]) == 0
     # Without --data the moved data is not found, and the message says how to point at it.
     assert main(["sweep", str(run), "--no-progress"]) == 2
+
+
+def test_records_and_summary_carry_size_and_class_breakdowns(strict_run: Path, small_val: Path) -> None:
+    from bench.core.metrics import object_size
+    from bench.data.open import open_dataset
+
+    run = RunDir(strict_run)
+    records, summary = run.read_records(), run.read_summary()
+    data = open_dataset(small_val)
+    gt = {g.image_id: g for g in data.images}
+    for row in records.itertuples(index=False):  # the largest GT box over the image, by hand
+        boxes = gt[row.image_id].boxes
+        area = max((x2 - x1 + 1) * (y2 - y1 + 1) for x1, y1, x2, y2 in boxes.tolist())
+        assert float(row.gt_area_frac) == pytest.approx(area / (row.width * row.height), abs=5e-7)
+    sizes = object_size(records["gt_area_frac"].astype(float))
+    assert {k: v["images"] for k, v in summary["by_size"].items()} == {s: int((sizes == s).sum()) for s in ("small", "medium", "large") if (sizes == s).any()}
+    assert sum(v["images"] for v in summary["by_class"].values()) == summary["images"]
+    assert set(summary["by_class"]) <= set(data.class_ids)
+    # A group's numbers are the summary rule on its images: the classes' GT-known misses add up.
+    misses = sum(round(v["gt_known_loc_err"] * v["loc_images"] / 100) for v in summary["by_class"].values())
+    assert misses == round(summary["gt_known_loc_err"] * summary["loc_images"] / 100)

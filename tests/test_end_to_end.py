@@ -21,7 +21,7 @@ from bench.cli import main
 from tests.conftest import PhotoRuns
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
-from bench.data.ilsvrc import load_val
+from bench.data.open import open_dataset as load_val
 from bench.data.transforms import InputTransform, decode_rgb
 from bench.core.scoring import best_iou
 from bench.models import build_model

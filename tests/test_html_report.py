@@ -56,7 +56,7 @@ def test_report_is_self_contained_and_has_every_section(report: Path, runs: Phot
     assert "url(" not in text  # no CSS resource either
     for needle in (
         'id="runs"', 'id="tables"', 'id="compare"', "Table 1.", "Table 2.", "Table 3.",
-        "weights sha256", "GT fingerprint", "Threshold curve", "Best 1 by GT-known IoU", "Worst 1 by GT-known IoU",
+        "weights sha256", "GT fingerprint", "Threshold curve", "By object size", "By GT class", "Best 1 by GT-known IoU", "Worst 1 by GT-known IoU",
     ):  # fmt: skip
         assert needle in text, needle
     # Every run's manifest essentials are on the page.

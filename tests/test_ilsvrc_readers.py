@@ -1,4 +1,4 @@
-"""Tests for bench.data.classes, bench.data.ilsvrc and bench.data.fixtures.
+"""Tests for bench.data.classes, bench.data.dataset, bench.data.open, bench.data.readers and bench.data.fixtures.
 
 Box convention everywhere: xyxy, 0-based, inclusive pixel indices, never shifted.
 """
@@ -21,15 +21,8 @@ from bench.data.classes import (
     wnid_to_index,
 )
 from bench.data.fixtures import class_colour, generated_samples, write_ilsvrc_layout
-from bench.data.ilsvrc import (
-    DataError,
-    Problem,
-    ValSet,
-    detect_layout,
-    load_val,
-    read_blacklist,
-    read_gt,
-)
+from bench.data.dataset import DataError, Dataset as ValSet, Problem, read_blacklist
+from bench.data.open import detect_layout, open_dataset as load_val, read_gt
 from bench.resources import resource_path
 
 TENCH, GOLDFISH, SHARK = "n01440764", "n01443537", "n01484850"
@@ -154,7 +147,7 @@ def test_three_layouts_identical(samples, roots):
     for layout, root in roots.items():
         assert detect_layout(root) == layout
         vs = load_val(root)
-        assert vs.layout == layout and vs.wnids == tuple(load_wnids())
+        assert vs.layout == layout and vs.class_ids == tuple(load_wnids())
         assert content(vs) == expected
         for im in vs.images:
             assert im.path.is_absolute() and im.path.is_file() and im.path.stem == im.image_id
@@ -173,7 +166,7 @@ def test_class_subfolders_and_png_identical(samples, roots, tmp_path):
     for layout, root in sub.items():
         vs = load_val(root)
         assert content(vs) == content(flat) and vs.fingerprint() == flat.fingerprint()
-        assert all(im.path.parent.name == vs.wnids[im.label] for im in vs.images)
+        assert all(im.path.parent.name == vs.class_ids[im.label] for im in vs.images)
     vs = load_val(png["wsol"])
     assert vs.fingerprint() == flat.fingerprint()
     assert all(im.path.suffix == ".png" for im in vs.images)
@@ -216,7 +209,7 @@ def test_csv_hand_written(tmp_path):
     # a custom class list (LOC_synset_mapping.txt, unsorted lines) -> sorted positions
     write(root / "LOC_synset_mapping.txt", f"{KIT_FOX} kit fox\n{TENCH} tench\n{SHARK} shark\n")
     vs2 = load_val(root)
-    assert vs2.wnids == (TENCH, SHARK, KIT_FOX)
+    assert vs2.class_ids == (TENCH, SHARK, KIT_FOX)
     assert [im.label for im in vs2.images] == [1, 0, 2]
     assert vs2.fingerprint() != vs.fingerprint()  # class list is part of the GT content
 
@@ -247,7 +240,7 @@ def test_wsol_hand_written(tmp_path):
     vs = load_val(root)
     assert vs.layout == "wsol"
     assert content(vs) == [(ID(7), 278, [[1, 2, 3, 4], [5, 6, 7, 8]]), (ID(8), 999, [[0, 0, 1, 1]])]
-    assert vs.wnids[999] == "n15075141"
+    assert vs.class_ids[999] == "n15075141"
 
 
 def test_detect_layout_ambiguous_and_missing(tmp_path, roots):
@@ -321,7 +314,7 @@ def test_csv_errors_all_listed(tmp_path):
         f"{ID(99)}.JPEG",
         "LOC_val_solution.csv:4",
         "LOC_val_solution.csv:5",
-        "images_dir=",
+        "images=",
         "Fix:",
     ):
         assert needle in msg, needle
@@ -393,7 +386,7 @@ def test_images_dir_argument(tmp_path):
     with pytest.raises(DataError) as e:
         load_val(root)
     assert kinds(e.value) == ["missing-image"]
-    vs = load_val(root, images_dir=elsewhere)
+    vs = load_val(root, images=elsewhere)
     assert vs.images[0].path == elsewhere / f"{ID(1)}.JPEG"
 
 

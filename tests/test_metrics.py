@@ -260,3 +260,45 @@ def test_summarize_rejects_missing_gt_known_iou_on_loc_image() -> None:
     del b["guess_hits"]
     with pytest.raises(ValueError, match="guess_hits"):
         summarize(**b)
+
+
+# ----------------------------------------------------------------------------- breakdowns
+def test_gt_area_fraction_is_the_largest_inclusive_box_over_the_image() -> None:
+    from bench.core.scoring import gt_area_fraction
+
+    # (0,0,9,9) covers 10x10 = 100 of a 20x20 image; (0,0,19,1) covers 20x2 = 40: the largest wins.
+    assert gt_area_fraction(np.array([[0, 0, 19, 1], [0, 0, 9, 9]]), (20, 20)) == 100 / 400
+    assert gt_area_fraction(np.array([[0, 0, 0, 0]]), (3, 5)) == 1 / 15  # inclusive: one pixel
+    assert gt_area_fraction(np.array([[0, 0, 4, 2]]), (3, 5)) == 1.0  # the whole image
+
+
+def test_object_size_bins_edges() -> None:
+    from bench.core.metrics import object_size
+
+    bins = object_size(np.array([0.0999, 0.1, 0.3, 0.5, 0.5001, np.nan]))
+    assert bins.tolist() == ["small", "medium", "medium", "medium", "large", ""]
+
+
+def test_breakdowns_are_summaries_of_each_group() -> None:
+    from bench.core.metrics import breakdowns
+
+    b = batch()
+    # Sizes: images 0, 2 small; 1, 5 large; 3 medium (blacklisted); 4 failed (no size).
+    b["gt_area_frac"] = np.array([0.05, 0.9, 0.01, 0.2, np.nan, 0.6])
+    out = breakdowns(b, class_ids=[f"c{i}" for i in range(10)])
+    small, large, medium = out["by_size"]["small"], out["by_size"]["large"], out["by_size"]["medium"]
+    assert list(out["by_size"]) == ["small", "medium", "large"]
+    # small = images 0 (label 1, top-1 class 1: cls right, top-1 loc hit, gtk 0.8) and 2 (label 9: all wrong).
+    assert (small["images"], small["scored"], small["loc_images"]) == (2, 2, 2)
+    assert small["top1_cls_err"] == 50.0 and small["top5_cls_err"] == 50.0
+    assert small["top1_loc_err"] == 50.0 and small["gt_known_loc_err"] == 50.0
+    assert small["mean_iou"] == pytest.approx((0.8 + 0.3) / 2)
+    # large = images 1 (top-5 loc hit, gtk 0.5) and 5 (top-5 loc hit, gtk 0.69).
+    assert large["top1_loc_err"] == 100.0 and large["top5_loc_err"] == 0.0 and large["gt_known_loc_err"] == 0.0
+    # medium = image 3 only, blacklisted: classification counts it, localization does not.
+    assert medium["scored"] == 1 and medium["loc_images"] == 0 and medium["top1_loc_err"] is None
+    # by class: label 1 = images 0, 3, 4 (4 failed, 3 blacklisted).
+    c1 = out["by_class"]["c1"]
+    assert (c1["images"], c1["scored"], c1["loc_images"]) == (3, 2, 1)
+    assert c1["top1_cls_err"] == 0.0 and c1["top1_loc_err"] == 0.0
+    assert set(out["by_class"]) == {"c1", "c2", "c3", "c9"}

@@ -26,10 +26,11 @@ from PIL import ImageFile
 
 import bench
 from bench.cli import main
-from bench.data import ilsvrc
+from bench.data import dataset as ilsvrc, open as data_open
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
-from bench.data.ilsvrc import DataError, load_val
+from bench.data.dataset import DataError
+from bench.data.open import open_dataset as load_val
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
 from bench.core.scoring import best_iou
 from bench.run.results import RunDir, RunLocked, pid_alive
@@ -161,8 +162,8 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     cases = write_image_corpus(root)
     out = tmp_path_factory.mktemp("corpus_out")
     vanishing = root / cases["vanishes_before_decoding"].path
-    loaded: dict[str, ilsvrc.ValSet] = {}
-    fit = ilsvrc._fit_boxes_to_images
+    loaded: dict[str, ilsvrc.Dataset] = {}
+    fit = data_open.fit_boxes_to_images
 
     def fit_then_vanish(images, gt, problems):
         # The last step of load_val, after the image folder was listed: the file disappears
@@ -173,7 +174,7 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        mp.setattr(ilsvrc, "_fit_boxes_to_images", fit_then_vanish)
+        mp.setattr(data_open, "fit_boxes_to_images", fit_then_vanish)
         code = main(_run_args(root, out, "--workers", "2", "--batch-size", "8"))
     assert code == 0, stderr.getvalue()
     assert not vanishing.exists()
@@ -272,7 +273,7 @@ def test_gt_case(gt_cases, kind: str) -> None:
         assert not unmatched, (unmatched, got)
         message = str(e.value)
         n = len(want)
-        assert message.startswith(f"{n} problem{'s' if n > 1 else ''} found in ILSVRC validation data")
+        assert message.startswith(f"{n} problem{'s' if n > 1 else ''} found in the data set")
         assert all(w[1] in message for w in want)  # ONE message lists every problem
         return
     vs = load_val(case.root, blacklist=case.blacklist)
@@ -281,13 +282,13 @@ def test_gt_case(gt_cases, kind: str) -> None:
     assert len(vs.clipped_images) == (1 if case.clipped_boxes else 0)
     assert vs.blacklisted == case.blacklisted
     if case.wnids is not None:
-        assert vs.wnids == case.wnids
+        assert vs.class_ids == case.wnids
         assert {im.image_id: im.label for im in vs.images} == case.labels
 
 
 def test_read_gt_keeps_boxes_as_written(gt_cases) -> None:
     """Clipping is load_val's (it knows the images); read_gt returns the annotation verbatim."""
-    gt = ilsvrc.read_gt(gt_cases["box_xmax_equals_width_voc"].root)
+    gt = data_open.read_gt(gt_cases["box_xmax_equals_width_voc"].root)
     assert gt.records[ilsvrc.devkit_index_to_image_id(1)][1].tolist() == [[3, 4, 40, 29], [0, 0, 39, 30]]
     assert gt.sizes == {ilsvrc.devkit_index_to_image_id(1): (40, 30)}
 

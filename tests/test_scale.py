@@ -140,7 +140,7 @@ def test_sweep_from_cache_matches_direct_accumulation(cached_runs: Path, data: P
     import torch
 
     from bench.core.cam import upsample_cam
-    from bench.data.ilsvrc import load_val
+    from bench.data.open import open_dataset as load_val
     from bench.core.sweep import SweepAccumulator, scale_boxes
 
     run = cached_runs / "ilsvrc_loc" / "efficientnet_lite0"

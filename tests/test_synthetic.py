@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bench.data.classes import WNID_RE, read_synset_mapping, read_synset_names
-from bench.data.ilsvrc import detect_layout, load_val
+from bench.data.open import detect_layout, open_dataset as load_val
 from bench.data.synthetic import (
     CLASS_NAMES,
     DATASET_VERSION,
@@ -157,7 +157,7 @@ def test_load_val_csv_root(small):
     assert detect_layout(root) == "csv"
     vs = load_val(root)
     assert vs.layout == "csv"
-    assert vs.wnids == SMALL.wnids
+    assert vs.class_ids == SMALL.wnids
     assert len(vs) == SMALL.count("val")
     assert [im.image_id for im in vs.images] == [f"SYNTH_val_{i:08d}" for i in range(1, len(vs) + 1)]
     for im in vs.images:
@@ -179,7 +179,7 @@ def test_load_val_csv_root(small):
 def test_load_val_voc_root_matches_csv(small):
     voc = val_root(small, "voc")
     assert detect_layout(voc) == "voc"
-    vs_voc = load_val(voc, wnids=voc / "LOC_synset_mapping.txt")
+    vs_voc = load_val(voc, classes=voc / "LOC_synset_mapping.txt")
     vs_csv = load_val(val_root(small))
     assert vs_voc.layout == "voc"
     assert read_synset_mapping(voc / "LOC_synset_mapping.txt") == list(SMALL.wnids)

@@ -36,7 +36,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.data.ilsvrc import load_val
+from bench.data.open import open_dataset as load_val
 from bench.data.synthetic import WNIDS, SynthConfig, ensure_dataset, generate, val_root
 from bench.models import BenchModel, build_model, get_spec
 from bench.models.simplecnn import SIMPLECNN_CLASSES, SimpleCNN, packaged_checkpoint_path

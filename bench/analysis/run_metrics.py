@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
+from bench.data.dataset import Dataset as ValSet
 from bench.run.parallel import default_workers, map_in_processes
-from bench.data.ilsvrc import ValSet
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
 from bench.run.rundata import RunDataError, run_dataset
 
@@ -108,16 +109,20 @@ def sweep_run(
     at: str = "224",
     progress: bool = True,
     data_root: Path | str | None = None,
+    rules: str = "harness",
     workers: int | None = None,
 ) -> dict[str, Any]:
     """MaxBoxAcc / MaxBoxAccV2 / PxAP of a cached run; writes sweep.json and sweep_curves.csv.
 
     ``data_root``: the data root if it moved since the run (its GT fingerprint must match).
+    ``rules='wsol'``: wsolevaluation's code exactly (:func:`wsol_sweep_run`, same files and keys).
     ``workers``: processes that sweep the maps (:func:`bench.run.parallel.map_in_processes`,
     streaming one cache shard at a time); None = every core for 1,000 maps or more, else 1
     (a pool takes seconds to start). Results do not depend on it."""
     from bench.core.sweep import SweepAccumulator
 
+    if rules == "wsol":
+        return wsol_sweep_run(run, step=step, progress=progress, data_root=data_root)
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
     if workers is not None and workers < 1:
@@ -159,6 +164,42 @@ def sweep_run(
     return results
 
 
+def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True, data_root: Path | str | None = None) -> dict[str, Any]:
+    """wsolevaluation's BoxAcc curves / MaxBoxAcc(V2) and PxAP (:mod:`bench.core.wsol`) from the run's
+    CAM cache (the GT-class map at feature resolution); writes sweep.json and sweep_curves.csv with
+    the keys and columns of the harness's sweep, plus ``rules = 'wsol'``."""
+    from bench.core import wsol
+
+    manifest = run.read_manifest()
+    if not manifest["settings"].get("save_cams"):
+        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    valset = load_run_data(run, data_root)
+    records = run.read_records()
+    shard_size = manifest["settings"]["shard_size"]
+    thresholds = wsol.wsol_thresholds(step)
+    boxes = wsol.BoxAccumulator(thresholds)
+    masks = wsol.MaskAccumulator(thresholds) if valset.has_masks else None
+    bar = tqdm(total=len(records), desc=f"wsol sweep {run.path.name}", unit="map", disable=not progress)
+    for shard in range((len(records) + shard_size - 1) // shard_size):
+        cache = read_cam_shard(run, shard)
+        for row_index, cams in zip(cache["index"], cache["cams"]):
+            row = records.iloc[int(row_index)]
+            gt = valset.get(row["image_id"])
+            cam = cams[-1].astype(np.float32)
+            boxes.add(*wsol.cam_box_hits(cam, gt.boxes, (int(row["width"]), int(row["height"])), thresholds))
+            if masks is not None and gt.masks:
+                masks.add_cam(cam, gt.masks, gt.ignore)
+            bar.update(1)
+    bar.close()
+    results = boxes.results()
+    curves = results.pop("curves")
+    results.update(pxap=masks.pxap() if masks is not None and masks.images else None, pxap_images=masks.images if masks is not None else 0)
+    results.update(at="224", step=step, rules="wsol", failed_or_uncached=int(len(records) - results["images"]))
+    atomic_write_bytes(run.path / "sweep_curves.csv", curves.to_csv(index=False, lineterminator="\n").encode())
+    atomic_write_json(run.path / "sweep.json", _jsonable(results))
+    return results
+
+
 def coco_export(run: RunDir, data_root: Path | str | None = None) -> dict[str, Any]:
     """Write coco.json (GT + detections) and coco_eval.json (AP, AP50, AP75) into the run folder."""
     from bench.analysis.coco import coco_eval, coco_json
@@ -168,7 +209,7 @@ def coco_export(run: RunDir, data_root: Path | str | None = None) -> dict[str, A
     if not (records["guess_boxes"] != "").any():
         raise RunMetricsError(f"{run.path}: the run has no boxes (fully connected head with CAM); nothing to export")
     gt = {g.image_id: (g.label, np.asarray(g.boxes)) for g in valset.images}
-    n_classes = len(valset.wnids)
+    n_classes = len(valset.class_ids)
     atomic_write_json(run.path / "coco.json", _jsonable(coco_json(records, gt, n_classes)))
     result = coco_eval(records, gt, n_classes)
     atomic_write_json(run.path / "coco_eval.json", _jsonable(result))

@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.core.scoring import topk_cls_hit, topk_hit
 
-__all__ = ["IOU_STAT_THRESHOLDS", "summarize"]
+__all__ = ["IOU_STAT_THRESHOLDS", "OBJECT_SIZES", "BREAKDOWN_KEYS", "summarize", "object_size", "breakdowns"]
 
 #: Thresholds of the ``iou_ge_*`` summary fractions.
 IOU_STAT_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
@@ -131,6 +131,64 @@ def summarize(
         }
     )
     return summary
+
+
+#: Object-size bins of the per-size breakdown: the largest GT box's share of the image
+#: (:func:`bench.core.scoring.gt_area_fraction`): small < 0.1 <= medium <= 0.5 < large.
+OBJECT_SIZES: tuple[str, ...] = ("small", "medium", "large")
+
+#: The summary keys each breakdown group reports.
+BREAKDOWN_KEYS: tuple[str, ...] = (
+    "images",
+    "scored",
+    "top1_cls_err",
+    "top5_cls_err",
+    "top1_loc_err",
+    "top5_loc_err",
+    "gt_known_loc_err",
+    "mean_iou",
+    "loc_images",
+)
+
+
+def object_size(gt_area_frac: Any) -> np.ndarray:
+    """Size bin per image: ``'small'`` (< 0.1), ``'medium'`` (0.1 - 0.5), ``'large'`` (> 0.5); ``''`` for NaN."""
+    frac = np.asarray(gt_area_frac, dtype=np.float64)
+    out = np.where(frac < 0.1, "small", np.where(frac > 0.5, "large", "medium")).astype(object)
+    out[~np.isfinite(frac)] = ""
+    return out
+
+
+def breakdowns(arrays: dict[str, np.ndarray], class_ids: Any = None, *, localized: bool = True) -> dict[str, Any]:
+    """Per object size and per GT class: :func:`summarize` of each group's images (the same rules).
+
+    Args:
+        arrays: :func:`summarize`'s per-image arrays plus ``gt_area_frac`` ``(N,)`` (NaN where unknown,
+            e.g. failed images: they fall in no size group).
+        class_ids: class id per label index (keys of ``by_class``); default the label as text.
+        localized: as for :func:`summarize`.
+
+    Returns:
+        ``{"by_size": {size: {key: value}}, "by_class": {class id: {key: value}}}`` with the keys of
+        :data:`BREAKDOWN_KEYS`; sizes in :data:`OBJECT_SIZES` order (empty ones left out), classes in
+        label order (classes without images left out).
+    """
+    fields = {k: np.asarray(v) for k, v in arrays.items() if k != "gt_area_frac"}
+    labels = fields["labels"]
+
+    def group(mask: np.ndarray) -> dict[str, Any]:
+        sub = {k: v[mask] for k, v in fields.items()}
+        summary = summarize(**sub, localized=localized)
+        return {k: summary[k] for k in BREAKDOWN_KEYS}
+
+    sizes = object_size(arrays["gt_area_frac"])
+    by_size = {name: group(sizes == name) for name in OBJECT_SIZES if (sizes == name).any()}
+
+    def name_of(label: int) -> str:
+        return str(class_ids[label]) if class_ids is not None and 0 <= label < len(class_ids) else str(label)
+
+    by_class = {name_of(int(c)): group(labels == c) for c in np.unique(labels)}
+    return {"by_size": by_size, "by_class": by_class}
 
 
 def _bool_vector(values: Any, n: int, name: str) -> np.ndarray:

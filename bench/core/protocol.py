@@ -19,6 +19,11 @@ Schema (every table and key; anything else is an error naming the key):
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
 [scoring]  iou_threshold (0 < x <= 1)
 [data]     blacklist (str: a path relative to the data root, "" for none; must not escape the root)
+[wsol]     (optional; wsolevaluation's threshold sweeps computed as its code does, bench.core.wsol,
+           after the run from the run's CAM cache, written to sweep.json / sweep_curves.csv)
+           evaluation ("" = none, "boxes" = MaxBoxAcc and MaxBoxAccV2, "masks" = PxAP),
+           step (threshold grid step, 0 < step < 1, default 0.001 = their evaluator's default).
+           Part of the hash only when evaluation is set (hashes of other protocols are unchanged)
 [suite]    (optional; what `bench run --suite NAME` does when flags are left out — NOT part of the
            hash, since it does not change how an image is scored)
            models (list of registry names), data ("generated" = the embedded generated data set,
@@ -76,6 +81,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "scoring": {"iou_threshold": ((int, float), 0.5)},
     "data": {"blacklist": (str, "")},
+    "wsol": {"evaluation": (str, ""), "step": ((int, float), 0.001)},
     "suite": {"models": (list, []), "data": (str, ""), "companions": (list, []), "tables": (list, [])},
 }
 
@@ -86,6 +92,7 @@ _CHOICES = {
     ("cam", "method"): ("cam", "backprop", "gradcam", "gradcampp"),
     ("boxes", "connectivity"): (4, 8),
     ("guesses", "heuristic"): ("top5", "tight_loose"),
+    ("wsol", "evaluation"): ("", "boxes", "masks"),
 }
 
 _HEURISTIC_KEYS = {"top5": ("threshold",), "tight_loose": ("loose_threshold", "tight_threshold")}
@@ -114,6 +121,8 @@ class Protocol:
     default_data: str = ""
     companions: tuple[str, ...] = ()
     tables: tuple[int, ...] = ()
+    wsol_evaluation: str = ""  # [wsol] evaluation: "" | "boxes" | "masks"
+    wsol_step: float = 0.001  # [wsol] step
 
     # --- derived views -------------------------------------------------------------------------
     @property
@@ -139,7 +148,7 @@ class Protocol:
         guesses: dict[str, Any] = {"heuristic": self.heuristic}
         for key, value in zip(_HEURISTIC_KEYS[self.heuristic], self.thresholds):
             guesses[key] = value
-        return {
+        out = {
             "protocol": {"name": self.name, "version": self.version, "description": self.description},
             "input": {"interpolation": self.interpolation, "antialias": self.antialias},
             "cam": {"upsample": self.upsample, "method": self.cam_method, "layer": self.cam_layer},
@@ -148,6 +157,9 @@ class Protocol:
             "scoring": {"iou_threshold": self.iou_threshold},
             "data": {"blacklist": self.blacklist},
         }
+        if self.wsol_evaluation:
+            out["wsol"] = {"evaluation": self.wsol_evaluation, "step": self.wsol_step}
+        return out
 
     @property
     def hash(self) -> str:
@@ -267,6 +279,9 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         items = values[("suite", key)]
         if not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
             raise ProtocolError(f"{where}: key 'suite.{key}' must be a list of {item_type.__name__}")
+    step = float(values[("wsol", "step")])
+    if not 0.0 < step < 1.0:
+        raise ProtocolError(f"{where}: key 'wsol.step' = {step} is out of range (0, 1)")
     if any(t not in (1, 2, 3) for t in values[("suite", "tables")]):
         raise ProtocolError(f"{where}: key 'suite.tables' may hold only 1, 2 and 3")
     return Protocol(
@@ -289,6 +304,8 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         default_data=values[("suite", "data")],
         companions=tuple(values[("suite", "companions")]),
         tables=tuple(values[("suite", "tables")]),
+        wsol_evaluation=values[("wsol", "evaluation")],
+        wsol_step=step,
     )
 
 

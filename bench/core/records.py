@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "IOU_DIGITS",
     "RECORD_COLUMNS",
+    "OPTIONAL_COLUMNS",
     "format_ints",
     "format_floats",
     "format_boxes",
@@ -47,7 +48,11 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "gtk_iou",
     "gtk_hit",
     "degenerate",
+    "gt_area_frac",
 )
+
+#: Columns a records file written before they existed may lack (read as empty).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("gt_area_frac",)
 
 
 def format_ints(values: Any) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "topk_hit",
     "topk_cls_hit",
     "localizes",
+    "gt_area_fraction",
     "ImageEval",
     "score_image",
     "image_record",
@@ -129,6 +130,18 @@ def localizes(head: str, method: str) -> bool:
     return head in ("gap", "gmp") or method != "cam"
 
 
+def gt_area_fraction(gt_boxes: np.ndarray, size: tuple[int, int]) -> float:
+    """The object's size: the largest GT box's area (inclusive pixels) as a share of the image.
+
+    ``size`` is the image's ``(height, width)``; the result is in ``(0, 1]``. The per-size
+    breakdowns bin it as small ``< 0.1``, medium ``0.1 - 0.5``, large ``> 0.5``
+    (:data:`bench.core.metrics.OBJECT_SIZES`).
+    """
+    boxes = _as_boxes(gt_boxes, "gt_boxes").reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0] + 1.0) * (boxes[:, 3] - boxes[:, 1] + 1.0)
+    return float(areas.max() / (float(size[0]) * float(size[1])))
+
+
 # ------------------------------------------------------------------------------- one image
 @dataclass
 class ImageEval:
@@ -212,6 +225,7 @@ def _record(image_id: str, label: int, blacklisted: bool, status: str, error: st
         "gtk_iou": "",
         "gtk_hit": 0,
         "degenerate": 0,
+        "gt_area_frac": "",
     }
 
 
@@ -262,6 +276,7 @@ def image_record(
 
     height, width = size
     record = _record(gt.image_id, gt.label, blacklisted, "ok", width=width, height=height)
+    record["gt_area_frac"] = f"{gt_area_fraction(gt.boxes, size):.6f}"
     slots = protocol.slots if top_classes is not None else ()
     guess_classes = np.array([top_classes[s.rank] for s in slots], dtype=np.int64)
     if top_classes is not None:

@@ -29,7 +29,9 @@ import numpy as np
 from PIL import Image
 
 from bench.data.classes import load_class_names, load_wnids
-from bench.data.ilsvrc import IMAGE_EXTENSIONS, LAYOUTS
+from bench.data.dataset import IMAGE_EXTENSIONS
+
+LAYOUTS: tuple[str, ...] = ("voc", "csv", "wsol")  # the ILSVRC layouts this module writes
 
 __all__ = ["Sample", "write_ilsvrc_layout", "generated_samples", "class_colour"]
 
@@ -155,7 +157,7 @@ def write_ilsvrc_layout(
         check_boxes: reject boxes outside ``0 <= x0 <= x1 <= W-1``, ``0 <= y0 <= y1 <= H-1``.
 
     Returns:
-        ``{layout: root}`` — pass a root to :func:`bench.data.ilsvrc.load_val`.
+        ``{layout: root}`` — pass a root to :func:`bench.data.open.open_dataset`.
     """
     out = Path(out_dir)
     bad = [l for l in layouts if l not in LAYOUTS]

@@ -46,10 +46,10 @@ On-disk layout of ``generate(out)``::
         Annotations/CLS-LOC/val/<id>.xml, LOC_synset_mapping.txt, val -> ../val, masks -> ../masks
 
 The readers' auto-detection refuses two GT layouts in one root, so the two layouts get two
-roots (as :func:`bench.data.fixtures.write_ilsvrc_layout` does). ``load_val(val_root(out))``
+roots (as :func:`bench.data.fixtures.write_ilsvrc_layout` does). ``open_dataset(val_root(out))``
 works without arguments: the csv reader takes the class list from ``LOC_synset_mapping.txt``.
 The voc reader defaults to the 1000 ImageNet classes, so the voc root needs
-``load_val(root, wnids=root / "LOC_synset_mapping.txt")``.
+``open_dataset(root, classes=root / "LOC_synset_mapping.txt")``.
 
 Determinism
     Image ``i`` of split ``s`` is drawn from its own generator
@@ -1198,10 +1198,10 @@ def ensure_dataset(
 
 
 def val_root(out_dir: Path, layout: str = "csv") -> Path:
-    """Validation GT root for :func:`bench.data.ilsvrc.load_val`.
+    """Validation GT root for :func:`bench.data.open.open_dataset`.
 
-    ``'csv'`` (default): ``load_val(val_root(out))`` works as is. ``'voc'``: pass
-    ``wnids=root / "LOC_synset_mapping.txt"`` (the voc reader otherwise assumes ImageNet's
+    ``'csv'`` (default): ``open_dataset(val_root(out))`` works as is. ``'voc'``: pass
+    ``classes=root / "LOC_synset_mapping.txt"`` (the voc reader otherwise assumes ImageNet's
     1000 classes).
     """
     if layout not in ("csv", "voc"):

@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from bench.data.ilsvrc import GTImage
+from bench.data.dataset import GTImage
 
 __all__ = [
     "MAX_PIXELS",

@@ -38,7 +38,7 @@ from bench.run.results import RunDir
 from bench.report.overlays import Overlay, compose_side_by_side, recorded_command, render_run_images, select_images
 from bench.run.replay import ReplayError, RunReplay
 
-__all__ = ["build_report", "compare_section", "frame_to_html", "image_data_uri", "REPORT_CSS", "NETWORK_CURVE_SAMPLE"]
+__all__ = ["build_report", "breakdown_block", "compare_section", "frame_to_html", "image_data_uri", "REPORT_CSS", "NETWORK_CURVE_SAMPLE"]
 
 #: Images a run's threshold curve replays when the network must be re-run (no map cache).
 NETWORK_CURVE_SAMPLE = 500
@@ -183,6 +183,22 @@ def compare_section(infos: Sequence[RunInfo]) -> str:
     return "".join(parts)
 
 
+def breakdown_block(info: RunInfo) -> str:
+    """The run's per-object-size table and (collapsed) per-class table, from its summary."""
+    parts = []
+    for key, title, label in (
+        ("by_size", "By object size (largest GT box / image: small < 10%, medium, large > 50%)", "size"),
+        ("by_class", "By GT class", "class"),
+    ):
+        groups = info.summary.get(key)
+        if not groups:
+            continue
+        frame = pd.DataFrame([{label: name, **values} for name, values in groups.items()])
+        table = frame_to_html(frame, title)
+        parts.append(f"<details><summary>{_esc(title)}</summary>{table}</details>" if key == "by_class" else table)
+    return "".join(parts)
+
+
 def _curve_block(replay: RunReplay, info: RunInfo, thresholds: Sequence[float], limit: int | None, batch_size: int, assets: Path | None) -> str:
     frame = threshold_curve(replay, thresholds, limit, batch_size=batch_size)
     png = plot_curve(frame)
@@ -280,6 +296,7 @@ def build_report(
     replays: dict[Path, RunReplay | str] = {}
     for info in infos:
         body.append(f'<h2 id="{_anchor(info)}">{_esc(info.model)} on {_esc(info.suite)}: curves and images</h2>')
+        body.append(breakdown_block(info))
         if not info.localized:
             body.append(f'<div class="note">{_esc(info.model)} has a fully connected head: CAM does not apply, no curve or overlays.</div>')
             continue

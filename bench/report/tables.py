@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.scoring import localizes
+
 from bench.resources import resource_path
 from bench.run.results import find_runs
 
@@ -72,7 +74,7 @@ class RunInfo:
 
     @property
     def localized(self) -> bool:
-        return self.head in ("gap", "gmp") or self.cam_method != "cam"
+        return localizes(self.head, self.cam_method)
 
 
 def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:

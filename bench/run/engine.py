@@ -27,9 +27,9 @@ from tqdm import tqdm
 from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
-from bench.data.ilsvrc import ValSet
+from bench.data.dataset import Dataset as ValSet
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
-from bench.core.metrics import summarize
+from bench.core.metrics import breakdowns, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
 from bench.run.results import RunDir, RunLocked, records_to_arrays
@@ -215,9 +215,10 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
         "protocol_hash": manifest["protocol_hash"],
         "data_fingerprint": manifest["data"]["fingerprint"],
     }
-    summary.update(summarize(**arrays, localized=localized))
+    summary.update(summarize(**{k: v for k, v in arrays.items() if k != "gt_area_frac"}, localized=localized))
     if not localized:
         summary["note"] = "fully connected head: CAM does not apply; localization needs gradient-based maps (--method gradcam|gradcampp|backprop)"
+    summary.update(breakdowns(arrays, manifest["data"].get("class_ids"), localized=localized))
     run.write_summary(summary)
     return summary
 
@@ -229,7 +230,7 @@ def _check_model_fits_data(protocol: Protocol, valset: ValSet, model: BenchModel
     if top_label >= n_classes:
         raise RunError(
             f"{model.spec.name} predicts {n_classes} classes but the data under {valset.root} has labels up to "
-            f"{top_label} ({len(valset.wnids)} classes): evaluate it on data with its own classes, or use a "
+            f"{top_label} ({len(valset.class_ids)} classes): evaluate it on data with its own classes, or use a "
             "model trained on these classes (`bench train`)"
         )
     if n_classes < 5 or n_classes < protocol.ranks_needed:
@@ -307,7 +308,9 @@ def _run_suite_locked(
             "data": {
                 "root": str(valset.root),
                 "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
+                "class_ids": list(valset.class_ids),
                 "layout": valset.layout,
+                "describe": valset.describe(),
                 "fingerprint": valset.fingerprint(),
                 "images_total": len(valset.images),
                 "images_run": n_images,

@@ -33,7 +33,7 @@ from bench.core.protocol import Protocol, ProtocolError, protocol_from_dict
 from bench.core.records import parse_floats, parse_ints
 from bench.core.scoring import localizes
 from bench.data.classes import load_class_names, load_wnids, read_synset_names
-from bench.data.ilsvrc import CSV_SYNSETS, GTImage, ValSet
+from bench.data.dataset import CSV_SYNSETS, Dataset as ValSet, GTImage
 from bench.data.transforms import EvalImages, InputTransform
 from bench.models import BenchModel, WeightsError, build_model
 from bench.models.sources import sha256_file
@@ -199,12 +199,12 @@ class RunReplay:
         if mapping.is_file():
             try:
                 names = read_synset_names(mapping)
-                return [names.get(w, w) for w in valset.wnids]
+                return [names.get(w, w) for w in valset.class_ids]
             except (OSError, ValueError):
                 pass
-        if tuple(valset.wnids) == tuple(load_wnids()):
+        if tuple(valset.class_ids) == tuple(load_wnids()):
             return load_class_names()
-        return list(valset.wnids)
+        return list(valset.class_ids)
 
     # -- queries ---------------------------------------------------------------------------------
     @property

@@ -71,7 +71,7 @@ except ImportError:  # pragma: no cover - Windows
 import numpy as np
 import pandas as pd
 
-from bench.core.records import RECORD_COLUMNS, parse_ints
+from bench.core.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, parse_ints
 
 
 __all__ = [
@@ -120,6 +120,9 @@ def records_to_csv_gz(records: Sequence[dict[str, Any]]) -> bytes:
 def read_records(path: Path) -> pd.DataFrame:
     """Read a records CSV(.gz) with every text column kept as text ('' for empty)."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    for col in OPTIONAL_COLUMNS:
+        if col not in frame.columns:  # records written before the column existed
+            frame[col] = ""
     missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a records file, missing columns {missing}")
@@ -154,6 +157,7 @@ def records_to_arrays(frame: pd.DataFrame, n_guesses: int = 5) -> dict[str, np.n
         "gtk_iou": frame["gtk_iou"].to_numpy(np.float64),
         "gtk_hit": frame["gtk_hit"].to_numpy() == 1,
         "degenerate": frame["degenerate"].to_numpy() == 1,
+        "gt_area_frac": pd.to_numeric(frame["gt_area_frac"].where(frame["gt_area_frac"] != "", None)).to_numpy(np.float64),
     }
 
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.data.ilsvrc import CSV_SYNSETS, DataError, ValSet, load_val
+from bench.data.dataset import CSV_SYNSETS, DataError, Dataset as ValSet
+from bench.data.open import open_dataset as load_val, reopen
 from bench.runtime import RunError
 
 __all__ = ["RunDataError", "run_dataset", "recorded_images_dir"]
@@ -80,11 +81,13 @@ def run_dataset(
         return load_val(
             root,
             layout=data["layout"],
-            images_dir=images,
+            images=images,
             blacklist=(root / blacklist_file) if blacklist_file else None,
-            wnids=class_list,
+            classes=class_list,
         )
 
+    if data.get("describe"):  # runs that describe their data (Dataset.describe): reopen exactly that
+        return _reopen_described(data, data_root, recorded_blacklist, blacklist, where)
     # The class list: the layout's own (ImageNet's for WordNet data), else the data's synset mapping.
     attempts: list[Path | None] = [None]
     if (root / CSV_SYNSETS).is_file():
@@ -106,3 +109,26 @@ def run_dataset(
         f"{prefix}the data under {root} is not the data of the run ({'; '.join(problems)}); "
         "pass the original data root with --data DIR"
     )
+
+
+def _reopen_described(
+    data: dict[str, Any], data_root: Path | str | None, recorded_blacklist: str | None, blacklist: str | None | bool, where: str
+) -> ValSet:
+    """:func:`run_dataset` for manifests holding ``data.describe``: reopen it (from ``data_root`` if
+    it moved), check the fingerprint, then swap the blacklist if another one is asked for."""
+    prefix = f"{where}: " if where else ""
+    desc = dict(data["describe"])
+    try:
+        valset = reopen(desc, root=data_root)
+    except DataError as exc:
+        raise RunDataError(f"{prefix}the data of the run cannot be read ({str(exc).splitlines()[0]}); pass the data root with --data DIR") from None
+    if valset.fingerprint() != data["fingerprint"]:
+        raise RunDataError(
+            f"{prefix}the data under {valset.root} is not the data of the run (GT fingerprint {valset.fingerprint()[:12]} != "
+            f"recorded {data['fingerprint'][:12]}); pass the original data root with --data DIR"
+        )
+    wanted = recorded_blacklist if blacklist is True else (blacklist or None)
+    if wanted == recorded_blacklist:
+        return valset
+    desc["blacklist"] = wanted
+    return reopen(desc, root=data_root)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.ilsvrc import load_val
+from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
 from bench.runtime import RunError
 from bench.models import build_model
@@ -37,6 +37,11 @@ class SuiteRequest:
     out: Path = Path("results")
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
     layer: str | None = None  # --layer: Grad-CAM layer
+    split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
+    metadata: Path | None = None  # --metadata: wsol metadata folder
+    masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
+    select_on: str | None = None  # --select-on: split on which wsol suites choose their threshold
+    step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -88,15 +93,19 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     try:
         for p in protocols:
             blacklist = (data / p.blacklist) if p.blacklist else None
-            valset = load_val(data, layout=request.gt_layout, images_dir=request.images, blacklist=blacklist)
+            valset = open_dataset(data, layout=request.gt_layout, images=request.images, split=request.split, blacklist=blacklist, metadata=request.metadata, masks=request.masks)
             for i, name in enumerate(models):
                 model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
                 run = run_folder(request.out, p, name)
-                summary = run_suite(p, valset, model, info, run, config, command=sys.argv)
+                summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
                 runs.append(run)
                 if summary is not None:  # rank 0 (or a single process) reports
                     print(f"{name} on {p.name}: results in {run.path}")
                     print(json.dumps(summary, indent=2))
+                    if p.wsol_evaluation:
+                        from bench.run.wsol_suite import finish_wsol_run
+
+                        print(json.dumps(finish_wsol_run(p, request, run, model, info, config, data, blacklist), indent=2))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
@@ -106,6 +115,13 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
 
         print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
     return runs
+
+
+def _run_config(protocol: Protocol, config: RunConfig) -> RunConfig:
+    """wsol suites score the cached GT-class maps after the run: they always keep a CAM cache."""
+    from dataclasses import replace
+
+    return replace(config, save_cams=True) if protocol.wsol_evaluation else config
 
 
 def _is_rank0() -> bool:

@@ -1,0 +1,331 @@
+"""wsolevaluation's evaluation as its code computes it (Choe et al., CVPR 2020; clovaai/wsolevaluation).
+
+Every rule below is the reference code's, in its order, so that numbers stand beside published ones
+cell for cell (the harness's own sweep, :mod:`bench.core.sweep`, follows the paper's definitions
+instead; docs/wsol.md lists and quantifies the differences). Needs OpenCV (the ``wsol`` extra:
+``pip install 'wsol-bench[wsol]'``), whose resize and contour code the reference uses.
+
+Per image, with ``cam`` the GT class's map at feature resolution (any ``h x w``):
+
+1. **resize**: ``cv2.resize(cam, (224, 224), interpolation=cv2.INTER_CUBIC)`` on float32;
+2. **normalise**: a map holding a NaN, or constant, becomes zeros; else ``(m - min) / max`` of the
+   shifted map, in float32 (``normalize_scoremap``);
+3. **quantise**: ``uint8(m * 255)`` (truncation);
+4. for each ``tau`` of ``arange(0, 1, step)`` (step 0.001 by default): **binary map**
+   ``q > int(tau * max(q))`` (strict, OpenCV ``THRESH_BINARY``);
+5. **contours**: ``cv2.findContours(binary, RETR_TREE, CHAIN_APPROX_SIMPLE)`` — outer borders of the
+   8-connected components AND the borders of their holes; none -> the single box ``(0, 0, 0, 0)``;
+   MaxBoxAcc keeps the contour of largest ``cv2.contourArea`` (the polygon through the border
+   pixels' centres; first one on ties), MaxBoxAccV2 keeps all;
+6. **boxes**: ``cv2.boundingRect`` ``(x, y, w, h)`` -> ``(x, y, x + w, y + h)``, ``x + w`` clipped to
+   223 and ``y + h`` to 223 (one pixel past the contour on the right/bottom);
+7. **GT boxes** scaled to 224 by ``int(x * 224 / W)`` (``int(y * 224 / H)``), each coordinate;
+8. **hit** at ``(tau, delta)``: the best inclusive (+1) IoU over the kept boxes and the GT boxes is
+   ``>= delta / 100``, ``delta in (30, 50, 70)``.
+
+MaxBoxAcc = ``max_tau`` of the percentage of images hit at delta 50 (largest contour);
+MaxBoxAccV2 = the mean over delta of ``max_tau`` (all contours).
+
+**PxAP** (OpenImages): the normalised float map (step 2, not quantised) against the GT mask at
+224 x 224: every instance mask read as grey levels, resized with ``INTER_NEAREST``, foreground =
+any instance ``> 0.5``; ignore = ignore-box ``> 0.5`` minus foreground (no ignore file: none);
+histograms of the foreground and background scores with right edges ``thresholds + [1, 2, 3]``
+(``np.histogram``), summed over images; ``tp``/``fp`` cumulated from the top,
+``PxAP = 100 * sum(precision[1:] * diff(recall))`` over bins where ``tp + fp > 0``.
+
+Speed: the quantised map has at most 256 levels, so ``int(tau * max)`` takes at most 256 values;
+contours are computed once per distinct value and shared by all taus mapping to it (the result is
+identical to one findContours per tau).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "RESIZE",
+    "DELTAS",
+    "DEFAULT_STEP",
+    "require_cv2",
+    "wsol_thresholds",
+    "resize_map",
+    "normalize_scoremap",
+    "scoremap_boxes",
+    "scale_gt_boxes",
+    "multiple_iou",
+    "image_box_hits",
+    "cam_box_hits",
+    "gt_mask",
+    "mask_histograms",
+    "BoxAccumulator",
+    "MaskAccumulator",
+    "pxap_from_histograms",
+]
+
+RESIZE = 224
+DELTAS: tuple[int, ...] = (30, 50, 70)
+DEFAULT_STEP = 0.001
+
+
+def require_cv2():
+    """The ``cv2`` module, or an ImportError that says how to install it."""
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the wsol_* suites use OpenCV exactly as wsolevaluation does: pip install 'wsol-bench[wsol]' "
+            "(opencv-python-headless)"
+        ) from exc
+    return cv2
+
+
+def wsol_thresholds(step: float = DEFAULT_STEP) -> np.ndarray:
+    """``np.arange(0, 1, step)`` (float64), the reference's CAM threshold list."""
+    if not 0 < step < 1:
+        raise ValueError(f"step must be in (0, 1), got {step}")
+    return np.arange(0, 1, step)
+
+
+def resize_map(cam: np.ndarray, size: int = RESIZE) -> np.ndarray:
+    """``cv2.resize(cam, (size, size), INTER_CUBIC)`` of a float32 ``(h, w)`` map."""
+    cv2 = require_cv2()
+    return cv2.resize(np.ascontiguousarray(cam, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def normalize_scoremap(cam: np.ndarray) -> np.ndarray:
+    """Reference ``normalize_scoremap``: NaN anywhere or a constant map -> zeros; else
+    ``m -= min; m /= max`` (a new array, same dtype)."""
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    m = cam - cam.min()
+    m /= m.max()
+    return m
+
+
+def _contour_boxes(binary: np.ndarray, cv2) -> tuple[np.ndarray, int]:
+    """All contour boxes of a binary uint8 map and the index of the largest-area contour
+    (``(0, 4)`` and -1 when there is none)."""
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        return np.zeros((0, 4), dtype=np.int64), -1
+    height, width = binary.shape
+    boxes = np.empty((len(contours), 4), dtype=np.int64)
+    best, best_area = 0, -1.0
+    for k, c in enumerate(contours):
+        x, y, w, h = cv2.boundingRect(c)
+        boxes[k] = (x, y, min(x + w, width - 1), min(y + h, height - 1))
+        area = cv2.contourArea(c)
+        if area > best_area:  # Python's max(): the first of equal maxima
+            best, best_area = k, area
+    return boxes, best
+
+
+def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Boxes per threshold of a normalised ``[0, 1]`` map: ``(largest, all)``, two lists of
+    ``(k, 4)`` int64 arrays (``[[0, 0, 0, 0]]`` where no contour), steps 3-6 of the module doc."""
+    cv2 = require_cv2()
+    q = (scoremap * 255).astype(np.uint8)
+    qmax = q.max()
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    largest: list[np.ndarray] = []
+    every: list[np.ndarray] = []
+    none = np.zeros((1, 4), dtype=np.int64)
+    for tau in thresholds:
+        t = int(tau * qmax)
+        if t not in cache:
+            boxes, best = _contour_boxes(((q > t) * np.uint8(255)).astype(np.uint8), cv2)
+            cache[t] = (none, none) if best < 0 else (boxes[best : best + 1], boxes)
+        lg, al = cache[t]
+        largest.append(lg)
+        every.append(al)
+    return largest, every
+
+
+def scale_gt_boxes(boxes: np.ndarray, image_size: tuple[int, int], size: int = RESIZE) -> np.ndarray:
+    """GT boxes ``(n, 4)`` of a ``(W, H)`` image at ``size x size``: ``int(x * size / W)`` (float64)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = (float(v) for v in image_size)
+    scale = np.array([size / 1.0, size / 1.0, size / 1.0, size / 1.0])
+    out = np.empty_like(b)
+    out[:, [0, 2]] = b[:, [0, 2]] * scale[0] / w
+    out[:, [1, 3]] = b[:, [1, 3]] * scale[1] / h
+    return np.trunc(out).astype(np.int64)
+
+
+def multiple_iou(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Inclusive (+1) IoU of every box ``(a, 4)`` with every GT box ``(b, 4)`` -> ``(a, b)``;
+    integer areas, a non-positive union gives 0 (reference ``calculate_multiple_iou``)."""
+    a = np.asarray(boxes, dtype=np.int64)[:, None, :]
+    g = np.asarray(gt, dtype=np.int64)[None, :, :]
+    iw = np.maximum(0, np.minimum(a[..., 2], g[..., 2]) - np.maximum(a[..., 0], g[..., 0]) + 1)
+    ih = np.maximum(0, np.minimum(a[..., 3], g[..., 3]) - np.maximum(a[..., 1], g[..., 1]) + 1)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
+    union = area_a + area_g - inter
+    bad = union <= 0
+    return np.where(bad, 0.0, inter / np.where(bad, 1, union))
+
+
+def _hits(per_tau: list[np.ndarray], gt: np.ndarray, deltas: Sequence[int]) -> np.ndarray:
+    counts = [len(b) for b in per_tau]
+    best_per_box = multiple_iou(np.concatenate(per_tau), gt).max(axis=1)
+    best = np.maximum.reduceat(best_per_box, np.concatenate([[0], np.cumsum(counts)[:-1]]))
+    return np.stack([best >= (d / 100) for d in deltas])
+
+
+def image_box_hits(
+    scoremap: np.ndarray, gt_boxes_224: np.ndarray, thresholds: Sequence[float], deltas: Sequence[int] = DELTAS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-threshold hits of one normalised 224 map: ``(largest, all)``, each bool ``(len(deltas), T)``."""
+    largest, every = scoremap_boxes(scoremap, thresholds)
+    gt = np.asarray(gt_boxes_224, dtype=np.int64).reshape(-1, 4)
+    return _hits(largest, gt, deltas), _hits(every, gt, deltas)
+
+
+def cam_box_hits(
+    cam: np.ndarray,
+    gt_boxes: np.ndarray,
+    image_size: tuple[int, int],
+    thresholds: Sequence[float],
+    deltas: Sequence[int] = DELTAS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole per-image rule from a GT-class map at feature resolution and the image's GT
+    boxes (original pixels, ``image_size = (W, H)``): ``(largest, all)`` hit arrays
+    ``(len(deltas), T)``. ``bench run`` and ``bench score`` call this."""
+    scoremap = normalize_scoremap(resize_map(cam))
+    return image_box_hits(scoremap, scale_gt_boxes(gt_boxes, image_size), thresholds, deltas)
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    cv2 = require_cv2()
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise ValueError(f"{path}: cannot read this mask image")
+    return np.float32(img)
+
+
+def gt_mask(masks: Sequence[Path], ignore: Path | None, size: int = RESIZE) -> np.ndarray:
+    """The reference ``get_mask``: uint8 ``(size, size)``, 1 = foreground, 255 = ignore, 0 = background."""
+    cv2 = require_cv2()
+    fg = np.zeros((size, size), dtype=bool)
+    for p in masks:
+        fg |= cv2.resize(_read_grey(p), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
+    ign = np.zeros_like(fg)
+    if ignore is not None:
+        ign = cv2.resize(_read_grey(ignore), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
+    ign &= ~fg
+    return fg.astype(np.uint8) + 255 * ign.astype(np.uint8)
+
+
+def mask_histograms(scoremap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Histograms of the scores at foreground and at background pixels, bin right edges
+    ``thresholds + [1, 2, 3]``: ``(true_hist, false_hist)`` int64."""
+    edges = np.append(np.asarray(thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
+    true_hist, _ = np.histogram(scoremap[mask == 1], bins=edges)
+    false_hist, _ = np.histogram(scoremap[mask == 0], bins=edges)
+    return true_hist.astype(np.int64), false_hist.astype(np.int64)
+
+
+def pxap_from_histograms(true_hist: np.ndarray, false_hist: np.ndarray) -> float:
+    """PxAP in percent from summed histograms (reference ``MaskEvaluator.compute``).
+
+    Raises ValueError when no pixel is foreground or no pixel is ever predicted."""
+    t = np.asarray(true_hist, dtype=np.float64)
+    f = np.asarray(false_hist, dtype=np.float64)
+    tp = t[::-1].cumsum()
+    fn = t.sum() - tp
+    fp = f[::-1].cumsum()
+    if ((tp + fn) <= 0).all():
+        raise ValueError("PxAP: no foreground pixel in the evaluated masks")
+    if ((tp + fp) <= 0).all():
+        raise ValueError("PxAP: no pixel is predicted at any threshold")
+    nonzero = (tp + fp) != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    return float((precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100)
+
+
+@dataclass
+class BoxAccumulator:
+    """Counts of hit images per (delta, tau) for both variants (MaxBoxAcc and MaxBoxAccV2)."""
+
+    thresholds: np.ndarray
+    deltas: tuple[int, ...] = DELTAS
+    images: int = 0
+    largest: np.ndarray = field(init=False)
+    every: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.largest = np.zeros((len(self.deltas), len(self.thresholds)), dtype=np.int64)
+        self.every = np.zeros_like(self.largest)
+
+    def add(self, largest: np.ndarray, every: np.ndarray) -> None:
+        """Add one image's hit arrays (from :func:`cam_box_hits`)."""
+        self.largest += largest
+        self.every += every
+        self.images += 1
+
+    def accuracies(self) -> tuple[np.ndarray, np.ndarray]:
+        """BoxAcc in percent, ``(largest, all)`` each ``(len(deltas), T)``."""
+        n = max(self.images, 1)
+        return self.largest * 100.0 / n, self.every * 100.0 / n
+
+    def results(self) -> dict[str, Any]:
+        """The keys of :meth:`bench.core.sweep.SweepAccumulator.results` (``bench sweep``'s
+        ``sweep.json``): ``curves`` has ``tau``, ``boxacc_<delta>`` (largest contour) and
+        ``boxacc_v2_<delta>`` (all contours); MaxBoxAcc at delta 50, MaxBoxAccV2 the mean over deltas."""
+        if self.images == 0:
+            raise ValueError("no image was added")
+        lg, al = self.accuracies()
+        curves = pd.DataFrame({"tau": self.thresholds})
+        for i, d in enumerate(self.deltas):
+            curves[f"boxacc_{d}"] = lg[i]
+        for i, d in enumerate(self.deltas):
+            curves[f"boxacc_v2_{d}"] = al[i]
+        per_delta = {d: float(al[i].max()) for i, d in enumerate(self.deltas)}
+        out: dict[str, Any] = {
+            "images": self.images,
+            "curves": curves,
+            "maxboxacc": None,
+            "best_tau": None,
+            "maxboxacc_v2": float(np.mean(list(per_delta.values()))),
+            "maxboxacc_v2_per_delta": per_delta,
+            "best_tau_v2": {d: float(self.thresholds[int(np.argmax(al[i]))]) for i, d in enumerate(self.deltas)},
+        }
+        if 50 in self.deltas:
+            i = self.deltas.index(50)
+            out["maxboxacc"] = float(lg[i].max())
+            out["best_tau"] = float(self.thresholds[int(np.argmax(lg[i]))])
+        return out
+
+
+@dataclass
+class MaskAccumulator:
+    """Summed PxAP histograms."""
+
+    thresholds: np.ndarray
+    images: int = 0
+    true_hist: np.ndarray = field(init=False)
+    false_hist: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.true_hist = np.zeros(len(self.thresholds) + 2, dtype=np.int64)
+        self.false_hist = np.zeros_like(self.true_hist)
+
+    def add_cam(self, cam: np.ndarray, masks: Sequence[Path], ignore: Path | None) -> None:
+        """One image: its GT-class map at feature resolution and its mask files."""
+        t, f = mask_histograms(normalize_scoremap(resize_map(cam)), gt_mask(masks, ignore), self.thresholds)
+        self.true_hist += t
+        self.false_hist += f
+        self.images += 1
+
+    def pxap(self) -> float:
+        return pxap_from_histograms(self.true_hist, self.false_hist)

@@ -1,0 +1,84 @@
+"""After a wsol_* suite's run: wsolevaluation's sweeps (:mod:`bench.core.wsol`) and, with
+``--select-on``, the threshold chosen on another split.
+
+The run itself is an ordinary `bench run` (records with the suite's top-5 rules, CAM cache kept);
+this step scores the cached GT-class maps as wsolevaluation's code does and writes ``sweep.json`` /
+``sweep_curves.csv`` in the run folder. Every ``sweep.json`` says where its threshold was chosen:
+``threshold_chosen_on`` is ``"test (maximum over tau on the scored split)"`` unless ``--select-on
+train-fullsup`` ran the same model on that split (run folder ``<model>@train-fullsup`` beside the
+test run), took its best tau per metric, and reported the test split's BoxAcc at that tau
+(``selected`` in sweep.json). wsolevaluation itself warns that the maximum over tau on the test
+split is optimistic.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.analysis.run_metrics import wsol_sweep_run
+from bench.core.protocol import Protocol
+from bench.data.open import open_dataset
+from bench.run.engine import RunConfig, run_suite
+from bench.run.results import RunDir, atomic_write_json
+
+__all__ = ["finish_wsol_run", "select_threshold"]
+
+ON_TEST = "test (maximum over tau on the scored split)"
+
+
+def select_threshold(chosen: dict[str, Any], curves: pd.DataFrame) -> dict[str, Any]:
+    """BoxAcc of ``curves`` (the reported split) at the taus that were best in ``chosen`` (another
+    split's sweep.json results): MaxBoxAcc at delta 50 and MaxBoxAccV2's per-delta mean."""
+    taus = curves["tau"].to_numpy()
+
+    def at(column: str, tau: float) -> float:
+        i = int(abs(taus - tau).argmin())
+        return float(curves[column].iloc[i])
+
+    out: dict[str, Any] = {}
+    if chosen.get("best_tau") is not None:
+        out["tau"] = chosen["best_tau"]
+        out["maxboxacc"] = at("boxacc_50", chosen["best_tau"])
+    per = {int(d): at(f"boxacc_v2_{d}", t) for d, t in chosen["best_tau_v2"].items()}
+    out["tau_v2"] = {int(d): t for d, t in chosen["best_tau_v2"].items()}
+    out["maxboxacc_v2_per_delta"] = per
+    out["maxboxacc_v2"] = sum(per.values()) / len(per)
+    return out
+
+
+def finish_wsol_run(
+    protocol: Protocol, request: Any, run: RunDir, model: Any, info: Any, config: RunConfig, data: Path, blacklist: Path | None
+) -> dict[str, Any]:
+    """Sweep the finished run; with ``request.select_on``, also run and sweep that split and
+    report the test split at its thresholds. Returns the sweep results (as in sweep.json)."""
+    step = request.step if request.step is not None else protocol.wsol_step
+    results = wsol_sweep_run(run, step=step, progress=config.progress)
+    curves = pd.read_csv(run.path / "sweep_curves.csv")
+    results["threshold_chosen_on"] = ON_TEST
+    if request.select_on:
+        other = open_dataset(
+            data, layout=request.gt_layout, images=request.images, split=request.select_on, blacklist=blacklist,
+            metadata=None, masks=request.masks,
+        )
+        side = RunDir(run.path.parent / f"{run.path.name}@{request.select_on}")
+        run_suite(protocol, other, model, info, side, replace(config, save_cams=True), command=sys.argv)
+        chosen = wsol_sweep_run(side, step=step, progress=config.progress)
+        results["threshold_chosen_on"] = request.select_on
+        results["selected"] = {"split": request.select_on, "run": str(side.path), **select_threshold(chosen, curves)}
+    atomic_write_json(run.path / "sweep.json", _plain(results))
+    return results
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
