@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=int, default=32)
-    run.add_argument("--workers", type=int, default=2, help="DataLoader decode workers")
+    run.add_argument("--workers", type=int, default=None, help="DataLoader decode workers (default: every core on CUDA, else 2)")
+    run.add_argument("--decode", default="auto", choices=["auto", "cpu", "cuda"],
+                     help="where JPEGs are decoded and resized (default auto: on the GPU when --device is CUDA)")  # fmt: skip
     run.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
     run.add_argument("--method", default=None, choices=["cam", "backprop", "gradcam", "gradcampp"],
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
     run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float16) for `bench rescore`")
     run.add_argument("--box-workers", type=int, default=None,
-                     help="threads for upsampling + boxes, overlapped with the forward (default: 2 on GPU, inline on CPU)")
+                     help="workers for upsampling + boxes, overlapped with the forward (default: one process per core on GPU, inline on CPU; N on CPU = N threads)")
     run.add_argument("--no-progress", action="store_true")
 
     rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")
@@ -180,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         save_cams=args.save_cams,
         box_workers=args.box_workers,
+        decode=args.decode,
     )
     request = SuiteRequest(
         suite=args.suite,

@@ -37,7 +37,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-__all__ = ["default_workers", "map_in_processes"]
+__all__ = ["default_workers", "init_worker", "map_in_processes"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,7 +53,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """One intra-op thread per worker process (set before the work's modules are imported)."""
     for var in _THREAD_VARS:
         os.environ[var] = "1"
@@ -114,7 +114,7 @@ def map_in_processes(
                     torch.set_num_threads(threads)
             return
         pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context(mp_context), initializer=_init_worker
+            max_workers=workers, mp_context=multiprocessing.get_context(mp_context), initializer=init_worker
         )
         in_flight: deque[Future[list[R]]] = deque()
         try:
