@@ -118,3 +118,18 @@ def test_sweep_counts_equal_the_accumulator_fed_directly(cached_run: Path) -> No
     a, b = by_counts.results(), direct.results()
     assert a["curves"].equals(b["curves"])
     assert a["maxboxacc"] == b["maxboxacc"] and a["maxboxacc_v2"] == b["maxboxacc_v2"]
+
+
+@pytest.mark.slow
+def test_wsol_exact_sweep_with_two_workers_equals_one(cached_run: Path) -> None:
+    """The OpenCV-exact (wsolevaluation) sweep gives the same files with 1 and 2 worker processes."""
+    pytest.importorskip("cv2")
+    from bench.analysis.run_metrics import wsol_sweep_run
+    from bench.run.results import RunDir
+
+    outputs = {}
+    for workers in (1, 2):
+        result = wsol_sweep_run(RunDir(cached_run), step=0.01, progress=False, workers=workers)
+        outputs[workers] = (result, (cached_run / "sweep_curves.csv").read_text())
+    assert outputs[1] == outputs[2]
+    assert outputs[1][0]["images"] == 11 and outputs[1][0]["rules"] == "wsol"

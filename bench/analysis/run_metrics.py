@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
@@ -32,7 +31,10 @@ from bench.run.parallel import default_workers, map_in_processes
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
 from bench.run.rundata import RunDataError, run_dataset
 
-__all__ = ["RunMetricsError", "SweepItem", "SweepSettings", "sweep_counts", "sweep_run", "coco_export", "load_run_data"]
+__all__ = [
+    "RunMetricsError", "SweepItem", "SweepSettings", "WsolItem", "sweep_counts", "sweep_run", "wsol_sweep_counts",
+    "wsol_sweep_run", "coco_export", "load_run_data",
+]  # fmt: skip
 
 
 class RunMetricsError(ValueError):
@@ -122,7 +124,7 @@ def sweep_run(
     from bench.core.sweep import SweepAccumulator
 
     if rules == "wsol":
-        return wsol_sweep_run(run, step=step, progress=progress, data_root=data_root)
+        return wsol_sweep_run(run, step=step, progress=progress, data_root=data_root, workers=workers)
     if at not in ("224", "original"):
         raise RunMetricsError(f"--at must be 224 or original, got {at!r}")
     if workers is not None and workers < 1:
@@ -164,12 +166,43 @@ def sweep_run(
     return results
 
 
-def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True, data_root: Path | str | None = None) -> dict[str, Any]:
-    """wsolevaluation's BoxAcc curves / MaxBoxAcc(V2) and PxAP (:mod:`bench.core.wsol`) from the run's
-    CAM cache (the GT-class map at feature resolution); writes sweep.json and sweep_curves.csv with
-    the keys and columns of the harness's sweep, plus ``rules = 'wsol'``."""
+@dataclass(frozen=True)
+class WsolItem:
+    """One cached map for the wsolevaluation-exact sweep: the GT-class CAM at feature resolution,
+    the GT boxes (original pixels), the image's ``(width, height)`` and its mask files (or none)."""
+
+    cam: np.ndarray
+    boxes: np.ndarray
+    image_size: tuple[int, int]
+    masks: tuple[Path, ...] = ()
+    ignore: Path | None = None
+
+
+def wsol_sweep_counts(thresholds: tuple[float, ...], item: WsolItem) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """One map's wsolevaluation hits ``(largest, every)`` and PxAP histograms (or None). Pure:
+    worker processes run it (OpenCV holds the GIL)."""
     from bench.core import wsol
 
+    cam = item.cam.astype(np.float32)
+    largest, every = wsol.cam_box_hits(cam, item.boxes, item.image_size, np.asarray(thresholds))
+    hists = None
+    if item.masks:
+        scoremap = wsol.normalize_scoremap(wsol.resize_map(cam))
+        hists = wsol.mask_histograms(scoremap, wsol.gt_mask(item.masks, item.ignore), np.asarray(thresholds))
+    return largest, every, hists
+
+
+def wsol_sweep_run(
+    run: RunDir, *, step: float = 0.001, progress: bool = True, data_root: Path | str | None = None, workers: int | None = None
+) -> dict[str, Any]:
+    """wsolevaluation's BoxAcc curves / MaxBoxAcc(V2) and PxAP (:mod:`bench.core.wsol`) from the run's
+    CAM cache (the GT-class map at feature resolution); writes sweep.json and sweep_curves.csv with
+    the keys and columns of the harness's sweep, plus ``rules = 'wsol'``. ``workers`` as in
+    :func:`sweep_run` (the OpenCV loop is slow: processes pay off from a few hundred maps)."""
+    from bench.core import wsol
+
+    if workers is not None and workers < 1:
+        raise RunMetricsError(f"--workers must be at least 1, got {workers}")
     manifest = run.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
@@ -179,18 +212,33 @@ def wsol_sweep_run(run: RunDir, *, step: float = 0.001, progress: bool = True, d
     thresholds = wsol.wsol_thresholds(step)
     boxes = wsol.BoxAccumulator(thresholds)
     masks = wsol.MaskAccumulator(thresholds) if valset.has_masks else None
-    bar = tqdm(total=len(records), desc=f"wsol sweep {run.path.name}", unit="map", disable=not progress)
-    for shard in range((len(records) + shard_size - 1) // shard_size):
-        cache = read_cam_shard(run, shard)
-        for row_index, cams in zip(cache["index"], cache["cams"]):
-            row = records.iloc[int(row_index)]
-            gt = valset.get(row["image_id"])
-            cam = cams[-1].astype(np.float32)
-            boxes.add(*wsol.cam_box_hits(cam, gt.boxes, (int(row["width"]), int(row["height"])), thresholds))
-            if masks is not None and gt.masks:
-                masks.add_cam(cam, gt.masks, gt.ignore)
-            bar.update(1)
-    bar.close()
+    image_ids = records["image_id"].to_numpy()
+    heights = records["height"].to_numpy()
+    widths = records["width"].to_numpy()
+    n_maps = int((records["status"] == "ok").sum())
+
+    def items() -> Iterator[WsolItem]:  # one cache shard in memory at a time
+        for shard in range((len(records) + shard_size - 1) // shard_size):
+            cache = read_cam_shard(run, shard)
+            for row_index, cams in zip(cache["index"], cache["cams"]):
+                r = int(row_index)
+                gt = valset.get(image_ids[r])
+                with_masks = masks is not None and bool(gt.masks)
+                yield WsolItem(
+                    cams[-1], np.asarray(gt.boxes), (int(widths[r]), int(heights[r])),
+                    tuple(gt.masks) if with_masks else (), gt.ignore if with_masks else None,
+                )  # fmt: skip
+
+    if workers is None:
+        workers = default_workers() if n_maps >= 200 else 1
+    desc = f"wsol sweep {run.path.name}" if progress else None
+    fn = partial(wsol_sweep_counts, tuple(np.asarray(thresholds).tolist()))
+    for largest, every, hists in map_in_processes(fn, items(), workers, desc, total=n_maps, unit="map"):
+        boxes.add(largest, every)
+        if masks is not None and hists is not None:
+            masks.true_hist += hists[0]
+            masks.false_hist += hists[1]
+            masks.images += 1
     results = boxes.results()
     curves = results.pop("curves")
     results.update(pxap=masks.pxap() if masks is not None and masks.images else None, pxap_images=masks.images if masks is not None else 0)
