@@ -48,9 +48,11 @@ Algorithm: one pass per map over all thresholds at once, never one labelling per
 With numba installed (the ``fast`` extra; default method ``'compiled'``) the pass is one
 compiled union-find over the pixels sorted by level, from the highest threshold down
 (:mod:`bench.core.sweep_kernel`): about a millisecond per 224 x 224 map whatever the number of
-thresholds. Without numba the numpy implementations below run (same results, slower). Each pixel gets the index of the highest threshold it passes. Every pixel climbs to its highest
-strictly higher neighbour (pointer jumping) until a top: the map splits into ascent basins, and
-a pixel is connected to its basin's top at every threshold it passes. Adjacent basins join at
+thresholds. Without numba the numpy implementations below run (same results, slower).
+
+The numpy method ``'basins'``: each pixel gets the index of the highest threshold it passes.
+Every pixel climbs to its highest strictly higher neighbour (pointer jumping) until a top: the map
+splits into ascent basins, and a pixel is connected to its basin's top at every threshold it passes. Adjacent basins join at
 the highest level of a link between them; Kruskal over the basin links (a loop over basins, not
 pixels) gives the component tree. Per basin and threshold, size, bbox, map sum and first pixel
 come from one reverse-cumulative pass over a ``(basin, level)`` table; a component's numbers at
@@ -59,9 +61,10 @@ has so many basins that the table would be too big) runs a level-by-level union-
 merges are vectorised (``scipy.sparse.csgraph``). :func:`reference_sweep_map` is the obvious
 per-threshold ``scipy.ndimage.label`` version; the tests check all three agree.
 
-Ties on size are broken by the map sum, accumulated per (basin, level) instead of in raster
-order; two components whose sums are equal only up to float rounding may therefore be ordered
-differently from a raster-order sum (sums are exact for dyadic values such as 8-bit maps).
+Ties on size are broken by the map sum, accumulated per (basin, level) by 'basins' and in merge
+order by 'compiled' and 'unionfind', instead of in raster order; two components whose sums are
+equal only up to float rounding may therefore be ordered differently from a raster-order sum (sums
+are exact for dyadic values such as 8-bit maps, and the tests use such values for ties).
 """
 
 from __future__ import annotations

@@ -5,19 +5,25 @@ the default then). Definitions are those of :mod:`bench.core.sweep`; this module
 them fast:
 
 1. **Levels**: pixel ``p`` gets ``level[p] = #{t : thr_t < v_p}`` (it is foreground at threshold
-   index ``t`` iff ``t < level[p]``), found by a bucket look-up then an exact correction against the
-   thresholds themselves (:func:`levels`), so the result equals ``np.searchsorted(thr, v, 'left')``.
+   index ``t`` iff ``t < level[p]``), found by a bucket look-up (:func:`level_lut`) then an exact
+   correction against the thresholds themselves, so it equals ``np.searchsorted(thr, v, 'left')``.
+   The levels live in a grid padded by one background pixel, so neighbours need no bounds checks.
 2. **Counting sort** of the foreground pixels by level (``<= T + 1`` levels), raster order kept
-   within a level.
+   within a level. In the same raster pass each pixel gets its ring mask: which of its 8
+   neighbours are present when it is added (a higher level, or the same level and earlier in
+   raster order) -- a function of the levels only.
 3. **Union-find from the top level down** (union by size, path halving). Level ``L`` (threshold
-   index ``t = L - 1``) first adds its pixels as singletons, then joins each with its already
-   present 8-neighbours. Each root keeps its size, inclusive bounding box, map sum and first pixel
-   (raster index). A running count per IoU delta of the roots whose box hits (IoU >= delta) is
-   updated lazily: a merge removes the old roots' contributions, and the roots touched in a level
-   get their IoU recomputed once at the end of that level.
-4. **Largest component**: components only grow as the threshold falls, and a merge strictly
+   index ``t = L - 1``) adds its pixels in raster order: a pixel with no present neighbour starts
+   a component; otherwise it joins the component of its first present neighbour, and the
+   components of the other runs of present neighbours around the ring are merged into it
+   (consecutive ring neighbours are 8-adjacent, and two adjacent present pixels are already
+   connected, so one find per run suffices). Each root keeps its size, inclusive bounding box, map
+   sum and first pixel (raster index). A running count per IoU delta of the roots whose box hits
+   (IoU >= delta) is updated lazily: a merge or a box that grows removes the root's old
+   contribution, and the roots touched in a level get their IoU recomputed once at its end.
+4. **Largest component**: components only grow as the threshold falls, and growing strictly
    increases the size, so the largest one (most pixels, then larger map sum, then smaller first
-   pixel) is kept as a running maximum over births and merges.
+   pixel) is kept as a running maximum over births, joins and merges.
 
 Cost: one pass over the pixels plus ``O(T x D)`` output, i.e. independent of the number of
 thresholds up to the output. All arithmetic that decides a result (IoU, comparisons) is the same
