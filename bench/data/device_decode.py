@@ -25,7 +25,11 @@ Numbers: nvJPEG's IDCT and the device's resize arithmetic are not bit-identical 
 and the CPU resize, so a GPU-decoded run can differ from a CPU one in the last bits of the input
 (and rarely in a box); the run's manifest records ``decode``. On the CPU, the same functions
 (``device='cpu'``, libjpeg-turbo through torchvision) give tensors identical to ``EvalImages``
-(tested).
+(tested). An image the device decoder refuses is retried with libjpeg-turbo on the CPU before it
+becomes a failed record.
+
+torchvision 0.29 deprecates its image decoders in favour of TorchCodec (a DeprecationWarning);
+they still work, and moving to TorchCodec's GPU JPEG decoder is a change of this module only.
 """
 
 from __future__ import annotations
@@ -142,7 +146,9 @@ def transform_chw(transform: InputTransform, chw: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | Exception]:
-    """Decode on ``device`` in one batched call; on failure, one by one to find the bad ones."""
+    """Decode on ``device`` in one batched call; if that fails, one by one, and an image the
+    device decoder refuses gets libjpeg-turbo on the CPU (torchvision's, the same decoder as
+    Pillow's) before it is called corrupt."""
     if not data:
         return []
     try:
@@ -153,7 +159,13 @@ def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.
             try:
                 out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
             except RuntimeError as exc:
-                out.append(exc)
+                if device.type == "cpu":
+                    out.append(exc)
+                    continue
+                try:
+                    out.append(decode_jpeg(d, mode=ImageReadMode.RGB).to(device))
+                except RuntimeError as cpu_exc:
+                    out.append(cpu_exc)
         return out
 
 
@@ -173,7 +185,7 @@ def decode_batch(batch: dict[str, Any], transform: InputTransform, device: torch
         if chw is None and batch["rgb"][r] is not None and not err:
             chw = batch["rgb"][r].to(device, non_blocking=True)
         if isinstance(chw, Exception):
-            errors[r] = " ".join(f"corrupt image data (device JPEG decoder: {chw})".split())
+            errors[r] = " ".join(f"corrupt image data (JPEG decoder: {chw})".split())
             chw = None
         if chw is None or errors[r]:
             widths[r] = heights[r] = 0
