@@ -7,6 +7,8 @@
     bench compare gap gmp [--runs DIR ...] [--suite S] [--format ...]   (or two run folders)
     bench show RUN [RUN2] [--images ID ...|--worst N|--best N|--random N] [--seed S] [--out DIR]
     bench report RUN ... [--out report.html] [--gallery N] [--curve-limit N] [--assets DIR]
+    bench convert caffe DEPLOY.prototxt X.caffemodel --out NET.pt [--paper-name ROW]
+    bench tencrop [--suite ilsvrc_loc_release_tencrop] --model caffe:NET.pt --data DIR [--limit N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -140,6 +142,27 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--weights", type=Path, default=None, help="start from this checkpoint instead of the recipe's init")
     train.add_argument("--val", type=Path, default=None, help="val root for the final accuracy (default: auto)")
     train.add_argument("--no-progress", action="store_true")
+    tencrop = sub.add_parser("tencrop", help="run a ten-crop release suite (input.pipeline = tencrop_release) with a Caffe model")
+    tencrop.add_argument("--suite", default="ilsvrc_loc_release_tencrop", help="suite name or .toml path (default: ilsvrc_loc_release_tencrop)")
+    tencrop.add_argument("--model", required=True, help="caffe:NET.pt (bench convert caffe) or DEPLOY.prototxt with --weights")
+    tencrop.add_argument("--weights", type=Path, default=None, help="the .caffemodel of a DEPLOY.prototxt model")
+    tencrop.add_argument("--data", type=Path, help="ILSVRC-layout data root (holds the suite's mean_image file)")
+    tencrop.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
+    tencrop.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    tencrop.add_argument("--limit", type=int, default=None, help="only the first N images (sorted ids)")
+    tencrop.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    tencrop.add_argument("--shard-size", type=int, default=1000, help="images per records shard (resume unit)")
+    tencrop.add_argument("--box-workers", type=int, default=2, help="threads for boxes + scoring, overlapped with the network (0: inline)")
+    tencrop.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
+    tencrop.add_argument("--no-progress", action="store_true")
+
+    convert = sub.add_parser("convert", help="convert a foreign model file into one the harness loads")
+    convert_sub = convert.add_subparsers(dest="convert_command", required=True)
+    caffe = convert_sub.add_parser("caffe", help="Caffe deploy/train_val .prototxt + .caffemodel -> NET.pt (needs the caffe extra)")
+    caffe.add_argument("deploy", type=Path, help="the network's .prototxt (deploy or train_val; TEST phase)")
+    caffe.add_argument("caffemodel", type=Path, help="its trained weights (.caffemodel)")
+    caffe.add_argument("--out", type=Path, required=True, help="output file; run it with --model caffe:NET.pt")
+    caffe.add_argument("--paper-name", default=None, help="CAM paper row (e.g. VGGnet-GAP); default: guessed from the file names")
     return parser
 
 
@@ -331,7 +354,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train}
+def cmd_tencrop(args: argparse.Namespace) -> int:
+    from bench.runtime import resolve_device
+
+    try:
+        from bench.models.caffe.tencrop_run import run_tencrop_named
+    except ImportError as exc:
+        raise SystemExit(f"bench tencrop: {exc}") from None
+    run_tencrop_named(
+        args.suite, args.model, args.weights, args.data, args.out, gt_layout=args.gt_layout, images=args.images,
+        device=resolve_device(args.device), limit=args.limit, shard_size=args.shard_size,
+        box_workers=args.box_workers, progress=not args.no_progress,
+    )  # fmt: skip
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    try:
+        from bench.models.caffe import convert_caffe
+    except ImportError as exc:
+        raise SystemExit(f"bench convert caffe: {exc}") from None
+
+    out = convert_caffe(args.deploy, args.caffemodel, args.out, paper_name=args.paper_name)
+    print(f"wrote {out}; evaluate it with --model caffe:{out}")
+    return 0
+
+
+_COMMANDS = {"list": lambda a: cmd_list(), "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "export": cmd_export, "table": cmd_table, "compare": cmd_compare, "data": cmd_data, "show": cmd_show, "report": cmd_report, "train": cmd_train, "convert": cmd_convert, "tencrop": cmd_tencrop}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -151,3 +151,17 @@ def test_release_rule_and_method_override(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="cam.method"):
         loc.with_method("saliency")
     assert release.with_method("backprop").box_rule == "cam_release"
+
+
+def test_cam_release_manifest_protocol_validates_again() -> None:
+    """A run's recorded (resolved) cam_release protocol holds the nominal thresholds: it must load
+    back with the same hash (bench show / rescore read it); other thresholds stay refused."""
+    from bench.core.protocol import ProtocolError, load_protocol, protocol_from_dict
+
+    for name in ("ilsvrc_loc_release", "ilsvrc_loc_release_tencrop", "ilsvrc_loc_release_tencrop_tight_loose"):
+        p = load_protocol(name)
+        assert protocol_from_dict(p.resolved()).hash == p.hash
+    raw = load_protocol("ilsvrc_loc_release").resolved()
+    raw["guesses"]["tight_threshold"] = 0.5
+    with pytest.raises(ProtocolError, match="cannot be set with boxes.rule = 'cam_release'"):
+        protocol_from_dict(raw)

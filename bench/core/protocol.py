@@ -7,13 +7,20 @@ two runs are comparable only when their protocol hashes agree.
 Schema (every table and key; anything else is an error naming the key):
 
 [protocol] name (str, required), version (int >= 1, required), description (str)
-[input]    interpolation ("bilinear" | "bicubic"), antialias (bool)
+[input]    interpolation ("bilinear" | "bicubic"), antialias (bool),
+           pipeline ("resize" = the whole image resized to the model's input, one view;
+           "tencrop_release" = the CAM release's ten-crop heat maps, bench.models.caffe.tencrop: Caffe
+           models only, needs interpolation "bilinear", antialias true and cam.upsample "bicubic", which
+           is what that pipeline does with MATLAB's imresize), mean_image (str: with tencrop_release, a
+           mean-image file relative to the data root, e.g. "ilsvrc_2012_mean.mat"; "" = the per-channel
+           mean)
 [cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp"),
            layer (str: module path for gradcam/gradcampp, "" = the default layer)
-[boxes]    rule ("largest_cc" | "cam_release"), connectivity (4 | 8)
+[boxes]    rule ("largest_cc" | "cam_release"), connectivity (4 | 8), jpeg_roundtrip (bool: with
+           cam_release, the 8-bit map goes through a quality-75 JPEG as in the release)
            cam_release is the authors' released generator: its thresholds (20, 100, 110 of 255) are
-           fixed, so the guesses.*threshold keys must be left out (nominal 20/255 and 100/255 are
-           recorded) and connectivity must be 8
+           fixed, so the guesses.*threshold keys must be left out or equal the nominal 20/255 and
+           100/255 (which are recorded) and connectivity must be 8
 [guesses]  heuristic ("top5" | "tight_loose");
            top5: threshold (0 <= t < 1);
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
@@ -29,6 +36,11 @@ Schema (every table and key; anything else is an error naming the key):
            models (list of registry names), data ("generated" = the embedded generated data set,
            made on first use, or a path), companions (list of other suites run on the same models and
            data, e.g. the tight/loose variant), tables (list of paper table numbers written after the run)
+
+The keys input.pipeline, input.mean_image and boxes.jpeg_roundtrip enter the resolved form (and so
+the hash) only when they differ from their defaults, so every protocol written before they existed
+keeps its hash. `bench run` and `bench rescore` run only the "resize" pipeline
+(:meth:`Protocol.require_resize_pipeline`); "tencrop_release" runs with `bench tencrop`.
 """
 
 from __future__ import annotations
@@ -70,9 +82,14 @@ class GuessSlot:
 # key -> (type(s), default, validator or None, description). ``...`` as default means required.
 _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "protocol": {"name": (str, ...), "version": (int, ...), "description": (str, "")},
-    "input": {"interpolation": (str, "bilinear"), "antialias": (bool, True)},
+    "input": {
+        "interpolation": (str, "bilinear"),
+        "antialias": (bool, True),
+        "pipeline": (str, "resize"),
+        "mean_image": (str, ""),
+    },
     "cam": {"upsample": (str, "bilinear"), "method": (str, "cam"), "layer": (str, "")},
-    "boxes": {"rule": (str, "largest_cc"), "connectivity": (int, 8)},
+    "boxes": {"rule": (str, "largest_cc"), "connectivity": (int, 8), "jpeg_roundtrip": (bool, False)},
     "guesses": {
         "heuristic": (str, "top5"),
         "threshold": ((int, float), None),
@@ -87,6 +104,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 
 _CHOICES = {
     ("input", "interpolation"): ("bilinear", "bicubic"),
+    ("input", "pipeline"): ("resize", "tencrop_release"),
     ("cam", "upsample"): ("bilinear", "bicubic"),
     ("boxes", "rule"): ("largest_cc", "cam_release"),
     ("cam", "method"): ("cam", "backprop", "gradcam", "gradcampp"),
@@ -121,6 +139,9 @@ class Protocol:
     default_data: str = ""
     companions: tuple[str, ...] = ()
     tables: tuple[int, ...] = ()
+    pipeline: str = "resize"  # input.pipeline (hashed only when not "resize")
+    mean_image: str = ""  # input.mean_image (hashed only when set)
+    jpeg_roundtrip: bool = False  # boxes.jpeg_roundtrip (hashed only when true)
     wsol_evaluation: str = ""  # [wsol] evaluation: "" | "boxes" | "masks"
     wsol_step: float = 0.001  # [wsol] step
 
@@ -148,11 +169,19 @@ class Protocol:
         guesses: dict[str, Any] = {"heuristic": self.heuristic}
         for key, value in zip(_HEURISTIC_KEYS[self.heuristic], self.thresholds):
             guesses[key] = value
+        inputs: dict[str, Any] = {"interpolation": self.interpolation, "antialias": self.antialias}
+        if self.pipeline != "resize":  # optional keys: absent at their defaults (hashes unchanged)
+            inputs["pipeline"] = self.pipeline
+        if self.mean_image:
+            inputs["mean_image"] = self.mean_image
+        boxes: dict[str, Any] = {"rule": self.box_rule, "connectivity": self.connectivity}
+        if self.jpeg_roundtrip:
+            boxes["jpeg_roundtrip"] = True
         out = {
             "protocol": {"name": self.name, "version": self.version, "description": self.description},
-            "input": {"interpolation": self.interpolation, "antialias": self.antialias},
+            "input": inputs,
             "cam": {"upsample": self.upsample, "method": self.cam_method, "layer": self.cam_layer},
-            "boxes": {"rule": self.box_rule, "connectivity": self.connectivity},
+            "boxes": boxes,
             "guesses": guesses,
             "scoring": {"iou_threshold": self.iou_threshold},
             "data": {"blacklist": self.blacklist},
@@ -169,6 +198,18 @@ class Protocol:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def require_resize_pipeline(self, command: str) -> None:
+        """Refuse a pipeline other than "resize" in a command that runs only that one.
+
+        Raises:
+            ProtocolError: ``input.pipeline`` is not "resize" (names the suite and what to use).
+        """
+        if self.pipeline != "resize":
+            raise ProtocolError(
+                f"{self.source or self.name}: input.pipeline = '{self.pipeline}' is the CAM release's ten-crop "
+                f"pipeline, which `{command}` does not run; use `bench tencrop --suite {self.name} ...`"
+            )
 
     def with_method(self, method: str | None, layer: str | None = None) -> "Protocol":
         """The same protocol with another map method (`bench run --method`); validated like a file key."""
@@ -241,14 +282,15 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                 )
     release = values[("boxes", "rule")] == "cam_release"
     if release:
-        given = [f"guesses.{k}" for k in wanted if values[("guesses", k)] is not None]
+        nominal = {"threshold": 20 / 255, "loose_threshold": 20 / 255, "tight_threshold": 100 / 255}
+        # the recorded nominal values themselves are accepted (a run manifest's resolved protocol)
+        given = [f"guesses.{k}" for k in wanted if values[("guesses", k)] not in (None, nominal[k])]
         if given:
             raise ProtocolError(
                 f"{where}: key(s) {given} cannot be set with boxes.rule = 'cam_release' (its thresholds are fixed)"
             )
         if values[("boxes", "connectivity")] != 8:
             raise ProtocolError(f"{where}: key 'boxes.connectivity' must be 8 with boxes.rule = 'cam_release'")
-        nominal = {"threshold": 20 / 255, "loose_threshold": 20 / 255, "tight_threshold": 100 / 255}
         for k in wanted:
             values[("guesses", k)] = nominal[k]
     thresholds = []
@@ -268,13 +310,30 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
     iou = float(values[("scoring", "iou_threshold")])
     if not 0.0 < iou <= 1.0:
         raise ProtocolError(f"{where}: key 'scoring.iou_threshold' = {iou} is out of range (0, 1]")
+    for table, key in (("data", "blacklist"), ("input", "mean_image")):
+        rel = values[(table, key)]
+        if rel:
+            p = PurePosixPath(rel.replace("\\", "/"))
+            if p.is_absolute() or ".." in p.parts or (len(rel) > 1 and rel[1] == ":"):
+                raise ProtocolError(
+                    f"{where}: key '{table}.{key}' = {rel!r} must be a relative path inside the data root"
+                )
     blacklist = values[("data", "blacklist")]
-    if blacklist:
-        p = PurePosixPath(blacklist.replace("\\", "/"))
-        if p.is_absolute() or ".." in p.parts or (len(blacklist) > 1 and blacklist[1] == ":"):
-            raise ProtocolError(
-                f"{where}: key 'data.blacklist' = {blacklist!r} must be a relative path inside the data root"
-            )
+    pipeline = values[("input", "pipeline")]
+    if pipeline == "tencrop_release":
+        fixed = {("input", "interpolation"): "bilinear", ("input", "antialias"): True, ("cam", "upsample"): "bicubic", ("cam", "method"): "cam"}
+        for (table, key), want in fixed.items():
+            if values[(table, key)] != want:
+                raise ProtocolError(
+                    f"{where}: input.pipeline = 'tencrop_release' resizes as the release did: key '{table}.{key}' "
+                    f"must be {want!r}, got {values[(table, key)]!r}"
+                )
+        if values[("wsol", "evaluation")]:
+            raise ProtocolError(f"{where}: input.pipeline = 'tencrop_release' scores ILSVRC boxes; it takes no [wsol] table")
+    elif values[("input", "mean_image")]:
+        raise ProtocolError(f"{where}: key 'input.mean_image' applies only with input.pipeline = 'tencrop_release'")
+    if values[("boxes", "jpeg_roundtrip")] and not release:
+        raise ProtocolError(f"{where}: key 'boxes.jpeg_roundtrip' applies only with boxes.rule = 'cam_release'")
     for key, item_type in (("models", str), ("companions", str), ("tables", int)):
         items = values[("suite", key)]
         if not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
@@ -304,6 +363,9 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         default_data=values[("suite", "data")],
         companions=tuple(values[("suite", "companions")]),
         tables=tuple(values[("suite", "tables")]),
+        pipeline=pipeline,
+        mean_image=values[("input", "mean_image")],
+        jpeg_roundtrip=values[("boxes", "jpeg_roundtrip")],
         wsol_evaluation=values[("wsol", "evaluation")],
         wsol_step=step,
     )

@@ -51,7 +51,7 @@ from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
-from bench.data.classes import WNID_RE, load_wnids, read_synset_mapping
+from bench.data.classes import load_wnids, read_synset_mapping
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -354,7 +354,9 @@ def build_model(
     """Build a registry model with its weights, in eval mode, on the CPU.
 
     Args:
-        name: registry name (see :data:`MODELS`).
+        name: registry name (see :data:`MODELS`); or a Caffe model, ``caffe:NET.pt`` (made by
+            ``bench convert caffe``) or ``DEPLOY.prototxt`` with ``weights=X.caffemodel``
+            (see :mod:`bench.models.caffe`; needs the ``caffe`` extra).
         weights: explicit weights file; takes precedence over every other source. Loaded with
             ``weights_only=True`` and strictly (see module docstring for accepted layouts).
         pretrained: False = random init, no weights read (tests); incompatible with ``weights``.
@@ -371,6 +373,8 @@ def build_model(
         UnsafeWeightsFile: the file is not a plain tensor pickle (refused, nothing executed).
         WeightsError: unreadable file / no state dict inside.
     """
+    if name.startswith("caffe:") or name.lower().endswith(".prototxt"):
+        return _build_caffe(name, weights, pretrained)
     spec = get_spec(name)
     builder = _BUILDERS[name]
     if weights is not None and not pretrained:
@@ -408,6 +412,19 @@ def build_model(
         assert builder.tv_weights is not None
         raise _surgery_not_found(name, builder.tv_weights)
     return model.eval(), info
+
+
+def _build_caffe(
+    name: str, weights: str | os.PathLike[str] | None, pretrained: bool
+) -> tuple[BenchModel, WeightsInfo]:
+    """``caffe:NET.pt`` / ``DEPLOY.prototxt`` (+ ``weights=X.caffemodel``): see :mod:`bench.models.caffe`."""
+    if not pretrained:
+        raise ValueError(f"{name}: a Caffe model is its weights; pretrained=False does not apply")
+    try:
+        from bench.models.caffe.model import build_caffe_model
+    except ImportError as exc:  # the optional protobuf package
+        raise WeightsError(f"model {name!r}: {exc}") from None
+    return build_caffe_model(name, weights)
 
 
 def build_backbone_init(name: str) -> tuple[BenchModel, WeightsInfo]:

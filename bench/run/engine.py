@@ -267,6 +267,7 @@ def run_suite(
     Rank 0 holds the run folder's lock (``RunDir.lock``) throughout: a second run on the same folder
     is refused (RunConflict naming the holder's pid); a killed run's stale lock is taken over.
     """
+    protocol.require_resize_pipeline("bench run")  # the ten-crop release pipeline: bench tencrop
     try:
         with run.lock(enabled=_dist_info()[0] == 0):
             return _run_suite_locked(protocol, valset, model, weights, run, config, command)

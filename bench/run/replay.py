@@ -35,7 +35,7 @@ from bench.core.scoring import localizes
 from bench.data.classes import load_class_names, load_wnids, read_synset_names
 from bench.data.dataset import CSV_SYNSETS, Dataset as ValSet, GTImage
 from bench.data.transforms import EvalImages, InputTransform
-from bench.models import BenchModel, WeightsError, build_model
+from bench.models import BenchModel, UnknownModelError, WeightsError, build_model
 from bench.models.sources import sha256_file
 from bench.run.cam_cache import cam_shard_path, read_cam_shard
 from bench.run.results import RunDir
@@ -150,6 +150,8 @@ class RunReplay:
                 f"{run.path}: the recorded protocol hashes to {protocol.hash[:12]}, the manifest says "
                 f"{manifest['protocol_hash'][:12]}; the manifest was edited"
             )
+        if protocol.pipeline != "resize":  # replays redraw one-view CAMs
+            raise ReplayError(f"{run.path}: a '{protocol.pipeline}' run (bench tencrop) cannot be replayed as one-view CAMs")
         return protocol
 
     @staticmethod
@@ -183,7 +185,7 @@ class RunReplay:
                 model, loaded = build_model(name, file)
             else:
                 model, loaded = build_model(name)
-        except WeightsError as exc:
+        except (WeightsError, UnknownModelError) as exc:  # e.g. a model given as a file, not a registry name
             raise ReplayError(f"{run.path}: cannot load the weights of {name}: {exc}") from exc
         if loaded.sha256 != expected:
             raise ReplayError(

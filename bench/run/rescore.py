@@ -39,6 +39,7 @@ def rescore_run(
     ``data_root``: the data root if it moved since the run (its GT fingerprint must match).
     Holds ``target``'s lock for the whole rescoring, like a run (a concurrent writer is refused).
     """
+    protocol.require_resize_pipeline("bench rescore")  # cached CAMs are one-view CAMs
     try:
         with target.lock():
             return _rescore_locked(source, protocol, target, progress=progress, data_root=data_root)

@@ -96,7 +96,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             valset = open_dataset(data, layout=request.gt_layout, images=request.images, split=request.split, blacklist=blacklist, metadata=request.metadata, masks=request.masks)
             for i, name in enumerate(models):
                 model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
-                run = run_folder(request.out, p, name)
+                run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET
                 summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
                 runs.append(run)
                 if summary is not None:  # rank 0 (or a single process) reports

@@ -1,0 +1,248 @@
+"""``bench tencrop``: a suite with ``input.pipeline = "tencrop_release"`` run over a data set.
+
+The one-view engine (:mod:`bench.run.engine`) resizes each image once and batches images; the
+release's pipeline needs each decoded image whole (ten crops of a 256 x 256 resize, maps merged
+back at the original size), so it runs here, image by image (ten crops = one batch), and writes a
+run folder of the same layout (``manifest.json``, ``records/`` shards, ``records.csv.gz``,
+``summary.json``; :mod:`bench.run.results`) that ``bench table`` / ``bench compare`` read like any
+run. Records come from the engine's own per-image path (:func:`bench.core.scoring.image_record`,
+:func:`bench.run.engine.summarize_run`) applied to maps that are already at the original size. Resumable by shard; a run folder holding
+a different run is refused. ``bench show`` / ``bench report`` cannot replay these runs (their
+galleries redraw one-view CAMs) and say so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.core.protocol import Protocol
+from bench.core.scoring import failed_record, image_record
+from bench.data.dataset import Dataset as ValSet
+from bench.data.dataset import GTImage
+from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
+from bench.models.caffe.model import CaffeCamNet
+from bench.models.caffe.tencrop import TenCropResult, load_mean_image, register_jpeg_rule, tencrop_maps
+from bench.models.registry import BenchModel
+from bench.models.sources import WeightsInfo, sha256_file
+from bench.run.engine import RunConflict, summarize_run
+from bench.runtime import RunError, host_facts, library_versions
+from bench.run.results import RunDir, RunLocked
+
+__all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record", "score_tencrop"]
+
+
+def score_tencrop(protocol: Protocol, gt: GTImage, blacklisted: bool, size: tuple[int, int], res: TenCropResult) -> dict[str, Any]:
+    """The ``ok`` record of one image from its ten-crop maps: :func:`bench.core.scoring.image_record`
+    (the engine's own per-image path) on maps that are already at the original size.
+
+    With ``boxes.jpeg_roundtrip`` the boxes come from :data:`~bench.models.caffe.tencrop.JPEG_RULE`
+    (``cam_release`` after the JPEG round trip). CPU only; safe to run in a thread.
+    """
+    scoring = replace(protocol, box_rule=register_jpeg_rule()) if protocol.jpeg_roundtrip else protocol
+    return image_record(scoring, gt, blacklisted, size, res.top_classes, res.top_scores, res.maps, res.map_classes)
+
+
+def tencrop_record(
+    protocol: Protocol, model: BenchModel, gt: GTImage, blacklisted: bool, mean_image: np.ndarray | None, device: str,
+    pool: ThreadPoolExecutor | None = None,
+) -> dict[str, Any] | Future:
+    """The per-image record (columns of :data:`bench.run.results.RECORD_COLUMNS`) of one image.
+
+    The network part runs here; the boxes and scoring (:func:`score_tencrop`) run in ``pool``
+    when given (then a ``Future`` of the record is returned). A decoding failure gives
+    ``status = "failed"`` with the reason; nothing else is caught.
+    """
+    try:
+        rgb = decode_rgb(gt.path)
+    except (ValueError, OSError) as exc:
+        return failed_record(gt, blacklisted, failure_reason(exc, gt.path))
+    ranks = protocol.ranks_needed
+    res = tencrop_maps(model, rgb, mean_image=mean_image, top_k=5, map_ranks=ranks, extra_classes=(gt.label,), device=device)
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    if pool is None:
+        return score_tencrop(protocol, gt, blacklisted, size, res)
+    return pool.submit(score_tencrop, protocol, gt, blacklisted, size, res)
+
+
+def _mean_image(protocol: Protocol, valset: ValSet) -> tuple[np.ndarray | None, str | None]:
+    if not protocol.mean_image:
+        return None, None
+    path = valset.root / protocol.mean_image
+    if not path.is_file():
+        raise RunError(
+            f"{protocol.name}: input.mean_image = '{protocol.mean_image}' is not in the data root ({path}); put the "
+            "release's ilsvrc_2012_mean.mat there (CAM repository), or use a suite with mean_image = \"\" "
+            "(per-channel mean)"
+        )
+    return load_mean_image(path), sha256_file(path)
+
+
+def run_tencrop_suite(
+    protocol: Protocol,
+    valset: ValSet,
+    model: BenchModel,
+    weights: WeightsInfo,
+    run: RunDir,
+    *,
+    device: str = "cpu",
+    limit: int | None = None,
+    shard_size: int = 1000,
+    box_workers: int = 2,
+    progress: bool = True,
+    command: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run ``model`` (a Caffe model with a GAP head) through the ten-crop pipeline into ``run``.
+
+    Returns the summary (``summary.json``). Shards already written by the same run are kept.
+    ``box_workers`` threads extract boxes and score images while the next image goes through the
+    network (0: inline); records are identical either way.
+
+    Raises:
+        RunError: the protocol is not a ten-crop one, the model has too few classes or no CAM
+            head, or the mean image is missing.
+        RunConflict: ``run`` holds a different run, or another process writes there.
+    """
+    if protocol.pipeline != "tencrop_release":
+        raise RunError(f"{protocol.name}: input.pipeline is '{protocol.pipeline}'; `bench tencrop` runs 'tencrop_release' suites")
+    if model.spec.head != "gap" or not isinstance(model.net, CaffeCamNet):
+        raise RunError(f"{model.spec.name}: the ten-crop pipeline needs a Caffe model with a GAP head (caffe:NET.pt or DEPLOY.prototxt)")
+    top_label = max((g.label for g in valset.images), default=-1)
+    if top_label >= model.num_classes or model.num_classes < 5:
+        raise RunError(f"{model.spec.name} predicts {model.num_classes} classes; the data has labels up to {top_label} (and top-5 needs 5)")
+    mean_image, mean_sha = _mean_image(protocol, valset)
+    n_images = len(valset.images) if limit is None else min(limit, len(valset.images))
+    n_shards = (n_images + shard_size - 1) // shard_size
+    identity = {
+        "protocol_hash": protocol.hash,
+        "model": model.spec.name,
+        "weights_sha256": weights.sha256,
+        "data_fingerprint": valset.fingerprint(),
+        "images": n_images,
+        "shard_size": shard_size,
+        "pipeline": protocol.pipeline,
+        "mean_image_sha256": mean_sha,
+    }
+    try:
+        with run.lock():
+            if run.exists():
+                manifest = run.read_manifest()
+                mismatched = [k for k, v in identity.items() if manifest.get("identity", {}).get(k) != v]
+                if mismatched:
+                    raise RunConflict(
+                        f"{run.path} already holds a different run ({', '.join(mismatched)} differ); choose another --out or delete that folder"
+                    )
+            else:
+                manifest = {
+                    "identity": identity,
+                    "protocol_hash": protocol.hash,
+                    "protocol": protocol.resolved(),
+                    "protocol_file": protocol.source,
+                    "model": {
+                        "name": model.spec.name, "paper_name": model.spec.paper_name, "family": model.spec.family,
+                        "head": model.spec.head, "input_size": model.spec.input_size, "grid": model.spec.grid,
+                        "weights_source": weights.source, "weights_path": weights.path, "weights_sha256": weights.sha256,
+                    },  # fmt: skip
+                    "data": {  # the engine's data section (bench/run/engine.py), so reopen/reports work alike
+                        "root": str(valset.root),
+                        "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
+                        "class_ids": list(valset.class_ids), "layout": valset.layout, "describe": valset.describe(),
+                        "fingerprint": valset.fingerprint(), "images_total": len(valset.images), "images_run": n_images,
+                        "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
+                    },  # fmt: skip
+                    "settings": {
+                        "pipeline": protocol.pipeline, "device": device, "limit": limit, "shard_size": shard_size,
+                        "mean_image": protocol.mean_image or None, "mean_image_sha256": mean_sha,
+                        "jpeg_roundtrip": protocol.jpeg_roundtrip, "max_pixels": MAX_PIXELS,
+                        "torch_threads": torch.get_num_threads(), "save_cams": False, "seed": None,
+                    },  # fmt: skip
+                    "versions": library_versions(),
+                    "host": host_facts(),
+                    "command": list(command) or sys.argv,
+                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                }
+                run.write_manifest(manifest)
+            done = run.done_shards()
+            todo = [k for k in range(n_shards) if k not in done]
+            model.eval()
+            pool = ThreadPoolExecutor(max_workers=box_workers) if box_workers > 0 else None
+            try:
+                with tqdm(total=sum(min((k + 1) * shard_size, n_images) - k * shard_size for k in todo),
+                          desc=f"{model.spec.name} on {protocol.name}", unit="img", disable=not progress) as bar:  # fmt: skip
+                    for k in todo:
+                        pending: deque[dict[str, Any] | Future] = deque()
+                        records: list[dict[str, Any]] = []
+
+                        def drain(keep: int) -> None:
+                            while len(pending) > keep:
+                                item = pending.popleft()
+                                records.append(item.result() if isinstance(item, Future) else item)
+                                bar.update(1)
+
+                        for gt in valset.images[k * shard_size : min((k + 1) * shard_size, n_images)]:
+                            blacklisted = gt.image_id in valset.blacklisted
+                            pending.append(tencrop_record(protocol, model, gt, blacklisted, mean_image, device, pool))
+                            drain(keep=2 * box_workers)  # bounded: full-size maps wait in memory
+                        drain(keep=0)
+                        run.write_shard(k, records)
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            run.merge_shards(n_shards)
+            manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            run.write_manifest(manifest)
+            return summarize_run(run)
+    except RunLocked as exc:
+        raise RunConflict(str(exc)) from None
+
+
+def run_tencrop_named(
+    suite: str,
+    model_name: str,
+    weights: Path | None,
+    data: Path | None,
+    out: Path,
+    *,
+    gt_layout: str = "auto",
+    images: Path | None = None,
+    device: str = "cpu",
+    limit: int | None = None,
+    shard_size: int = 1000,
+    box_workers: int = 2,
+    progress: bool = True,
+) -> list[RunDir]:
+    """``bench tencrop``: the suite and its companions, each into ``OUT/<suite>/<model>``; prints the summaries."""
+    import json
+
+    from bench.core.protocol import load_protocol
+    from bench.data.open import open_dataset
+    from bench.models import build_model
+    from bench.run.suite import resolve_data
+
+    protocol = load_protocol(suite)
+    protocols = [protocol, *(load_protocol(c) for c in protocol.companions)]
+    root = resolve_data(protocol, data)
+    model, info = build_model(model_name, weights)
+    runs = []
+    for p in protocols:
+        blacklist = (root / p.blacklist) if p.blacklist else None
+        valset = open_dataset(root, layout=gt_layout, images=images, blacklist=blacklist)
+        run = RunDir(out / p.name / model.spec.name)
+        summary = run_tencrop_suite(
+            p, valset, model, info, run, device=device, limit=limit, shard_size=shard_size, box_workers=box_workers,
+            progress=progress,
+        )  # fmt: skip
+        print(f"{model.spec.name} on {p.name}: results in {run.path}")
+        print(json.dumps(summary, indent=2))
+        runs.append(run)
+    return runs
