@@ -11,8 +11,9 @@ sweeps them in a fresh child process per setting exactly as `bench sweep` does p
 compiled sweep at every threshold), streamed one shard at a time through
 :func:`bench.run.parallel.map_in_processes`, and accumulated in order. Per setting it reports
 maps/s (wall clock of the whole sweep, pool start-up included, and after the first map), the peak
-RSS of the main process and of the largest worker (each child's own ``ru_maxrss``; the
-workers' ``RUSAGE_CHILDREN``), for ``--small`` and ``--maps`` maps,
+RSS of the main process (its own ``VmHWM``) and of the largest worker (``RUSAGE_CHILDREN``: an
+upper bound, a started process inherits its parent's ``ru_maxrss``), for ``--small`` and
+``--maps`` maps,
 and the maps per CPU-second of all processes together (from the difference between the two runs,
 so start-up cancels out: the rate one free core sustains; on a shared machine the wall-clock rate
 also depends on the other load). It appends one CSV row per setting; the results of all settings
@@ -57,6 +58,20 @@ def write_maps(folder: Path, n: int, seed: int = 0) -> None:
         np.savez(folder / f"shard-{k:05d}.npz", cams=cams, boxes=np.stack([x0, y0, x1, y1], axis=1), sizes=sizes)
 
 
+def own_peak_rss_kb() -> int:
+    """This process's own peak RSS in KiB: ``VmHWM`` of /proc/self/status (Linux). Not ``ru_maxrss``:
+    a child started by fork + exec inherits its parent's ``ru_maxrss`` at the fork, so a parent that
+    holds a lot of memory (e.g. after writing the images) would inflate every child's figure."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(folder: Path, n: int, workers: int, step: float) -> dict:
     from bench.analysis.run_metrics import SweepItem, SweepSettings, sweep_counts
     from bench.core.sweep import SweepAccumulator
@@ -90,7 +105,7 @@ def child(folder: Path, n: int, workers: int, step: float) -> dict:
         "seconds": seconds,
         "first_s": first,
         "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,  # workers joined: counted
-        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_kb": own_peak_rss_kb(),
         "worker_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
         "curve_sum": float(res["curves"].drop(columns="tau").to_numpy().sum()),
         "maxboxacc": res["maxboxacc"],
