@@ -11,8 +11,8 @@ On the CPU (a smoke run with a small N; the rows are labelled with --label)::
 What it does:
   1. writes ``--images`` ILSVRC-sized JPEGs (500x375, cut from scikit-image's photographs, with GT
      boxes; ``throughput.make_images``; needs the demo extra) in ILSVRC layout;
-  2. for each of ``--models`` (default efficientnet_lite0, googlenet_gap, resnet50; weights where
-     installed, else a random init: speed does not depend on the values):
+  2. for each of ``--models`` (default efficientnet_lite0, googlenet_gap, resnet50; a random init,
+     as speed does not depend on the values -- ``--pretrained`` loads weights where installed):
      * ``forward_ips``: the network alone on one preprocessed batch of ``--batch-size`` images held
        on the device, ``--forward-iters`` passes (same autocast as the run), measured before and
        after the end-to-end runs, their mean;
@@ -67,10 +67,13 @@ def forward_ips(model, x: torch.Tensor, iters: int, amp: str) -> float:  # noqa:
     return iters * x.shape[0] / (time.perf_counter() - start)
 
 
-def build(name: str):  # noqa: ANN201
-    """The registry model with its weights when available, else a random init (speed only)."""
+def build(name: str, pretrained: bool):  # noqa: ANN201
+    """A random init (speed does not depend on the values; no weights looked up, no download tried
+    on a machine without internet), or with ``pretrained`` the registry's weights where available."""
     from bench.models import build_model
 
+    if not pretrained:
+        return build_model(name, pretrained=False)
     try:
         return build_model(name)
     except Exception as exc:  # no weights installed / downloadable: random init, same speed
@@ -90,6 +93,7 @@ def main() -> int:
     ap.add_argument("--decode", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     ap.add_argument("--suite", default="ilsvrc_loc")
+    ap.add_argument("--pretrained", action="store_true", help="load the registry's weights where available (default: random init)")
     ap.add_argument("--data", type=Path, default=None, help="existing ILSVRC-layout data (else generated)")
     ap.add_argument("--label", default="", help="free text written in every row (e.g. cpu-smoke, h100)")
     ap.add_argument("--csv", type=Path, default=Path("results/benchmarks/gpu_throughput.csv"))
@@ -115,7 +119,7 @@ def main() -> int:
     n_small = max(args.batch_size, n_all // 4)
     rows = []
     for name in args.models:
-        model, info = build(name)
+        model, info = build(name, args.pretrained)
         model.eval().to(device)
         spec = model.spec
         transform = InputTransform(spec.input_size, spec.mean, spec.std, protocol.interpolation, protocol.antialias)
