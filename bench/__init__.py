@@ -1,3 +1,25 @@
-"""WSOL benchmark harness: CAM localization on ILSVRC with the exact devkit protocol."""
+"""WSOL benchmark harness: CAM localization on ILSVRC with the exact devkit protocol.
+
+The Python API (README "Use from Python")::
+
+    import bench
+    run = bench.evaluate("simplecnn_gap", "data/val")          # a registry name, "module:factory", or an nn.Module
+    run = bench.score_maps("maps/", "data/val")                 # a folder, or (image_id, classes, maps[, scores]) items
+    run = bench.load_run("results/ilsvrc_loc/simplecnn_gap")
+    run.summary["top1_loc_err"], run.records, run.path
+
+The names are imported on first use (``import bench`` stays light).
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["Run", "evaluate", "score_maps", "load_run", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Run", "evaluate", "score_maps", "load_run"):
+        from bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")

@@ -13,7 +13,7 @@ Data
 
 Classes
     The class index of a folder is the position of its name (a WNID) in the data's **sorted**
-    synset list, the same convention as the val readers (DESIGN §3), taken from the first of:
+    synset list, the same convention as the val readers (docs/protocol.md), taken from the first of:
 
     1. ``DIR/LOC_synset_mapping.txt`` (Kaggle ImageNet, or any custom class list);
     2. the generated data's own list when ``DIR/dataset.json`` is a generated data set

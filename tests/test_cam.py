@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bench.core.cam import class_activation_maps, upsample_cam
+from tests.tolerances import EPS32, linear_bound, sum_bound
 
 
 def test_cam_hand_example() -> None:
@@ -34,8 +35,10 @@ def test_cam_batch_selects_each_images_classes() -> None:
     assert cams.shape == (3, 2, 4, 6)
     for b in range(3):
         for j in range(2):
-            ref = sum(weight[classes[b, j], k] * feats[b, k] for k in range(5))
-            torch.testing.assert_close(cams[b, j], ref, rtol=1e-5, atol=1e-6)
+            w = weight[classes[b, j]].double()
+            ref = sum(w[k] * feats[b, k].double() for k in range(5))  # float64
+            bound = sum_bound(5, sum(w[k].abs() * feats[b, k].double().abs() for k in range(5)))
+            assert ((cams[b, j].double() - ref).abs() <= bound).all()
 
 
 def test_cam_gap_identity_no_bias() -> None:
@@ -44,7 +47,10 @@ def test_cam_gap_identity_no_bias() -> None:
     feats = torch.rand(2, 8, 5, 5)
     weight = torch.randn(4, 8)
     cams = class_activation_maps(feats, weight, torch.arange(4).expand(2, 4))
-    torch.testing.assert_close(cams.mean((2, 3)), feats.mean((2, 3)) @ weight.T, rtol=1e-5, atol=1e-6)
+    exact = feats.double().mean((2, 3)) @ weight.double().T
+    bound = linear_bound(feats.abs().mean((2, 3)), weight, pooled_terms=5 * 5 + 1)
+    assert ((cams.mean((2, 3)).double() - exact).abs() <= bound).all()
+    assert ((feats.mean((2, 3)) @ weight.T).double() - exact).abs().le(bound).all()
 
 
 def test_cam_half_inputs_computed_in_float32() -> None:
@@ -78,13 +84,15 @@ def test_upsample_bilinear_hand_values() -> None:
     # clamped to [0, 1] -> weights give 0, 0.25*4, 0.75*4, 4
     cam = torch.tensor([[[0.0, 4.0]]])
     out = upsample_cam(cam, (1, 4))
-    torch.testing.assert_close(out, torch.tensor([[[0.0, 1.0, 3.0, 4.0]]]), rtol=0, atol=1e-6)
+    # bilinear: 4 weighted terms (weights summing to 1) of values <= 4 per output pixel, plus the
+    # rounding of the weights themselves: within 8 * eps * max|value|
+    torch.testing.assert_close(out, torch.tensor([[[0.0, 1.0, 3.0, 4.0]]]), rtol=0, atol=8 * EPS32 * 4.0)
     # 2x2 -> 4x4 is separable: rows and columns both follow the 1D rule
     cam2 = torch.tensor([[[0.0, 4.0], [8.0, 12.0]]])
     out2 = upsample_cam(cam2, (4, 4))
     col = torch.tensor([0.0, 1.0, 3.0, 4.0])
     expected = (2.0 * col)[:, None] + col[None, :]  # M(y, x) = 8 * v(y) + 4 * v(x), v in [0, 1]
-    torch.testing.assert_close(out2[0], expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out2[0], expected, rtol=0, atol=8 * EPS32 * 12.0)
 
 
 def test_upsample_shapes_modes_and_constants() -> None:
@@ -92,7 +100,9 @@ def test_upsample_shapes_modes_and_constants() -> None:
     for mode in ("bilinear", "bicubic"):
         out = upsample_cam(cam, (375, 500), mode=mode)
         assert out.shape == (3, 375, 500) and out.dtype == torch.float32
-        torch.testing.assert_close(out, torch.full((3, 375, 500), 2.5), rtol=0, atol=1e-5)
+        # bicubic: 4 x 4 terms with weights of absolute sum <= 1.375 per axis (a = -0.75);
+        # 16 roundings of terms up to 1.375^2 * 2.5 bound the error
+        torch.testing.assert_close(out, torch.full((3, 375, 500), 2.5), rtol=0, atol=16 * EPS32 * 1.375**2 * 2.5)
     batched = upsample_cam(torch.zeros(2, 3, 7, 7), (10, 20))
     assert batched.shape == (2, 3, 10, 20)
     with pytest.raises(ValueError):

@@ -98,7 +98,7 @@ def test_non_default_iou_threshold_flows_through_summary_compare_curve_and_table
     # Table 2 shows the summary's numbers.
     table = paper_table(load_runs([strict_run.parent.parent]), 2)
     row = table.iloc[0]
-    assert row["top1_err"] == pytest.approx(round(summary["top1_loc_err"], 2))
+    assert row["top1_loc_err"] == pytest.approx(round(summary["top1_loc_err"], 2))
 
 
 def test_replay_reads_the_map_cache_without_the_network(strict_run: Path) -> None:

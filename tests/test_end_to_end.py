@@ -169,7 +169,7 @@ def test_tables_export_in_all_formats(photo_runs: PhotoRuns, tmp_path: Path, pap
         assert "efficientnet\\_lite0" in text  # escaped underscore
         assert "(\\%)" in text and "(%)" not in text  # a bare % would start a LaTeX comment
     if fmt == "md":
-        assert text.startswith("| method |")
+        assert text.startswith(f"Table {paper}. ") and "\n| Method | Images |" in text
     if fmt == "csv":
         import pandas as pd
 
@@ -177,9 +177,9 @@ def test_tables_export_in_all_formats(photo_runs: PhotoRuns, tmp_path: Path, pap
         row = frame.iloc[0]
         summary = json.loads((photo_runs / "ilsvrc_loc" / "efficientnet_lite0" / "summary.json").read_text())
         if paper == 1:
-            assert row["top1_err"] == pytest.approx(round(summary["top1_cls_err"], 2))
+            assert row["top1_cls_err"] == pytest.approx(round(summary["top1_cls_err"], 2))
         if paper == 2:
-            assert row["top5_err"] == pytest.approx(round(summary["top5_loc_err"], 2))
+            assert row["top5_loc_err"] == pytest.approx(round(summary["top5_loc_err"], 2))
         if paper == 3:
             tl = json.loads((photo_runs / "ilsvrc_loc_tight_loose" / "efficientnet_lite0" / "summary.json").read_text())
             assert row["top5_loc_err_tight_loose"] == pytest.approx(round(tl["top5_loc_err"], 2))
@@ -233,8 +233,9 @@ def test_compare_gap_gmp_pairs_twins_and_refuses_other_data(generated: dict[str,
 
     shutil.copytree(out / "ilsvrc_loc" / "googlenet_gap", mixed / "a" / "gap")
     shutil.copytree(other / "ilsvrc_loc" / "googlenet_gmp", mixed / "a" / "gmp")
-    with pytest.raises(SystemExit, match="different data"):
-        main(["compare", "gap", "gmp", "--runs", str(mixed)])
+    capsys.readouterr()
+    assert main(["compare", "gap", "gmp", "--runs", str(mixed)]) == 2
+    assert "different data" in capsys.readouterr().err
 
 
 def test_fc_model_localization_columns_say_why(generated: dict[str, Path], tmp_path: Path) -> None:
@@ -275,10 +276,13 @@ def test_gradient_maps_give_fc_networks_table2_rows(generated: dict[str, Path], 
     assert main(["table", "--paper", "2", "--runs", str(out), "--format", "csv", "--out", str(table), "--with-paper"]) == 0
     import pandas as pd
 
-    frame = pd.read_csv(table).set_index("method")
+    frame = pd.read_csv(table).set_index("label")
     assert {"AlexNet", "Grad-CAM on AlexNet", "Backprop on AlexNet"} <= set(frame.index)
-    assert frame.loc["AlexNet", "top1_err"].startswith("n/a")
-    assert float(frame.loc["Backprop on AlexNet", "paper_top5_err"]) == pytest.approx(52.64)
+    assert frame.loc["AlexNet", "top1_loc_err"].startswith("n/a")
+    # the paper's own row is a baseline row, marked as the paper's
+    assert frame.loc["Backprop on AlexNet (paper)", "source"] == "paper"
+    assert float(frame.loc["Backprop on AlexNet (paper)", "top5_loc_err"]) == pytest.approx(52.64)
+    assert frame.loc["Backprop on AlexNet", "method"] == frame.loc["Backprop on AlexNet (paper)", "method"]
 
 
 def test_release_rule_runs_end_to_end(generated: dict[str, Path], tmp_path: Path) -> None:
@@ -308,5 +312,5 @@ def test_model_with_other_classes_is_refused_before_any_work(generated: dict[str
     code = main(["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), *COMMON, "--model", "simplecnn_gap", "--out", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "simplecnn_gap predicts 6 classes" in err and "labels up to" in err
-    assert not (tmp_path / "ilsvrc_loc" / "simplecnn_gap" / "records").exists()
+    assert "simplecnn_gap predicts 6 classes" in err and "for the model" in err
+    assert not (tmp_path / "ilsvrc_loc").exists()  # nothing written

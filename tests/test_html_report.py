@@ -106,10 +106,10 @@ def testcompare_section_shows_the_gap_gmp_table_or_the_reason(runs: PhotoRuns) -
     gmp = replace(base, model="googlenet_gmp", family="googlenet", head="gmp", summary={**base.summary, "top1_loc_err": 65.5})
     html_text = compare_section([gap, gmp])
     assert "<table>" in html_text and "googlenet" in html_text and "No comparison" not in html_text
-    row = re.search(r"<td>top1_loc_err</td>(.*?)</tr>", html_text)
+    row = re.search(r"<td>Top-1 loc. err.</td>(.*?)</tr>", html_text)
     # gap, gmp, delta, then the paired statistics of the (here identical) per-image records:
-    # bootstrap interval [0, 0] and McNemar p = 1.
-    assert row is not None and re.findall(r'class="num">([^<]*)<', row.group(1)) == ["60.00", "65.50", "5.50", "0.00", "0.00", "1.00"]
+    # bootstrap interval [0, 0] and McNemar p = 1 -- written as the console and LaTeX write them
+    assert row is not None and re.findall(r'class="num">([^<]*)<', row.group(1)) == ["60.00", "65.50", "5.50", "[0.00, 0.00]", "1.0000"]
     other = replace(gmp, data_fingerprint="f" * 64)
     refused = compare_section([gap, other])
     assert "No comparison: cannot compare" in refused and "different data" in refused and "<table>" not in refused

@@ -125,3 +125,21 @@ def test_same_records_in_every_layout(generated, tmp_path: Path, monkeypatch) ->
     assert sweep["rules"] == "wsol" and sweep["pxap"] is not None and sweep["pxap_images"] == 30
     assert sweep["threshold_chosen_on"].startswith("test")
     assert json.loads((runs["multi_ilsvrc"] / "sweep.json").read_text())["pxap"] is None  # no masks there
+    # wsolevaluation's table shape: one row per method, each data set's metric from its sweep.json.
+    from bench.cli import main
+
+    table = tmp_path / "wsol_table.csv"
+    assert main(["table", "--wsol", "--runs", str(tmp_path / "cub"), str(tmp_path / "openimages"), "--format", "csv", "--out", str(table)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    assert frame["label"].tolist() == ["simplecnn_gap"]
+    row = frame.iloc[0]
+    cub = json.loads((runs["cub"] / "sweep.json").read_text())
+    assert row["cub_maxboxacc_v2"] == pytest.approx(round(cub["maxboxacc_v2"], 2))
+    assert row["openimages_pxap"] == pytest.approx(round(sweep["pxap"], 2))
+    assert pd.isna(row["ilsvrc_maxboxacc_v2"])
+    assert "optimistic" in row["threshold_chosen_on"]  # max over tau on the scored split, and it says so
+    md = tmp_path / "wsol_table.md"
+    assert main(["table", "--wsol", "--runs", str(tmp_path / "cub"), "--format", "md", "--out", str(md)]) == 0
+    assert "CUB MaxBoxAccV2" in md.read_text() and "optimistic" in md.read_text()

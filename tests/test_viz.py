@@ -174,7 +174,7 @@ def test_bench_show_png_has_gt_and_guess_boxes_at_the_records_pixels_and_the_cam
     overlays = render_run_images(replay, ids)
     records = replay.records.set_index("image_id")
     for overlay, image_id in zip(overlays, ids):
-        png = np.asarray(Image.open(tmp_path / f"{image_id}.png").convert("RGB"))
+        png = np.asarray(Image.open(tmp_path / "ilsvrc_loc" / runs.top5.name / f"{image_id}.png").convert("RGB"))  # per run
         assert np.array_equal(png, np.asarray(overlay.image))  # the CLI wrote exactly this layout
         assert overlay.warnings == []  # replayed top-5 and boxes equal the records
         rec = records.loc[image_id]
@@ -227,7 +227,7 @@ def test_bench_show_png_has_gt_and_guess_boxes_at_the_records_pixels_and_the_cam
 def test_two_runs_side_by_side_keep_each_panel_at_original_size(runs: PhotoRuns, replay: RunReplay, tmp_path: Path) -> None:
     image_id = "PHOTO_val_00000002"
     assert main(["show", str(runs.top5), str(runs.tight_loose), "--images", image_id, "--out", str(tmp_path), "--device", "cpu"]) == 0
-    (path,) = tmp_path.glob(f"{image_id}__*__vs__*.png")
+    (path,) = tmp_path.glob(f"ilsvrc_loc/{runs.top5.name}__vs__ilsvrc_loc_tight_loose-{runs.tight_loose.name}/{image_id}__*__vs__*.png")
     png = np.asarray(Image.open(path).convert("RGB"))
     a, b = replay, RunReplay.open(runs.tight_loose)
     pair = compose_side_by_side([render_run_images(a, [image_id])[0], render_run_images(b, [image_id])[0]], [a.label, b.label])
@@ -249,7 +249,7 @@ def test_two_runs_side_by_side_keep_each_panel_at_original_size(runs: PhotoRuns,
 
 def test_show_worst_and_refusal_of_changed_data(runs: PhotoRuns, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["show", str(runs.top5), "--worst", "2", "--out", str(tmp_path / "w"), "--device", "cpu"]) == 0
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["PHOTO_val_00000003.png", "PHOTO_val_00000008.png"]
+    assert sorted(p.name for p in (tmp_path / "w" / "ilsvrc_loc" / runs.top5.name).iterdir()) == ["PHOTO_val_00000003.png", "PHOTO_val_00000008.png"]
     other = tmp_path / "other_run"
     shutil.copytree(runs.top5, other)
     manifest = json.loads((other / "manifest.json").read_text())

@@ -41,6 +41,26 @@ class RunMetricsError(ValueError):
     """A post-hoc metric cannot be computed for this run (no cache, no boxes, changed data)."""
 
 
+def _gt_class_maps(run: RunDir, manifest: dict[str, Any], n_records: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(record index, GT-class map (h, w))`` of each scored image: from the CAM cache, or a
+    `bench score` run's own map files. Raises RunMetricsError now (not on iteration) without either."""
+    from bench.run.score import is_score_run, saved_gt_maps
+
+    if is_score_run(manifest):
+        return saved_gt_maps(run)
+    if not manifest["settings"].get("save_cams"):
+        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    shard_size = manifest["settings"]["shard_size"]
+
+    def cached() -> Iterator[tuple[int, np.ndarray]]:
+        for shard in range((n_records + shard_size - 1) // shard_size):
+            cache = read_cam_shard(run, shard)
+            for row_index, cams in zip(cache["index"], cache["cams"]):
+                yield int(row_index), cams[-1]
+
+    return cached()
+
+
 def load_run_data(run: RunDir, data_root: Path | str | None = None) -> ValSet:
     """The run's data set rebuilt from its manifest (``data_root``: a moved copy); refuses changed GT."""
     try:
@@ -75,7 +95,7 @@ class SweepSettings:
 
 @dataclass(frozen=True)
 class SweepItem:
-    """One cached map: the GT-class CAM at feature resolution (float16), the image's GT boxes in
+    """One saved map: the GT-class CAM at feature resolution (as cached), the image's GT boxes in
     original pixels (inclusive xyxy) and its original ``(height, width)``."""
 
     image_id: str
@@ -130,28 +150,25 @@ def sweep_run(
     if workers is not None and workers < 1:
         raise RunMetricsError(f"--workers must be at least 1, got {workers}")
     manifest = run.read_manifest()
-    if not manifest["settings"].get("save_cams"):
-        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    maps = _gt_class_maps(run, manifest, len(run.read_records()))
     valset = load_run_data(run, data_root)
     root = valset.root
+    upsample = manifest["protocol"]["cam"]["upsample"]
     records = run.read_records()
-    shard_size = manifest["settings"]["shard_size"]
     by_id = {g.image_id: g for g in valset.images}
     thresholds = tuple(np.round(np.arange(0.0, 1.0, step), 10).tolist())
     acc = SweepAccumulator(thresholds=thresholds)
-    settings = SweepSettings(thresholds, at, manifest["protocol"]["cam"]["upsample"], str(root))
+    settings = SweepSettings(thresholds, at, upsample, str(root))
     image_ids = records["image_id"].to_numpy()
     heights = records["height"].to_numpy()
     widths = records["width"].to_numpy()
     n_maps = int((records["status"] == "ok").sum())
 
-    def items() -> Iterator[SweepItem]:  # one cache shard in memory at a time
-        for shard in range((len(records) + shard_size - 1) // shard_size):
-            cache = read_cam_shard(run, shard)
-            for row_index, cams in zip(cache["index"], cache["cams"]):
-                r = int(row_index)
-                gt = by_id[image_ids[r]]
-                yield SweepItem(gt.image_id, cams[-1], np.asarray(gt.boxes), (int(heights[r]), int(widths[r])))
+    def items() -> Iterator[SweepItem]:  # streamed: one cache shard (or saved map) at a time
+        for row_index, gt_map in maps:
+            r = int(row_index)
+            gt = by_id[image_ids[r]]
+            yield SweepItem(gt.image_id, gt_map, np.asarray(gt.boxes), (int(heights[r]), int(widths[r])))
 
     if workers is None:
         workers = default_workers() if n_maps >= 1000 else 1
@@ -204,11 +221,9 @@ def wsol_sweep_run(
     if workers is not None and workers < 1:
         raise RunMetricsError(f"--workers must be at least 1, got {workers}")
     manifest = run.read_manifest()
-    if not manifest["settings"].get("save_cams"):
-        raise RunMetricsError(f"{run.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
+    maps = _gt_class_maps(run, manifest, len(run.read_records()))
     valset = load_run_data(run, data_root)
     records = run.read_records()
-    shard_size = manifest["settings"]["shard_size"]
     thresholds = wsol.wsol_thresholds(step)
     boxes = wsol.BoxAccumulator(thresholds)
     masks = wsol.MaskAccumulator(thresholds) if valset.has_masks else None
@@ -217,17 +232,15 @@ def wsol_sweep_run(
     widths = records["width"].to_numpy()
     n_maps = int((records["status"] == "ok").sum())
 
-    def items() -> Iterator[WsolItem]:  # one cache shard in memory at a time
-        for shard in range((len(records) + shard_size - 1) // shard_size):
-            cache = read_cam_shard(run, shard)
-            for row_index, cams in zip(cache["index"], cache["cams"]):
-                r = int(row_index)
-                gt = valset.get(image_ids[r])
-                with_masks = masks is not None and bool(gt.masks)
-                yield WsolItem(
-                    cams[-1], np.asarray(gt.boxes), (int(widths[r]), int(heights[r])),
-                    tuple(gt.masks) if with_masks else (), gt.ignore if with_masks else None,
-                )  # fmt: skip
+    def items() -> Iterator[WsolItem]:  # streamed: one cache shard (or saved map) at a time
+        for row_index, gt_map in maps:
+            r = int(row_index)
+            gt = valset.get(image_ids[r])
+            with_masks = masks is not None and bool(gt.masks)
+            yield WsolItem(
+                gt_map, np.asarray(gt.boxes), (int(widths[r]), int(heights[r])),
+                tuple(gt.masks) if with_masks else (), gt.ignore if with_masks else None,
+            )  # fmt: skip
 
     if workers is None:
         workers = default_workers() if n_maps >= 200 else 1

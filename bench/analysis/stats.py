@@ -147,9 +147,8 @@ def paired_comparison(
         raise ValueError("the two runs share no image id")
     rows = []
     for metric in metrics:
-        if metric.endswith("loc_err") and not (
-            (records_a["guess_boxes"] != "").any() and (records_b["guess_boxes"] != "").any()
-        ):
+        box = "gtk_box" if metric == "gt_known_loc_err" else "guess_boxes"  # GT-class-only runs have GT-known boxes
+        if metric.endswith("loc_err") and not ((records_a[box] != "").any() and (records_b[box] != "").any()):
             continue
         va, vb = ha.loc[common, metric].to_numpy(), hb.loc[common, metric].to_numpy()
         both = np.isfinite(va) & np.isfinite(vb)
@@ -166,4 +165,5 @@ def paired_comparison(
                 "delta": d, "ci_lo": lo, "ci_hi": hi, "b01": b01, "b10": b10, "p_value": p,
             }
         )  # fmt: skip
-    return pd.DataFrame(rows)
+    columns = ["metric", "images", "a", "b", "delta", "ci_lo", "ci_hi", "b01", "b10", "p_value"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,6 +1,6 @@
 """Box rules: turn a class activation map into one bounding box per threshold.
 
-Conventions (DESIGN.md section 5):
+Conventions (docs/protocol.md):
 
 * a map is a finite float array ``(H, W)`` in the image's original pixels;
 * a box is ``int64 (4,)`` ``(xmin, ymin, xmax, ymax)``, 0-based, with INCLUSIVE pixel

@@ -1,7 +1,7 @@
 """Class activation maps (Zhou et al., CVPR 2016) from features + classifier weights.
 
 For a GAP/GMP network with last feature map ``F (K, h, w)`` and classifier ``W (C, K)``,
-the CAM of class ``c`` is ``M_c(x, y) = sum_k W[c, k] * F[k, x, y]`` (no bias; DESIGN.md §4),
+the CAM of class ``c`` is ``M_c(x, y) = sum_k W[c, k] * F[k, x, y]`` (no bias; docs/protocol.md),
 the same formula for GAP and GMP heads. For GAP, ``mean_xy(M_c) + b_c`` is the logit of c.
 
 CAMs are computed for a batch and a few classes per image in one batched matrix product on
@@ -77,7 +77,7 @@ def upsample_cam(cam: Tensor, size: tuple[int, int], mode: str = "bilinear") -> 
     Args:
         cam: ``(k, h, w)`` maps of one image (``(B, k, h, w)`` also accepted).
         size: target ``(H, W)`` in pixels (the image's original height and width).
-        mode: ``'bilinear'`` (DESIGN.md §5 default) or ``'bicubic'``.
+        mode: ``'bilinear'`` (docs/protocol.md default) or ``'bicubic'``.
 
     Returns:
         ``(k, H, W)`` (or ``(B, k, H, W)``), float32 (float64 if the input is float64), on the

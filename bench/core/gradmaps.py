@@ -79,7 +79,7 @@ def default_layer(model: BenchModel) -> str | None:
     Raises:
         ValueError: an fc net without a ``features`` module holding a ReLU (pass ``layer``).
     """
-    if model.spec.head in ("gap", "gmp"):
+    if model.returns_features:
         return None
     features = getattr(model.net, "features", None)
     if isinstance(features, nn.Module):

@@ -148,7 +148,7 @@ class Protocol:
     # --- derived views -------------------------------------------------------------------------
     @property
     def slots(self) -> tuple[GuessSlot, ...]:
-        """The 5 scored guesses in order (DESIGN §5)."""
+        """The 5 scored guesses in order (docs/protocol.md)."""
         if self.heuristic == "top5":
             return tuple(GuessSlot(r, 0) for r in range(5))
         # tight_loose: (c1,loose), (c1,tight), (c2,loose), (c2,tight), (c3,loose)

@@ -84,7 +84,7 @@ with the release's own arithmetic:
     :attr:`ReleaseTrace.single_box`.)
 
 Degenerate maps (``max(M) <= 0``): nothing to segment; both boxes are the whole image
-``(0, 0, W-1, H-1)`` (the harness's convention, DESIGN.md section 5) and ``degenerate`` is True.
+``(0, 0, W-1, H-1)`` (the harness's convention, docs/protocol.md) and ``degenerate`` is True.
 For ``max(M) > 0`` the maximum pixel has ``g = 255`` so every threshold has foreground and at
 least one box survives.
 """

@@ -1,6 +1,6 @@
 """ImageNet-1k class list in torchvision order.
 
-Convention (DESIGN §3): the class index of a WordNet id (WNID) is its position in the
+Convention (docs/protocol.md): the class index of a WordNet id (WNID) is its position in the
 **sorted** list of WNIDs (0 = ``n01440764`` tench ... 999 = ``n15075141`` toilet tissue).
 This is torchvision's order. The ILSVRC devkit's own ``ILSVRC2012_ID`` order
 (1 = ``n02119789`` kit fox) is a different numbering and is never used here.

@@ -1,4 +1,4 @@
-"""Decoding and the protocol's input transform (DESIGN §5 "Input").
+"""Decoding and the protocol's input transform (docs/protocol.md "Input").
 
 The whole image is resized to the model's square input size (aspect not kept, no crop: a centre crop
 would cut GT boxes), bilinear (or bicubic) with antialiasing on the decoded uint8 RGB image, then

@@ -1,4 +1,4 @@
-"""Models: registry of CAM-ready networks and their weights sources (DESIGN.md §4).
+"""Models: registry of CAM-ready networks and their weights sources (docs/protocol.md).
 
 ``build_model(name, weights=None, *, pretrained=True) -> (BenchModel, WeightsInfo)`` is the
 entry point; ``list_models()`` / ``MODELS`` describe what exists without building anything.
@@ -14,6 +14,7 @@ from bench.models.registry import (
     build_model,
     get_spec,
     list_models,
+    offline_weights,
 )
 from bench.models.sources import (
     UnsafeWeightsFile,
@@ -35,6 +36,7 @@ __all__ = [
     "build_model",
     "get_spec",
     "list_models",
+    "offline_weights",
     "WeightsInfo",
     "WeightsError",
     "WeightsNotFound",

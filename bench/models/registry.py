@@ -1,4 +1,4 @@
-"""Model registry: name -> :class:`ModelSpec` + builder + weights source (DESIGN.md §4).
+"""Model registry: name -> :class:`ModelSpec` + builder + weights source (docs/protocol.md).
 
 Public API::
 
@@ -41,7 +41,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torchvision.models as tvm
 from torch import Tensor, nn
@@ -55,6 +55,7 @@ from bench.models.sources import (
     apply_state_dict,
     fetch_torchvision_file,
     load_state_dict_file,
+    torchvision_cache_path,
 )
 from bench.models.surgery import IMAGENET_MEAN, IMAGENET_STD, CamNotApplicable
 
@@ -68,6 +69,7 @@ __all__ = [
     "get_spec",
     "build_model",
     "build_backbone_init",
+    "offline_weights",
     "PAPER_NAMES",
 ]
 
@@ -144,6 +146,15 @@ class BenchModel(nn.Module):
     def weights_module(self) -> nn.Module:
         """The module whose ``state_dict()`` is the canonical weights-file layout."""
         return self.net.weights_module()
+
+    @property
+    def returns_features(self) -> bool:
+        """Whether ``forward`` returns the map layer's features (GAP/GMP heads; user models with a layer)."""
+        return self.spec.head in ("gap", "gmp")
+
+    def manifest_info(self) -> dict[str, Any]:
+        """Extra fields for the run manifest's ``model`` section (user models: reference, preprocessing...)."""
+        return {}
 
     @property
     def num_classes(self) -> int:
@@ -281,6 +292,27 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
+def offline_weights(name: str) -> str | None:
+    """The weights file :func:`build_model` would use for ``name`` without ``weights=`` and without a
+    download (packaged, or already in torchvision's cache), or None when there is none."""
+    builder = _BUILDERS[get_spec(name).name]
+    if builder.kind == "package":
+        if builder.packaged_checkpoint:
+            path = simplecnn.packaged_checkpoint_path(name)
+        else:
+            assert builder.lite_variant is not None
+            try:
+                path = lite.packaged_weights_path(builder.lite_variant)
+            except FileNotFoundError:
+                path = None
+        return None if path is None else str(path)
+    if builder.kind == "torchvision":
+        assert builder.tv_weights is not None
+        cached = torchvision_cache_path(tvm.get_weight(builder.tv_weights).url)
+        return str(cached) if cached.is_file() else None
+    return None
+
+
 def _load_explicit(model: BenchModel, path: Path) -> WeightsInfo:
     name = model.spec.name
     try:
@@ -321,9 +353,9 @@ def _surgery_not_found(name: str, tv: str) -> WeightsNotFound:
     msg = "\n".join(
         [
             f"no weights available for model '{name}'. The CAM paper's GAP/GMP networks have no "
-            "published weights: they must be fine-tuned on ImageNet first (`bench train`, "
-            "coming; it starts from build_backbone_init), then the checkpoint is passed with "
-            "--weights FILE. Tried, in order:",
+            "published weights: fine-tune one on ImageNet first (`bench train --model "
+            f"{name} --data /data/imagenet`, which starts from torchvision's {tv} backbone), "
+            "then pass the checkpoint with --weights FILE. Tried, in order:",
             *[f"  - {t}" for t in tried],
         ]
     )

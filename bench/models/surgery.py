@@ -2,7 +2,7 @@
 torchvision's published ImageNet classifiers wrapped to expose their last feature map.
 
 Every network here implements the small protocol :class:`bench.models.registry.BenchModel`
-relies on (DESIGN.md §4):
+relies on (docs/protocol.md):
 
 * ``forward_cam(x)``: ``x`` ``(B, 3, S, S)`` normalised input -> ``(logits (B, C),
   features (B, K, h, w) | None)``; ``features`` is the map the CAM is built from (``None``
@@ -14,7 +14,7 @@ relies on (DESIGN.md §4):
 * ``ignored_weight_prefixes``: keys of a weights file that are legitimately not part of the
   inference graph (GoogLeNet's training-only auxiliary classifiers).
 
-Surgery nets (CAM paper §3.1; DESIGN.md §4 table): the torchvision backbone cut after the
+Surgery nets (CAM paper §3.1; docs/protocol.md): the torchvision backbone cut after the
 given layer, then ``Conv2d(K_in, 1024, 3, stride 1, pad 1) + ReLU``, then GAP or GMP, then
 ``Linear(1024, 1000)``. Feature grids at 224x224: AlexNet 13x13, VGG16 14x14, GoogLeNet 14x14.
 

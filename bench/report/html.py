@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,8 @@ from PIL import Image
 
 import bench
 from bench.analysis.curves import DEFAULT_THRESHOLDS, best_threshold, plot_curve, threshold_curve
-from bench.report.tables import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption
+from bench.report.format import format_value
+from bench.report.tables import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption, text_cells
 from bench.run.results import RunDir
 from bench.report.overlays import Overlay, compose_side_by_side, recorded_command, render_run_images, select_images
 from bench.run.replay import ReplayError, RunReplay
@@ -73,26 +73,21 @@ def _esc(value: Any) -> str:
 
 
 def _fmt(value: Any) -> str:
-    """Table cell text: '–' for missing, 2 decimals (4 below 1) for floats, str otherwise."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
-    return str(value)
+    """Text of a value outside a table (the run card): the shared formatter's, as everywhere."""
+    return format_value(value)
 
 
 def frame_to_html(frame: pd.DataFrame, caption: str | None = None) -> str:
-    """A DataFrame as an escaped HTML table (numbers right-aligned, missing values as '–')."""
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
-    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    """A DataFrame as an escaped HTML table: the same headers, cells and numbers as the console and
+    LaTeX (:func:`bench.report.tables.text_cells`); numbers right-aligned, missing values as '–'."""
+    headers, cells, numeric, notes = text_cells(frame)
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
     rows = []
-    for row in frame.itertuples(index=False):
-        cells = "".join(
-            f'<td class="num">{_esc(_fmt(v))}</td>' if num or isinstance(v, (int, float)) else f"<td>{_esc(_fmt(v))}</td>"
-            for v, num in zip(row, numeric)
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
+    for row in cells:
+        tds = "".join(f'<td class="num">{_esc(v)}</td>' if num else f"<td>{_esc(v)}</td>" for v, num in zip(row, numeric))
+        rows.append(f"<tr>{tds}</tr>")
+    text = " ".join(t for t in [caption or "", *notes] if t)
+    cap = f"<caption>{_esc(text)}</caption>" if text else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -179,8 +174,15 @@ def compare_section(infos: Sequence[RunInfo]) -> str:
     except CompareError as exc:
         parts.append(f'<div class="note">No comparison: {_esc(exc)}</div>')
     else:
-        parts.append(frame_to_html(frame, "GAP vs GMP twins of the same backbone and suite (delta = GMP - GAP; errors in %, mean IoU 0-1)"))
+        parts.append(frame_to_html(frame, "GAP vs GMP twins of the same backbone and suite (errors in %, mean IoU 0-1)."))
     return "".join(parts)
+
+
+_MAP_SOURCE_TEXT = {
+    "map cache": "read from the run's map cache",
+    "saved maps": "read from the run's saved maps",
+    "network": "recomputed from the run's model",
+}
 
 
 def breakdown_block(info: RunInfo) -> str:
@@ -217,7 +219,7 @@ def _curve_block(replay: RunReplay, info: RunInfo, thresholds: Sequence[float], 
     return (
         f"<h4>Threshold curve</h4><figure><img src=\"{image_data_uri(png)}\" alt=\"threshold curve of {_esc(info.model)}\">"
         f"<figcaption>{_esc(best_text)}protocol threshold(s) {_esc(', '.join(f'{t:.3f}' for t in replay.protocol.thresholds))}; "
-        f"maps {'read from the run' + chr(39) + 's map cache' if replay.source == 'map cache' else 'recomputed from the run' + chr(39) + 's model'} "
+        f"maps {_MAP_SOURCE_TEXT[replay.source]} "
         f"on {int(frame['images'].iloc[0]) if len(frame) else 0} images. "
         f'<a download="{_esc(stem)}.csv" href="{_text_data_uri(csv)}">Download CSV</a></figcaption></figure>{warn}'
         f"<details><summary>curve values</summary>{frame_to_html(frame)}</details>"
@@ -310,7 +312,7 @@ def build_report(
         if gallery > 0:  # the sweep computes every map once; keep the gallery's for the overlays
             replay.retain(select_images(replay.records, best=gallery) + select_images(replay.records, worst=gallery))
         limit = curve_limit
-        if limit is None and replay.source != "map cache":
+        if limit is None and replay.source == "network":
             limit = NETWORK_CURVE_SAMPLE
             n_ok = len(replay.run_image_ids())
             if n_ok > limit:

@@ -9,7 +9,7 @@ again), and the data (root, GT layout and ``--images`` from the recorded command
 GT's fingerprint must equal the recorded one, which also catches data edited since the run). The
 maps are recomputed exactly as the engine computes them (same input transform and DataLoader
 dataset, one batched forward with the run's recorded ``amp`` / ``channels_last`` settings,
-``class_activation_maps`` in float32, rounded to float16 when the run cached its CAMs,
+``class_activation_maps`` in float32 (or read from the run's float32 map cache),
 ``upsample_cam`` with the protocol's upsample mode), for the selected images only.
 
 What an overlay shows (one PNG per image)

@@ -13,6 +13,9 @@ source of truth, LaTeX and Markdown are renderings of the same frame.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +23,16 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report.format import MISSING, format_value, header, metric_name
 from bench.core.scoring import localizes
 
 from bench.resources import resource_path
 from bench.run.results import find_runs
+from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
+    "wsol_table",
+    "wsol_caption",
     "RunInfo",
     "load_runs",
     "paper_table",
@@ -33,7 +40,15 @@ __all__ = [
     "compare_families",
     "CompareError",
     "render",
+    "text_cells",
+    "assign_labels",
+    "latex_escape",
+    "latex_width_pt",
+    "table_caption",
+    "table_title",
     "COMPARE_METRICS",
+    "PAPER_COLUMNS",
+    "TEXTWIDTH_PT",
 ]
 
 NOT_LOCALIZED = "n/a (FC head, needs gradient maps)"
@@ -57,7 +72,13 @@ class CompareError(ValueError):
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What a report needs of one finished run."""
+    """What a report needs of one finished run.
+
+    ``label`` names the run in every table: the ``--label`` given to ``bench run`` if any, else the
+    method name; when two runs of one table would get the same name it is extended with the
+    weights file's name, or else with the part of the run folder's path that tells them apart
+    (see :func:`assign_labels`).
+    """
 
     path: Path
     model: str
@@ -71,14 +92,21 @@ class RunInfo:
     data_fingerprint: str
     images_run: int  # how many images of the data set the run covered (--limit)
     summary: dict[str, Any]
+    weights_path: str | None = None
+    user_label: str | None = None  # `bench run --label`, recorded in the manifest
+    label: str = ""
 
     @property
     def localized(self) -> bool:
         return localizes(self.head, self.cam_method)
 
+    @property
+    def base_label(self) -> str:
+        return self.user_label or self.method
+
 
 def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
-    """All finished runs under ``roots`` (run folders or folders containing them)."""
+    """All finished runs under ``roots`` (run folders or folders containing them), labelled unambiguously."""
     infos = []
     for run in find_runs(roots):
         manifest = run.read_manifest()
@@ -99,9 +127,47 @@ def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
                 data_fingerprint=manifest["data"]["fingerprint"],
                 images_run=manifest["data"]["images_run"],
                 summary=summary,
+                weights_path=model.get("weights_path"),
+                user_label=manifest.get("label"),
             )
         )
-    return infos
+    return assign_labels(infos)
+
+
+def assign_labels(infos: Sequence[RunInfo], *, per_suite: bool = True) -> list[RunInfo]:
+    """Give every run a label no other run of the same suite (``per_suite=False``: of all) shares.
+
+    The label is ``base_label`` (``--label`` or the method name). Runs whose base labels collide get
+    `` (<weights file name>)`` when their weights files have different names, else
+    `` (<folder>)``: the last component of their run folders' paths that differs between them.
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(infos):
+        groups.setdefault((r.base_label, r.suite if per_suite else ""), []).append(i)
+    labels = [r.base_label for r in infos]
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        runs = [infos[i] for i in members]
+        weights = [Path(r.weights_path).name if r.weights_path else "" for r in runs]
+        if len(set(weights)) == len(weights) and all(weights):
+            tags = weights
+        else:
+            tags = _distinguishing_parts([r.path for r in runs])
+        for i, tag in zip(members, tags):
+            labels[i] = f"{infos[i].base_label} ({tag})"
+    return [dataclasses.replace(r, label=label) for r, label in zip(infos, labels)]
+
+
+def _distinguishing_parts(paths: Sequence[Path]) -> list[str]:
+    """For each path, the last component at which it differs from every other (else the full path)."""
+    parts = [Path(p).resolve().parts[::-1] for p in paths]
+    depth = max(len(p) for p in parts)
+    for i in range(depth):
+        picked = [p[i] if i < len(p) else "" for p in parts]
+        if len(set(picked)) == len(picked):
+            return picked
+    return [str(p) for p in paths]
 
 
 _METHOD_LABELS = {"backprop": "Backprop", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++"}
@@ -120,76 +186,89 @@ def _num(value: Any) -> Any:
     return None if value is None else round(float(value), 2)
 
 
-def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False, suite: str | None = None) -> pd.DataFrame:
-    """Build Table ``paper`` (1, 2 or 3) from runs. Rows sorted by method name.
+#: The raw metric columns of each paper table (CSV identifiers = summary.json keys).
+PAPER_COLUMNS: dict[int, list[str]] = {
+    1: ["top1_cls_err", "top5_cls_err"],
+    2: ["top1_loc_err", "top5_loc_err"],
+    3: ["top5_loc_err", "top5_loc_err_tight_loose"],
+}
 
-    ``suite`` restricts Tables 1-2 to runs of that suite (default: every run whose heuristic is top5).
+
+def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False, suite: str | None = None) -> pd.DataFrame:
+    """Build Table ``paper`` (1, 2 or 3) from runs. Rows sorted by label; with ``with_paper`` the
+    paper's own rows follow as baselines (``source`` = ``paper``, label ``<row> (paper)``).
+
+    Columns: ``label, method, model, suite, images, <metrics>`` (+ ``box_ap`` in Table 2 when some run
+    has a COCO export) ``, source``. ``suite`` restricts Tables 1-2 to runs of that suite (default:
+    every run whose heuristic is top5).
     """
     if paper not in (1, 2, 3):
         raise ValueError(f"--paper must be 1, 2 or 3, got {paper}")
     base = [r for r in runs if r.heuristic == "top5" and (suite is None or r.suite == suite)]
+    metrics = PAPER_COLUMNS[paper]
     rows: list[dict[str, Any]] = []
-    if paper in (1, 2):
-        kind = "cls" if paper == 1 else "loc"
-        for r in base:
-            s = r.summary
-            row = {"method": r.method, "model": r.model, "suite": r.suite, "images": s.get("scored")}
-            if kind == "loc" and not r.localized:
-                row["top1_err"] = row["top5_err"] = NOT_LOCALIZED
-            else:
-                row["top1_err"] = _num(s.get(f"top1_{kind}_err"))
-                row["top5_err"] = _num(s.get(f"top5_{kind}_err"))
-            rows.append(row)
-        columns = ["method", "model", "suite", "images", "top1_err", "top5_err"]
-        if kind == "loc":
-            from bench.analysis.run_metrics import read_box_ap
-
-            box_ap = [read_box_ap(r.path) for r in base]
-            if any(v is not None for v in box_ap):  # `bench export --coco` was run on some of them
-                for row, value in zip(rows, box_ap):
-                    row["box_ap"] = None if value is None else round(value, 4)
-                columns.append("box_ap")
-    else:
-        heuristic_runs = [r for r in runs if r.heuristic == "tight_loose"]
-        for r in base:
+    for r in base:
+        row = {"label": r.label or r.base_label, "method": r.method, "model": r.model, "suite": r.suite, "images": r.summary.get("scored")}
+        if r.summary.get("gt_class_maps_only"):  # `bench score` of .npy maps: no ranked classes, no top-k
+            row.update({m: GT_ONLY for m in metrics})
+        elif paper == 1:
+            row.update({m: _num(r.summary.get(m)) for m in metrics})
+        elif not r.localized:
+            row.update({m: NOT_LOCALIZED for m in metrics})
+        elif paper == 2:
+            row.update({m: _num(r.summary.get(m)) for m in metrics})
+        else:
             twins = [
                 h
-                for h in heuristic_runs
-                if (h.model, h.cam_method, h.data_fingerprint, h.images_run)
-                == (r.model, r.cam_method, r.data_fingerprint, r.images_run)
+                for h in runs
+                if h.heuristic == "tight_loose"
+                and (h.model, h.cam_method, h.data_fingerprint, h.images_run, h.weights_path)
+                == (r.model, r.cam_method, r.data_fingerprint, r.images_run, r.weights_path)
             ]
-            row = {"method": r.method, "model": r.model, "suite": r.suite, "images": r.summary.get("scored")}
-            if not r.localized:
-                row["top5_loc_err"] = row["top5_loc_err_tight_loose"] = NOT_LOCALIZED
-            else:
-                row["top5_loc_err"] = _num(r.summary.get("top5_loc_err"))
-                row["top5_loc_err_tight_loose"] = _num(twins[0].summary.get("top5_loc_err")) if twins else None
-            rows.append(row)
-        columns = ["method", "model", "suite", "images", "top5_loc_err", "top5_loc_err_tight_loose"]
-    frame = pd.DataFrame(rows, columns=columns).sort_values(["method", "suite"], kind="stable").reset_index(drop=True)
+            row["top5_loc_err"] = _num(r.summary.get("top5_loc_err"))
+            row["top5_loc_err_tight_loose"] = _num(twins[0].summary.get("top5_loc_err")) if twins else None
+        row["source"] = "run"
+        rows.append(row)
+    columns = ["label", "method", "model", "suite", "images", *metrics]
+    if paper == 2:
+        from bench.analysis.run_metrics import read_box_ap
+
+        box_ap = [read_box_ap(r.path) for r in base]
+        if any(v is not None for v in box_ap):  # `bench export --coco` was run on some of them
+            for row, value in zip(rows, box_ap):
+                row["box_ap"] = None if value is None else round(value, 4)
+            columns.append("box_ap")
+    columns.append("source")
+    frame = pd.DataFrame(rows, columns=columns).sort_values(["label", "suite"], kind="stable").reset_index(drop=True)
     if with_paper:
-        frame = _add_paper_columns(frame, paper)
+        frame = pd.concat([frame, _paper_rows(paper, columns)], ignore_index=True)
     return frame
 
 
-def _add_paper_columns(frame: pd.DataFrame, paper: int) -> pd.DataFrame:
+def _paper_rows(paper: int, columns: Sequence[str]) -> pd.DataFrame:
+    """The paper's own rows of Table ``paper`` (its published numbers), as baseline rows."""
     published = _paper_numbers()
-    published = published[published["table"] == paper].set_index("method")
+    published = published[published["table"] == paper]
+    rows: list[dict[str, Any]] = []
 
-    def lookup(method: str, column: str) -> Any:
-        if method in published.index:
-            value = published.loc[method, column]
-            return None if pd.isna(value) else float(value)
-        return None
+    def value(v: Any) -> Any:
+        return None if pd.isna(v) else float(v)
 
-    frame = frame.copy()
     if paper in (1, 2):
-        frame["paper_top1_err"] = [lookup(m, "top1_err") for m in frame["method"]]
-        frame["paper_top5_err"] = [lookup(m, "top5_err") for m in frame["method"]]
+        for p in published.itertuples(index=False):
+            rows.append({"label": f"{p.method} (paper)", "method": p.method, "model": None, "suite": None, "images": None,
+                         columns[5]: value(p.top1_err), columns[6]: value(p.top5_err), "source": "paper"})  # fmt: skip
     else:
-        frame["paper_top5_loc_err"] = [lookup(m, "top5_err") for m in frame["method"]]
-        frame["paper_top5_loc_err_tight_loose"] = [lookup(f"{m} (heuristics)", "top5_err") for m in frame["method"]]
-    return frame
+        by_method = {p.method: p for p in published.itertuples(index=False)}
+        for p in published.itertuples(index=False):
+            if p.method.endswith(" (heuristics)"):
+                continue
+            heur = by_method.get(f"{p.method} (heuristics)")
+            name = p.method if p.supervision == "weak" else f"{p.method}, full supervision"
+            rows.append({"label": f"{name} (paper, {p.split})", "method": p.method, "model": None, "suite": None, "images": None,
+                         "top5_loc_err": value(p.top5_err), "top5_loc_err_tight_loose": None if heur is None else value(heur.top5_err),
+                         "source": "paper"})  # fmt: skip
+    return pd.DataFrame(rows, columns=list(columns))
 
 
 # ---- compare -----------------------------------------------------------------------------------
@@ -212,27 +291,35 @@ def _check_comparable(a: RunInfo, b: RunInfo) -> None:
 
 
 def compare_runs(a: RunInfo, b: RunInfo, *, bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Metric rows, columns A, B, B - A (percent points; mean_iou in 0-1), and for the error metrics a
-    paired bootstrap 95% interval of B - A (``ci_lo``, ``ci_hi``) and the exact McNemar p-value on the
-    per-image hits (``p_mcnemar``); see :mod:`bench.analysis.stats`."""
+    """Metric rows, columns A, B (named by the runs' labels, made distinct), ``delta`` = B − A
+    (percent points; mean_iou in 0-1), and for the error metrics a paired bootstrap 95% interval of
+    B − A (``ci_lo``, ``ci_hi``) and the exact McNemar p-value on the per-image hits (``p_mcnemar``);
+    see :mod:`bench.analysis.stats`. ``frame.attrs`` holds ``a`` and ``b`` (the labels) and their paths."""
     from bench.run.results import RunDir
     from bench.analysis.stats import paired_comparison
 
     _check_comparable(a, b)
+    if (a.label or a.base_label) == (b.label or b.base_label):
+        a, b = assign_labels([a, b], per_suite=False)
+    label_a, label_b = a.label or a.base_label, b.label or b.base_label
+    if label_a == label_b:  # one run folder given twice under two names: say which side is which
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
     paired = paired_comparison(RunDir(a.path).read_records(), RunDir(b.path).read_records(), n=bootstrap, seed=seed)
     paired = paired.set_index("metric")
     rows = []
     for metric in COMPARE_METRICS:
         va, vb = a.summary.get(metric), b.summary.get(metric)
         delta = None if va is None or vb is None else round(float(vb) - float(va), 4)
-        row = {"metric": metric, a.model: _num4(va), b.model: _num4(vb), "delta": delta}
+        row = {"metric": metric, label_a: _num4(va), label_b: _num4(vb), "delta": delta}
         if metric in paired.index and delta is not None:
             stats = paired.loc[metric]
             row.update(ci_lo=_num4(stats["ci_lo"]), ci_hi=_num4(stats["ci_hi"]), p_mcnemar=_num4(stats["p_value"]))
         else:
             row.update(ci_lo=None, ci_hi=None, p_mcnemar=None)
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["metric", label_a, label_b, "delta", "ci_lo", "ci_hi", "p_mcnemar"])
+    frame.attrs.update(kind="compare", a=label_a, b=label_b, a_path=str(a.path), b_path=str(b.path))
+    return frame
 
 
 def _num4(value: Any) -> Any:
@@ -242,8 +329,8 @@ def _num4(value: Any) -> Any:
 def compare_families(runs: Sequence[RunInfo], tag_a: str, tag_b: str, suite: str | None = None) -> pd.DataFrame:
     """Pair runs whose head is ``tag_a`` / ``tag_b`` (e.g. gap / gmp) by backbone family and suite.
 
-    Returns a long table: family, suite, metric, A, B, delta. Raises CompareError when no pair is found
-    or when a pair was run on different data or protocol.
+    Returns a long table: family, suite, metric, A, B, delta (= B − A), ci_lo, ci_hi, p_mcnemar.
+    Raises CompareError when no pair is found or when a pair was run on different data or protocol.
     """
     pairs = []
     for a in runs:
@@ -265,65 +352,240 @@ def compare_families(runs: Sequence[RunInfo], tag_a: str, tag_b: str, suite: str
         table.insert(0, "suite", a.suite)
         table.insert(0, "family", a.family)
         frames.append(table)
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    frame.attrs.update(kind="compare", a=tag_a, b=tag_b)
+    return frame
 
 
 # ---- rendering ---------------------------------------------------------------------------------
-# Metrics on a 0-1 scale (the rest are percent): shown with 4 decimals instead of 2.
-_UNIT_SCALE_METRICS = {"mean_iou", "box_ap"}
+#: Width budget of the LaTeX export: \textwidth of a two-column paper (CVPR/ICCV: 6.875 in).
+TEXTWIDTH_PT = 496.0
+_TABCOLSEP_PT = 6.0
+_FONT_SIZES = (("", 1.0), (r"\small", 0.9), (r"\footnotesize", 0.8))
 
 
-def _cell(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+@dataclass(frozen=True)
+class _Display:
+    """A frame as text cells ready for a renderer (unescaped), with human headers."""
+
+    headers: list[str]
+    cells: list[list[str]]
+    numeric: list[bool]
+    paper_from: int | None  # first row that is one of the paper's rows (a rule goes above it)
+    notes: list[str]  # sentences for the caption (constant columns, what A and B are)
 
 
-def _shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every cell as text: 2 decimals (percent), 4 for 0-1 metrics (a column, or a compare row)."""
-    shown = frame.copy().astype(object)
-    for i in range(len(frame)):
-        row_digits = 4 if "metric" in frame.columns and frame["metric"].iloc[i] in _UNIT_SCALE_METRICS else 2
-        for j, column in enumerate(frame.columns):
-            digits = 4 if column in _UNIT_SCALE_METRICS else row_digits
-            value = frame.iat[i, j]
-            if column == "p_mcnemar" and isinstance(value, float) and 0 <= value < 1e-4:
-                shown.iat[i, j] = "<0.0001"
+def _display(frame: pd.DataFrame, *, latex: bool) -> _Display:
+    frame = frame.copy()
+    attrs = dict(frame.attrs)
+    notes: list[str] = []
+    compare = attrs.get("kind") == "compare"
+    if "label" in frame.columns:  # one name column: the label (method and model are in the CSV)
+        frame = frame.drop(columns=[c for c in ("method", "model") if c in frame.columns])
+    paper_from = None
+    if "source" in frame.columns:
+        is_paper = (frame["source"] == "paper").to_numpy()
+        paper_from = int(is_paper.argmax()) if is_paper.any() and not is_paper.all() else None
+        frame = frame.drop(columns=["source"])
+    for column in ("family", "suite"):  # a column with one value becomes a sentence of the caption
+        if column in frame.columns:
+            values = {v for v in frame[column] if isinstance(v, str)}
+            if len(values) <= 1:
+                if values:
+                    notes.append(f"{header(column)}: {values.pop()}.")
+                frame = frame.drop(columns=[column])
+    metric_rows = frame["metric"].tolist() if "metric" in frame.columns else None
+    if compare and {"ci_lo", "ci_hi"} <= set(frame.columns):
+        position = frame.columns.get_loc("ci_lo")
+        ci = []
+        for i, (lo, hi) in enumerate(zip(frame["ci_lo"], frame["ci_hi"])):
+            m = metric_rows[i] if metric_rows else None
+            ci.append(MISSING if lo is None or pd.isna(lo) else f"[{format_value(lo, m)}, {format_value(hi, m)}]")
+        frame = frame.drop(columns=["ci_lo", "ci_hi"])
+        frame.insert(position, "ci", ci)
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) or c in ("ci", "images") for c in frame.columns]
+    headers = []
+    for c in frame.columns:
+        if compare and c in (attrs.get("a"), attrs.get("b")) and c not in ("metric", "delta"):
+            side = "A" if c == attrs.get("a") else "B"
+            headers.append(side if latex else f"{side}: {c}")
+        elif compare and c == "delta":
+            headers.append("B − A")
+        else:
+            headers.append(header(str(c)))
+    if compare:
+        a, b = attrs.get("a"), attrs.get("b")
+        where = (f" ({attrs['a_path']})", f" ({attrs['b_path']})") if "a_path" in attrs else ("", "")
+        notes.append(f"A = {a}{where[0]}, B = {b}{where[1]}; B − A in percentage points (mean IoU: 0–1 scale); "
+                     "95% CI: paired bootstrap; p: exact McNemar test.")  # fmt: skip
+    cells = []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        out = []
+        for column, value in zip(frame.columns, row):
+            if column == "metric":
+                out.append(metric_name(str(value)))
                 continue
-            shown.iat[i, j] = _cell(value, 4 if column == "p_mcnemar" else digits)
-    shown.columns = [str(c) for c in frame.columns]
-    return shown
+            metric = metric_rows[i] if metric_rows else str(column)
+            out.append(format_value(value, metric, column=str(column), latex=latex))
+        cells.append(out)
+    return _Display(headers, cells, numeric, paper_from, notes)
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join(" ---: " if pd.api.types.is_numeric_dtype(frame[c]) else " --- " for c in frame.columns) + "|"
-    body = ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in _shown(frame).itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
+def text_cells(frame: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool], list[str]]:
+    """The frame as shown to people (console, Markdown, HTML): human headers, one text cell per
+    value (:func:`bench.report.format.format_value`), which columns are numeric, caption notes."""
+    d = _display(frame, latex=False)
+    return d.headers, d.cells, d.numeric, d.notes
+
+
+def _markdown(frame: pd.DataFrame, title: str | None) -> str:
+    d = _display(frame, latex=False)
+    lines = [] if title is None else [title + (" " + " ".join(d.notes) if d.notes else ""), ""]
+    lines.append("| " + " | ".join(d.headers) + " |")
+    lines.append("|" + "|".join(" ---: " if n else " --- " for n in d.numeric) + "|")
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in d.cells]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIALS = {"%": r"\%", "&": r"\&", "#": r"\#", "_": r"\_", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "<": r"\textless{}", ">": r"\textgreater{}", "≥": r"$\geq$", "−": r"$-$", "–": "--"}
+
+
+def latex_escape(text: str) -> str:
+    """Text for LaTeX's text mode in any font encoding (``<``/``>`` would print as ¡/¿ in OT1)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def _latex_cell(text: str) -> str:
+    if text.startswith("$<$"):  # already math (the p-value floor)
+        return text
+    # a minus sign, not a hyphen, before a number ("-16.67", "[-21.00, -12.00]")
+    return re.sub(r"-(?=\d)", "\x00", latex_escape(text)).replace("\x00", "$-$")
+
+
+def _split_header(text: str) -> list[str]:
+    """Headers longer than 10 characters go on two lines, split at the space nearest the middle."""
+    if len(text) <= 10 or " " not in text:
+        return [text]
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return [text[:cut], text[cut + 1 :]]
+
+
+def text_width_pt(text: str) -> float:
+    """A generous estimate of ``text``'s width in points at 10 pt Computer Modern: 5.5 pt per
+    lowercase letter, digit or sign, 7.5 pt per capital, 10 pt for wide signs (real CM: digits
+    5 pt, lowercase 2.8-8.3 pt, average about 4.7 pt)."""
+    width = 0.0
+    for ch in text:
+        if ch.isupper() or ch in "%&@":
+            width += 7.5
+        elif ch in "—≥":
+            width += 10.0
+        else:
+            width += 5.5
+    return width
+
+
+def latex_width_pt(frame: pd.DataFrame, scale: float = 1.0) -> float:
+    """The width budget of the LaTeX rendering of ``frame`` at a font scale (1 = 10 pt): the sum of
+    the columns' widest cells (headers by their longer line) plus the column separation."""
+    d = _display(frame, latex=True)
+    total = 0.0
+    for j, head in enumerate(d.headers):
+        texts = [*_split_header(head), *(row[j].replace("$<$", "<").replace("$-$", "-") for row in d.cells)]
+        total += scale * max(text_width_pt(t) for t in texts) + 2 * _TABCOLSEP_PT
+    return total
 
 
 def _latex(frame: pd.DataFrame, caption: str | None) -> str:
-    styler = _shown(frame).style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
-    if caption is not None:  # the caption is text too: escape LaTeX's specials (e.g. '%' starts a comment)
-        caption = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in caption)
-    return styler.to_latex(hrules=True, column_format=align, caption=caption, position_float="centering" if caption else None)
+    d = _display(frame, latex=True)
+    size = next((cmd for cmd, scale in _FONT_SIZES if latex_width_pt(frame, scale) <= TEXTWIDTH_PT), _FONT_SIZES[-1][0])
+    align = "".join("r" if n else "l" for n in d.numeric)
+
+    def head(text: str) -> str:
+        lines = [latex_escape(t) for t in _split_header(text)]
+        return lines[0] if len(lines) == 1 else r"\begin{tabular}[b]{@{}c@{}}" + r"\\".join(lines) + r"\end{tabular}"
+
+    full_caption = " ".join(t for t in [caption or "", *d.notes] if t)
+    out = [r"\begin{table*}[t]", r"\centering"]
+    if size:
+        out.append(size)
+    if full_caption:
+        out.append(r"\caption{" + latex_escape(full_caption) + "}")
+    out += [r"\begin{tabular}{" + align + "}", r"\toprule", " & ".join(head(h) for h in d.headers) + r" \\", r"\midrule"]
+    for i, row in enumerate(d.cells):
+        if d.paper_from is not None and i == d.paper_from:
+            out.append(r"\midrule")
+        out.append(" & ".join(_latex_cell(v) for v in row) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
+    return "\n".join(out) + "\n"
 
 
-_LATEX_SPECIALS = {"%": r"\%", "&": r"\&", "#": r"\#", "_": r"\_", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-
-
-def render(frame: pd.DataFrame, fmt: str, caption: str | None = None) -> str:
-    """Render a table as ``csv`` (source of truth), ``latex`` (booktabs, escaped) or ``md``."""
+def render(frame: pd.DataFrame, fmt: str, caption: str | None = None, title: str | None = None) -> str:
+    """Render a table as ``csv`` (the source of truth: raw identifiers and values), ``latex``
+    (a booktabs ``table*`` with caption, human headers, one name column, sized to fit
+    :data:`TEXTWIDTH_PT`) or ``md`` (a title line, then the table). Numbers are written by
+    :func:`bench.report.format.format_value` in both text formats. ``caption`` (LaTeX) and ``title``
+    (Markdown) default to each other."""
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n")
     if fmt == "md":
-        return _markdown(frame)
+        return _markdown(frame, title if title is not None else caption)
     if fmt == "latex":
-        return _latex(frame, caption)
+        return _latex(frame, caption if caption is not None else title)
     raise ValueError(f"unknown format {fmt!r}; choose csv, latex or md")
+
+
+#: wsolevaluation's table (Choe et al., CVPR 2020): the metric reported per data set of a wsol suite.
+WSOL_COLUMNS: dict[str, tuple[str, str]] = {
+    "wsol_ilsvrc": ("ilsvrc_maxboxacc_v2", "maxboxacc_v2"),
+    "wsol_cub": ("cub_maxboxacc_v2", "maxboxacc_v2"),
+    "wsol_openimages": ("openimages_pxap", "pxap"),
+}
+#: What a table says when a number is the maximum over tau on the split it is scored on.
+MAX_ON_SCORED_SPLIT = "scored split (max over τ: optimistic)"
+
+
+def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
+    """wsolevaluation's table shape: one row per method (label), MaxBoxAccV2 (%) on ILSVRC and CUB
+    and PxAP (%) on OpenImages, from the ``sweep.json`` of each ``wsol_*`` suite run.
+
+    A number whose threshold was chosen on another split (``bench run --select-on``) is that
+    split's choice applied to the scored split; otherwise it is the maximum over tau on the scored
+    split, and the ``threshold_chosen_on`` column says so (wsolevaluation's own warning). Runs made
+    for ``--select-on`` (folders ``<model>@<split>``) are not rows of their own.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r.suite not in WSOL_COLUMNS or "@" in r.path.name:
+            continue
+        sweep_file = r.path / "sweep.json"
+        if not sweep_file.is_file():
+            continue
+        sweep = json.loads(sweep_file.read_text())
+        column, key = WSOL_COLUMNS[r.suite]
+        selected = sweep.get("selected") or {}
+        value = selected.get(key, sweep.get(key)) if key != "pxap" else sweep.get("pxap")
+        label = r.label or r.base_label
+        row = rows.setdefault(label, {"label": label, "method": r.method, "model": r.model, "chosen": set()})
+        row[column] = _num(value)
+        row["chosen"].add(selected.get("split") or MAX_ON_SCORED_SPLIT)
+    columns = ["label", "method", "model", *(c for c, _ in WSOL_COLUMNS.values()), "threshold_chosen_on"]
+    out = []
+    for row in rows.values():
+        row["threshold_chosen_on"] = ", ".join(sorted(row.pop("chosen")))
+        out.append(row)
+    return pd.DataFrame(out, columns=columns).sort_values("label", kind="stable").reset_index(drop=True)
+
+
+def wsol_caption(frame: pd.DataFrame) -> str:
+    text = (
+        "WSOL benchmark table (Choe et al., CVPR 2020 shape): MaxBoxAccV2 (%) on ILSVRC and CUB, PxAP (%) on "
+        "OpenImages, wsolevaluation's rules."
+    )
+    if (frame["threshold_chosen_on"].str.contains("optimistic", regex=False)).any():
+        text += " Thresholds chosen on the scored split are the maximum over τ there, an optimistic estimate."
+    return text
 
 
 def table_caption(paper: int) -> str:
@@ -332,3 +594,8 @@ def table_caption(paper: int) -> str:
         2: "Localization error (%) on the evaluated data (CAM paper Table 2 shape).",
         3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape; the paper's numbers are on ILSVRC test).",
     }[paper]
+
+
+def table_title(paper: int) -> str:
+    """``Table N. <caption>`` for console and Markdown output."""
+    return f"Table {paper}. {table_caption(paper)}"

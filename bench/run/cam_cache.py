@@ -6,10 +6,11 @@ data-set order:
 
     index    (n,)            int64    position of the image in the val set
     classes  (n, k+1)        int32    the top-k classes by score, then the GT class
-    cams     (n, k+1, h, w)  float16  their CAMs (no bias), before upsampling
+    cams     (n, k+1, h, w)  float32  their CAMs (no bias), before upsampling
 
-Failed images have no entry. The engine computes a cached run's boxes from the float16 values it
-stores, so re-scoring the cache with the same protocol reproduces the run's records exactly.
+Failed images have no entry. The maps are stored losslessly (the float32 values the run's boxes were
+computed from), so saving them changes no result and re-scoring the cache with the same protocol
+reproduces the run's records exactly. (Caches written before this were float16; they are read as is.)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def write_cam_shard(run: RunDir, shard: int, parts: Sequence[dict[str, np.ndarra
         arrays = {
             "index": np.zeros(0, np.int64),
             "classes": np.zeros((0, 0), np.int32),
-            "cams": np.zeros((0, 0, 0, 0), np.float16),
+            "cams": np.zeros((0, 0, 0, 0), np.float32),
         }
     buf = io.BytesIO()
     # Fixed member timestamps so the same run gives byte-identical cache files.

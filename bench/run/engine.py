@@ -1,6 +1,6 @@
 """The run loop: stream batches through the model, turn CAMs into boxes, score, write shards.
 
-One pass over the data (DESIGN §1). Images are processed in data-set order (sorted image ids) and
+One pass over the data (docs/protocol.md). Images are processed in data-set order (sorted image ids) and
 grouped into shards of ``shard_size`` images; a shard's records are written atomically as soon as
 the shard is complete, so a killed run resumes by skipping finished shards. Under ``torchrun``
 (``WORLD_SIZE > 1``) rank r takes the shards k with ``k % world_size == r``; rank 0 merges.
@@ -57,7 +57,7 @@ class RunConfig:
     progress: bool = True
     amp: str = "off"  # "off" | "bf16" | "fp16": autocast for the forward pass (CAMs stay float32)
     channels_last: bool = False
-    save_cams: bool = False  # store top-k + GT CAMs at feature resolution (float16) for `bench rescore`
+    save_cams: bool = False  # store top-k + GT CAMs at feature resolution (float32, lossless) for `bench rescore`
     # Workers that upsample + extract boxes while the next batch runs (bench.run.box_pool): 0 = inline,
     # None = auto: one process per core when the network runs on a GPU; inline on CPU, where the
     # network already uses every core and extra workers only contend with it (results/benchmarks/).
@@ -148,19 +148,16 @@ class _BatchScorer:
             # Maps of the top-k classes and of the GT class (GT-known).
             wanted = torch.cat([top_classes[:, : self.ranks], labels[:, None]], dim=1)
             # CAM: one batched einsum over the features already computed; gradient maps run their
-            # own forward/backward (gradients switched on locally).
+            # own forward/backward (gradients switched on locally). The cache takes these float32
+            # maps as they are: saving them changes no result.
             cams = produce_maps(self.model, x, wanted, self.method, self.protocol.cam_layer or None, features)
-            if self.save_cams:
-                # The cache holds float16; boxes are computed from exactly those values so that
-                # `bench rescore` reproduces this run's records bit for bit.
-                cams = cams.half().float()
         cached = None
         if self.save_cams and cams is not None:
             decoded = np.array([not e for e in batch["error"]], dtype=bool)  # failed images get no entry
             cached = {
                 "index": np.asarray(indices, dtype=np.int64)[decoded],
                 "classes": wanted.cpu().numpy().astype(np.int32)[decoded],
-                "cams": cams.half().cpu().numpy()[decoded],
+                "cams": cams.cpu().numpy()[decoded],  # float32: lossless, rescoring gives the same records
             }
         top_classes_np = top_classes.cpu().numpy()
         top_scores_np = top_scores.cpu().numpy()
@@ -318,6 +315,7 @@ def _run_suite_locked(
                 "weights_source": weights.source,
                 "weights_path": weights.path,
                 "weights_sha256": weights.sha256,
+                **model.manifest_info(),  # user models: reference, preprocessing, layer, classifier, reshape
             },
             "data": {
                 "root": str(valset.root),
@@ -341,7 +339,7 @@ def _run_suite_locked(
                 "amp": config.amp,
                 "channels_last": config.channels_last,
                 "save_cams": config.save_cams,
-                "cam_cache_dtype": "float16" if config.save_cams else None,
+                "cam_cache_dtype": "float32" if config.save_cams else None,
                 "box_workers": config.resolved_box_workers(),
                 "box_pool": box_pool_kind(config.device, config.box_workers)[0],
                 "decode": config.resolved_decode(),

@@ -4,12 +4,16 @@ Records keep boxes, not maps. :class:`RunReplay` re-opens a finished run from it
 and serves, per image, the top-5 and the maps of ``[top-1 class, GT class]`` at the image's original
 size, from the first source that has them:
 
-1. **the run's map cache** (``bench run --save-cams``, ``cams/shard-*.npz``): the exact maps the run
+1. **the saved maps** of a ``bench score`` run (its maps folder, file by file as ``map_files.csv``
+   says): no network; a GT-class ``.npy`` map is shown in both panels;
+2. **the run's map cache** (``bench run --save-cams``, ``cams/shard-*.npz``): the exact maps the run
    boxed; no network, no weights needed;
-2. **the network**, re-run exactly as the engine runs it (:mod:`bench.core.maps`: the same input
-   transform, the recorded ``amp`` / ``channels_last`` settings and the recorded map method and
-   layer — a ``gradcam`` run replays as Grad-CAM), after checking the weights file's SHA-256
-   against the manifest.
+3. **the network**, rebuilt from the manifest (registry names, Caffe files, ``module:factory``
+   references with their recorded layer, classifier and preprocessing) and re-run exactly as the
+   engine runs it (:mod:`bench.core.maps`: the same input transform, the recorded ``amp`` /
+   ``channels_last`` settings and the recorded map method and layer — a ``gradcam`` run replays as
+   Grad-CAM), after checking the weights' SHA-256 against the manifest (the weights file's, or the
+   state dict's for a model built without one).
 
 Either way the protocol must validate and hash as recorded, and the data must be the run's: the
 data set is rebuilt from the manifest (:func:`bench.run.rundata.run_dataset`, ``data_root`` for a
@@ -35,12 +39,14 @@ from bench.core.scoring import localizes
 from bench.data.classes import load_class_names, load_wnids, read_synset_names
 from bench.data.dataset import CSV_SYNSETS, Dataset as ValSet, GTImage
 from bench.data.transforms import EvalImages, InputTransform
-from bench.models import BenchModel, UnknownModelError, WeightsError, build_model
+from bench.models import BenchModel
+from bench.models.resolve import model_from_manifest
 from bench.models.sources import sha256_file
 from bench.run.cam_cache import cam_shard_path, read_cam_shard
 from bench.run.results import RunDir
 from bench.run.rundata import RunDataError, run_dataset
-from bench.runtime import RunError, resolve_device
+from bench.run.score import is_score_run, read_map_file, saved_map_files
+from bench.runtime import BenchError, RunError, resolve_device
 
 __all__ = ["ReplayError", "ImageMaps", "RunReplay"]
 
@@ -69,7 +75,7 @@ class RunReplay:
 
     Attributes:
         run, manifest, protocol, valset, records, class_names, device; ``model`` (None when the
-        maps come from the run's cache) and ``source`` (``'map cache'`` or ``'network'``).
+        maps come from files) and ``source`` (``'saved maps'``, ``'map cache'`` or ``'network'``).
     """
 
     def __init__(
@@ -91,7 +97,7 @@ class RunReplay:
         self.records = records
         self.class_names = class_names
         self.device = device
-        self.source = "network" if model is not None else "map cache"
+        self.source = "network" if model is not None else "saved maps" if is_score_run(manifest) else "map cache"
         self._index = {im.image_id: i for i, im in enumerate(valset.images)}
         self._by_id = records.set_index("image_id", drop=False)
         self._retain: set[str] = set()
@@ -126,13 +132,13 @@ class RunReplay:
                 "which does not apply; nothing to show (a --method gradcam run of it can be shown)"
             )
         # Cheap checks first (the cache, hashing the weights file, reading the GT), the model build last.
-        cached = bool(manifest.get("settings", {}).get("save_cams")) and cam_shard_path(run, 0).is_file()
+        cached = is_score_run(manifest) or (bool(manifest.get("settings", {}).get("save_cams")) and cam_shard_path(run, 0).is_file())
         weights = None if cached else cls._verified_weights(run, model_info)
         try:
             valset = run_dataset(manifest, data_root=data_root, where=str(run.path))
         except RunDataError as exc:
             raise ReplayError(str(exc)) from None
-        model = None if weights is None else cls._model(run, model_info, weights)
+        model = None if cached else cls._model(run, model_info, weights)
         names = cls._class_names(valset)
         dev = torch.device(resolve_device(device))
         if model is not None:
@@ -155,14 +161,18 @@ class RunReplay:
         return protocol
 
     @staticmethod
-    def _verified_weights(run: RunDir, info: dict[str, Any]) -> Path:
-        """The recorded weights file, after checking its SHA-256 against the manifest."""
+    def _verified_weights(run: RunDir, info: dict[str, Any]) -> Path | None:
+        """The recorded weights file after checking its SHA-256 against the manifest; None when the
+        run loaded no file (packaged or downloaded weights, a user model's own state): the rebuilt
+        model's weights are then checked against the recorded digest in :meth:`_model`."""
         name, path, expected = info["name"], info.get("weights_path"), info.get("weights_sha256")
-        if not path or not expected:
+        if not expected:
             raise ReplayError(
-                f"{run.path}: the run recorded no weights file for {name} ({info.get('weights_source')}) and has no "
+                f"{run.path}: the run recorded no weights digest for {name} ({info.get('weights_source')}) and has no "
                 "map cache; rerun it with --save-cams to show it"
             )
+        if info.get("weights_source") != "file" or not path:
+            return None
         file = Path(path)
         if not file.is_file():
             raise ReplayError(
@@ -177,20 +187,19 @@ class RunReplay:
         return file
 
     @staticmethod
-    def _model(run: RunDir, info: dict[str, Any], file: Path) -> BenchModel:
-        """Build the run's model from the verified file; the bytes actually loaded are checked again."""
+    def _model(run: RunDir, info: dict[str, Any], file: Path | None) -> BenchModel:
+        """Rebuild the run's model from its manifest; the weights actually loaded are checked again."""
         name, expected = info["name"], info["weights_sha256"]
         try:
-            if info.get("weights_source") == "file":
-                model, loaded = build_model(name, file)
-            else:
-                model, loaded = build_model(name)
-        except (WeightsError, UnknownModelError) as exc:  # e.g. a model given as a file, not a registry name
-            raise ReplayError(f"{run.path}: cannot load the weights of {name}: {exc}") from exc
+            model, loaded = model_from_manifest(info, weights=file)
+        except BenchError as exc:  # e.g. an nn.Module passed from Python: nothing names it
+            raise ReplayError(f"{run.path}: cannot rebuild {name}: {exc}") from exc
+        except Exception as exc:  # an import error of a user's module, a changed factory, ...
+            raise ReplayError(f"{run.path}: cannot rebuild {name} ({type(exc).__name__}: {exc}); rerun it with --save-cams to show it") from exc
         if loaded.sha256 != expected:
             raise ReplayError(
-                f"{run.path}: {name} loaded weights with sha256 {str(loaded.sha256)[:16]}… from {loaded.path}, "
-                f"the run used {expected[:16]}… from {file}"
+                f"{run.path}: {name} loaded weights with sha256 {str(loaded.sha256)[:16]}… from {loaded.path or 'its own state'}, "
+                f"the run used {expected[:16]}…"
             )
         return model
 
@@ -246,7 +255,9 @@ class RunReplay:
         if missing:
             raise ReplayError(f"{self.run.path}: images not in the run's data: {missing[:5]}")
         todo = [i for i in image_ids if i not in self._cache]
-        if self.model is None:
+        if self.source == "saved maps":
+            computed = self._saved_maps(todo)
+        elif self.model is None:
             computed = self._cached_maps(todo)
         else:
             computed = self._network_maps(todo, batch_size, workers)
@@ -293,6 +304,39 @@ class RunReplay:
                 parse_ints(rec["top5_classes"]),
                 parse_floats(rec["top5_scores"]),
                 np.array([classes[0], classes[-1]], np.int64),
+                resize_maps(pair.astype(np.float32), size, self.protocol.upsample),
+            )
+
+    def _saved_maps(self, image_ids: Sequence[str]) -> Iterator[ImageMaps]:
+        """Maps of a ``bench score`` run, read from its maps folder (the files it scored)."""
+        folder, files = saved_map_files(self.run, self.manifest)
+        class_ids = self.manifest["data"].get("class_ids") or list(self.valset.class_ids)
+        for image_id in image_ids:
+            index = self._index[image_id]
+            rec = self.record(image_id)
+            if rec["status"] != "ok" or not files.get(image_id):
+                yield self._failed(index, str(rec["error"]) or "no map file")
+                continue
+            rel = files[image_id]
+            try:
+                classes, maps, _scores = read_map_file((folder / rel).read_bytes(), rel, class_ids)
+            except (OSError, ValueError) as exc:
+                raise ReplayError(f"{self.run.path}: cannot read map {folder / rel} ({exc})") from None
+            label = self.valset.images[index].label
+            if classes is None:  # a GT-class map only: shown in both panels
+                pair, pair_classes = np.stack([maps[0], maps[0]]), np.array([label, label], np.int64)
+            else:
+                gt_row = int(np.flatnonzero(classes == label)[0])
+                pair, pair_classes = np.stack([maps[0], maps[gt_row]]), np.array([classes[0], label], np.int64)
+            size = (int(rec["height"]), int(rec["width"]))
+            yield ImageMaps(
+                index,
+                self.valset.images[index],
+                size[0],
+                size[1],
+                parse_ints(rec["top5_classes"]),
+                parse_floats(rec["top5_scores"]),
+                pair_classes,
                 resize_maps(pair.astype(np.float32), size, self.protocol.upsample),
             )
 

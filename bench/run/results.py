@@ -7,7 +7,7 @@ Layout of one run (``<out>/<suite>/<run-id>/``)::
                                fingerprint, versions, device, batch size, times, command line
     records/shard-00000.csv.gz per-image records of images [0, S), S = manifest.shard_size, ...
     records.csv.gz             all shards merged, sorted by image id (written when the run completes)
-    summary.json               every metric of DESIGN §5 plus image counts
+    summary.json               every metric of docs/protocol.md plus image counts
 
 Per-image record columns (one row per image of the data set, failed images included):
 
@@ -81,6 +81,7 @@ __all__ = [
     "pid_alive",
     "atomic_write_bytes",
     "atomic_write_json",
+    "current_umask",
     "records_to_arrays",
     "find_runs",
 ]
@@ -91,6 +92,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; a run's files get the mode any new file gets (0666 minus the umask)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -99,6 +102,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's file-mode creation mask (from /proc on Linux; elsewhere set-and-restore)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - non-Linux
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

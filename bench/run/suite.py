@@ -9,19 +9,23 @@ lists the paper tables to write under ``OUT/<suite>/tables/`` (CSV, Markdown, La
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from bench.data.dataset import Dataset
 from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
 from bench.runtime import RunError
-from bench.models import build_model
+from bench.models import BenchModel, WeightsInfo
+from bench.models.resolve import ModelOptions, is_registry_model, resolve_model
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 @dataclass(frozen=True)
@@ -29,19 +33,22 @@ class SuiteRequest:
     """What `bench run` was asked for; None/empty means "the suite's default"."""
 
     suite: str
-    models: Sequence[str] = ()
+    models: Sequence[Any] = ()  # registry names, model strings (bench.models.resolve) or nn.Modules
     data: Path | None = None
     weights: Sequence[Path] = ()
     gt_layout: str = "auto"
     images: Path | None = None
     out: Path = Path("results")
     method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
-    layer: str | None = None  # --layer: Grad-CAM layer
+    layer: str | None = None  # --layer: Grad-CAM layer (registry models); feature layer of user models
+    labels: Sequence[str] = ()  # --label: one per model, in order (the run's name in tables)
     split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
     metadata: Path | None = None  # --metadata: wsol metadata folder
     masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
     select_on: str | None = None  # --select-on: split on which wsol suites choose their threshold
     step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
+    model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
+    verbose: bool = True  # print each summary and the tables (the CLI); the Python API passes False
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -59,7 +66,7 @@ def resolve_data(protocol: Protocol, data: Path | None) -> Path:
 
 def write_tables(protocol: Protocol, out: Path) -> list[Path]:
     """Write the suite's tables (from every run under ``out``) as CSV, Markdown and LaTeX."""
-    from bench.report.tables import load_runs, paper_table, render, table_caption
+    from bench.report.tables import load_runs, paper_table, render, table_caption, table_title
 
     runs = [r for r in load_runs([out]) if r.suite in (protocol.name, *protocol.companions)]
     written = []
@@ -68,7 +75,7 @@ def write_tables(protocol: Protocol, out: Path) -> list[Path]:
         for fmt, ext in (("csv", "csv"), ("md", "md"), ("latex", "tex")):
             path = out / protocol.name / "tables" / f"table{number}.{ext}"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render(frame, fmt, caption=table_caption(number)))
+            path.write_text(render(frame, fmt, caption=table_caption(number), title=table_title(number)))
             written.append(path)
     return written
 
@@ -79,42 +86,199 @@ def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
     return RunDir(out / protocol.name / f"{model}{suffix}")
 
 
+class RunInterrupted(RunError):
+    """Ctrl-C during a run; the message says how far it got and how to resume."""
+
+
+# Optional extras: model name prefix -> (extra, module the model imports)
+_EXTRAS = {"efficientnet_lite": ("lite", "efficientnet_lite_pytorch")}
+
+
+def check_extra(name: str) -> None:
+    """Refuse a model whose optional dependency is not installed, naming the extra to install."""
+    import importlib.util
+
+    for prefix, (extra, module) in _EXTRAS.items():
+        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
+            raise RunError(f"model {name} needs the optional extra '{extra}': pip install 'wsol-bench[{extra}]'")
+
+
+def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] | None:
+    """The class ids (WNIDs) the model's outputs stand for, in output order; None when unknown.
+
+    A checkpoint written by `bench train` (the shipped demo nets included) says so in its JSON
+    sidecar (``data.classes``); a 1000-way registry ImageNet model predicts the 1000 ILSVRC classes
+    in sorted-WNID order.
+    """
+    if weights.path is not None:
+        sidecar = Path(f"{weights.path}.json")
+        if sidecar.is_file():
+            try:
+                classes = json.loads(sidecar.read_text()).get("data", {}).get("classes")
+            except (OSError, ValueError):
+                classes = None
+            if isinstance(classes, list) and classes:
+                return tuple(str(c) for c in classes)
+    if model.num_classes == 1000 and not model.spec.name.startswith("simplecnn"):
+        from bench.data.classes import load_wnids
+
+        return tuple(load_wnids())
+    return None
+
+
+def model_class_names(model_ids: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Readable names of known class ids (the 1000 ImageNet WNIDs, the generated data's ids), else None."""
+    if model_ids is None:
+        return None
+    from bench.data import synthetic
+    from bench.data.classes import load_class_names, load_wnids
+
+    known = dict(zip(load_wnids(), load_class_names())) | dict(zip(synthetic.WNIDS, synthetic.CLASS_NAMES))
+    names = [known.get(i) for i in model_ids]
+    return None if any(n is None for n in names) else tuple(names)  # type: ignore[arg-type]
+
+
+def _same_name(a: str, b: str) -> bool:
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+    return norm(a) == norm(b)
+
+
+def check_classes(name: str, model_ids: Sequence[str] | None, dataset: Dataset) -> None:
+    """Refuse a model whose classes are not the data's classes, compared id by id, in order.
+
+    The one allowance: the CUB layout, which has its own id scheme (``classes.txt``: ``001.cart``
+    for the generated data's ``n90000001`` "cart"), passes when the class *names* agree one by
+    one. ``model_ids`` None (unknown), or data whose classes are integer labels only (wsolevaluation
+    metadata: its class "ids" are image folder names, ``class_source == 'wsol-folders'``), leave
+    only the engine's count check.
+    """
+    data_ids = tuple(dataset.class_ids)
+    if model_ids is None or tuple(model_ids) == data_ids or dataset.class_source == "wsol-folders":
+        return
+    model_names, data_names = model_class_names(model_ids), tuple(dataset.class_names or ())
+    renamed = dataset.class_source == "cub"  # CUB's classes.txt: its own ids ("001.Black_footed_Albatross")
+    if renamed and model_names and len(model_names) == len(data_names) and all(map(_same_name, model_names, data_names)):
+        return
+    first = next((i for i, (m, d) in enumerate(zip(model_ids, data_ids)) if m != d), min(len(model_ids), len(data_ids)))
+    at = (
+        f"class {first} is {data_ids[first]} in the data but {model_ids[first]} for the model"
+        if first < min(len(model_ids), len(data_ids))
+        else f"the first {first} agree, then one list ends"
+    )
+    raise RunError(
+        f"{name} predicts {len(model_ids)} classes ({model_ids[0]} ...) but the data under {dataset.root} has "
+        f"{len(data_ids)} ({data_ids[0] if data_ids else 'none'} ...): {at}; evaluate it on data with its own "
+        "classes, or use a model trained on these classes (`bench train`)"
+    )
+
+
+def _summary_line(name: str, protocol: Protocol, run: RunDir, summary: dict, already: bool) -> str:
+    """The run's one titled, compact summary table (Markdown) for the console."""
+    import pandas as pd
+
+    from bench.report.tables import render
+
+    keys = ["top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err", "mean_iou"]
+    frame = pd.DataFrame([{k: summary.get(k) for k in keys}])
+    state = "already complete, nothing recomputed" if already else "done"
+    title = (
+        f"{name} on {protocol.name} ({state}): {summary.get('scored')} images scored, {summary.get('failed')} failed"
+        f" — errors in %, mean IoU 0–1; results in {run.path}"
+    )
+    return render(frame, "md", title=title)
+
+
 def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
-    """Run the suite (and its companions) for every model; returns the run folders."""
-    protocol = load_protocol(request.suite).with_method(request.method, request.layer)
+    """Run the suite (and its companions) for every model; returns the run folders.
+
+    Everything that can be checked is checked before any file is written: the suite files, the
+    model names, their optional extras and weights, the class ids against the data's.
+
+    Models are resolved by :func:`bench.models.resolve.resolve_model` (registry names, Caffe strings,
+    ``module:factory``, ``file.py:factory``, ``timm/``, ``torchvision/``, entry points, nn.Modules).
+    Registry and Caffe models take ``--layer`` as the protocol's Grad-CAM layer; other models take it
+    as their feature layer, recorded in the manifest's model section, so their protocol keeps the
+    suite's own ``[cam] layer``.
+    """
+    base = load_protocol(request.suite)
+    protocol = base.with_method(request.method, request.layer)
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
     if len(request.weights) > len(models):
         raise RunError("more --weights than --model; give one --weights per --model, in order")
+    if len(request.labels) > len(models):
+        raise RunError("more --label than --model; give one --label per --model, in order")
+    bases = [base, *(load_protocol(c) for c in protocol.companions)]
+    for ref in models:
+        if isinstance(ref, str):
+            check_extra(ref)
+    built: list[tuple[BenchModel, WeightsInfo]] = []
+    for i, ref in enumerate(models):
+        registry = is_registry_model(ref)
+        options = replace(
+            request.model_options,
+            weights=request.weights[i] if i < len(request.weights) else None,
+            layer=None if registry else request.layer,
+            method=protocol.cam_method,
+        )
+        built.append(resolve_model(ref, options))
     data = resolve_data(protocol, request.data)
-    protocols = [protocol, *(load_protocol(c).with_method(request.method, request.layer) for c in protocol.companions)]
     runs: list[RunDir] = []
     try:
-        for p in protocols:
-            blacklist = (data / p.blacklist) if p.blacklist else None
+        for b in bases:
+            blacklist = (data / b.blacklist) if b.blacklist else None
             valset = open_dataset(data, layout=request.gt_layout, images=request.images, split=request.split, blacklist=blacklist, metadata=request.metadata, masks=request.masks)
-            for i, name in enumerate(models):
-                model, info = build_model(name, request.weights[i] if i < len(request.weights) else None)
-                run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET
-                summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
+            for ref, (model, info) in zip(models, built):
+                check_classes(ref if isinstance(ref, str) else model.spec.name, model_class_ids(model, info), valset)
+            for i, (ref, (model, info)) in enumerate(zip(models, built)):
+                name = ref if isinstance(ref, str) else model.spec.name  # as the user named it, for messages
+                p = b.with_method(request.method, request.layer if is_registry_model(ref) else None)
+                run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
+                already = run.is_complete()
+                try:
+                    summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
+                except KeyboardInterrupt:
+                    n = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
+                    total = (n + config.shard_size - 1) // config.shard_size
+                    raise RunInterrupted(
+                        f"interrupted after {len(run.done_shards())} of {total} shards of {name} on {p.name} "
+                        f"({run.path}); rerun the same command to resume"
+                    ) from None
+                if i < len(request.labels):
+                    _record_label(run, request.labels[i])
                 runs.append(run)
-                if summary is not None:  # rank 0 (or a single process) reports
-                    print(f"{name} on {p.name}: results in {run.path}")
-                    print(json.dumps(summary, indent=2))
-                    if p.wsol_evaluation:
-                        from bench.run.wsol_suite import finish_wsol_run
+                if summary is not None and request.verbose:  # rank 0 (or a single process) reports
+                    print(_summary_line(name, p, run, summary, already))
+                if summary is not None and p.wsol_evaluation:
+                    from bench.run.wsol_suite import finish_wsol_run
 
-                        print(json.dumps(finish_wsol_run(p, request, run, model, info, config, data, blacklist), indent=2))
+                    wsol = finish_wsol_run(p, request, run, model, info, config, data, blacklist)
+                    if request.verbose:
+                        print(json.dumps(wsol, indent=2))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
-        for path in write_tables(protocol, request.out):
-            print(f"wrote {path}")
-        from bench.report.tables import load_runs, paper_table, render
+        written = write_tables(protocol, request.out)
+        if request.verbose:
+            for path in written:
+                print(f"wrote {path}")
+            from bench.report.tables import load_runs, paper_table, render, table_title
 
-        print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md"))
+            print()
+            print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md", title=table_title(2)))
     return runs
+
+
+def _record_label(run: RunDir, label: str) -> None:
+    """`bench run --label`: the run's name in tables, kept in its manifest (not part of its identity)."""
+    if _is_rank0() and run.exists():
+        manifest = run.read_manifest()
+        if manifest.get("label") != label:
+            manifest["label"] = label
+            run.write_manifest(manifest)
 
 
 def _run_config(protocol: Protocol, config: RunConfig) -> RunConfig:

@@ -1,0 +1,539 @@
+"""`bench score MAPS --data DIR --suite S`: score localization maps made elsewhere into a normal run.
+
+The maps come from any method (wsolevaluation's ``evaluation.py`` is used the same way); the suite
+supplies the box rule, thresholds, guesses and metrics, and the result is a run folder like
+`bench run`'s (manifest, records, summary) that ``table``, ``compare``, ``report``, ``sweep``...
+read.
+
+**Files**, one per image, anywhere under ``MAPS``. For an image at ``<root>/val/X.JPEG`` the
+candidates, in order, are: a relative path of the image (``val/X.JPEG``, then ``X.JPEG``: every
+tail of the path below the data root, longest first) plus ``.npy`` / ``.npz``
+(wsolevaluation's naming ``val/X.JPEG.npy``), the same with the image extension replaced
+(``val/X.npy``), then any file whose stem is the image id (``X.npy``, ``X.npz``, ``X.JPEG.npy``,
+anywhere). Two files with that stem, when the stem decides, is an error naming both.
+
+* ``.npy``: one 2-D ``(h, w)`` map of the GT class. Only GT-known localization, the IoU statistics
+  and sweeps are defined; the record's guess columns are empty, the summary's top-k keys are None
+  with ``gt_class_maps_only: true`` and a note, and tables show ``"n/a (GT-class maps only)"``.
+* ``.npz``: ``classes`` (k class indices, or WNIDs as strings) in rank order, ``maps`` (k, h, w),
+  optional ``scores`` (k,). The first five entries are the guesses (the protocol needs the first
+  ``ranks_needed``); the GT-known map is the first entry of the GT class (a sixth entry may carry it).
+  Without ``scores`` the record's ``top5_scores`` is empty.
+
+Maps of any size are resized to the image's original size by the suite's ``upsample`` rule (a map
+already at that size is unchanged: ``align_corners=False`` interpolation to the same size is the
+identity); float16/32/64 are accepted and kept (float64 maps are resized in float64).
+
+**Every image is accounted for**: a missing, unreadable, non-finite or wrongly shaped map (or an
+unreadable image) is a ``failed`` record whose ``error`` says why; map files that match no image
+are counted (``unmatched_maps``) and the first :data:`MAX_NAMED` named (``unmatched_examples``) in
+``summary.json``. A folder must hold one kind of map (all ``.npy`` or all ``.npz``).
+
+**Manifest**: the maps folder, the file kind, and a fingerprint of the files scored (SHA-256 over
+the sorted ``relative path, SHA-256 of the bytes`` lines); ``map_files.csv`` lists, per image, the
+file used (relative to the maps folder; empty when missing), so replay can find each image's map.
+
+The per-image work (:func:`score_image`) is a pure function of a picklable task, run inline or on a
+process pool (``workers``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import multiprocessing
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from bench.core.protocol import Protocol, load_protocol
+from bench.core.scoring import failed_record, image_record
+from bench.data.dataset import Dataset, GTImage
+from bench.data.open import open_dataset
+from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
+from bench.run.engine import RunConflict, summarize_run
+from bench.run.results import RunDir, RunLocked, atomic_write_bytes
+from bench.runtime import BenchError, host_facts, library_versions
+
+__all__ = [
+    "MAP_SUFFIXES",
+    "GT_ONLY",
+    "MAX_NAMED",
+    "ScoreError",
+    "MapIndex",
+    "ScoreContext",
+    "ScoreTask",
+    "index_maps",
+    "read_map_file",
+    "saved_map_files",
+    "score_image",
+    "score_folder",
+    "write_maps",
+    "is_score_run",
+    "saved_gt_maps",
+]
+
+MAP_SUFFIXES = (".npy", ".npz")
+#: What the summary says for top-k metrics of a run scored from GT-class maps only.
+GT_ONLY = "n/a (GT-class maps only)"
+#: Unmatched map files named in the summary (all are counted).
+MAX_NAMED = 20
+_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
+_IMAGE_EXTS = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+class ScoreError(BenchError, ValueError):
+    """The maps cannot be scored as asked (no maps, mixed kinds, an ambiguous stem)."""
+
+
+# --------------------------------------------------------------------------- finding the files
+
+
+def _stem(rel: str) -> str:
+    """Image id a map file names: ``a/X.JPEG.npy`` -> ``X``; ``a/X.npz`` -> ``X``."""
+    name = rel.rsplit("/", 1)[-1]
+    base, ext = os.path.splitext(name)
+    inner, inner_ext = os.path.splitext(base)
+    return inner if inner_ext.lower() in _IMAGE_EXTS else base
+
+
+@dataclass(frozen=True)
+class MapIndex:
+    """Which map file belongs to which image.
+
+    Attributes:
+        folder: the maps folder (absolute).
+        files: image_id -> path relative to ``folder`` (posix), for images that have a map.
+        unmatched: relative paths of map files no image claimed, sorted.
+        kind: ``'npy'`` (GT-class maps) or ``'npz'`` (ranked classes).
+    """
+
+    folder: Path
+    files: dict[str, str]
+    unmatched: tuple[str, ...]
+    kind: str
+
+
+def index_maps(folder: str | os.PathLike[str], valset: Dataset) -> MapIndex:
+    """Match the ``.npy``/``.npz`` files under ``folder`` to the images of ``valset`` (module docstring rules).
+
+    Raises:
+        ScoreError: no map files, both kinds present, or an image's stem names two files.
+    """
+    root = Path(folder).expanduser().absolute()
+    if not root.is_dir():
+        raise ScoreError(f"maps folder {root} does not exist (give the folder holding the .npy/.npz maps)")
+    rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix in MAP_SUFFIXES and p.is_file())
+    if not rels:
+        raise ScoreError(f"no .npy or .npz map files under {root}")
+    kinds = {r.rsplit(".", 1)[-1] for r in rels}
+    if len(kinds) > 1:
+        n_npy = sum(r.endswith(".npy") for r in rels)
+        raise ScoreError(
+            f"{root} holds both .npy ({n_npy}) and .npz ({len(rels) - n_npy}) maps; one run scores one kind: "
+            "put GT-class maps (.npy) and ranked maps (.npz) in separate folders"
+        )
+    available = set(rels)
+    by_stem: dict[str, list[str]] = {}
+    for r in rels:
+        by_stem.setdefault(_stem(r), []).append(r)
+    data_root = valset.root.absolute()
+    files: dict[str, str] = {}
+    for gt in valset.images:
+        path = Path(gt.path)
+        try:
+            parts = path.relative_to(data_root).parts
+        except ValueError:
+            parts = path.parts[-2:]
+        found = None
+        for start in range(len(parts)):
+            tail = "/".join(parts[start:])
+            no_ext = "/".join((*parts[start:-1], os.path.splitext(parts[-1])[0]))
+            for key in (tail + ".npy", tail + ".npz", no_ext + ".npy", no_ext + ".npz"):
+                if key in available:
+                    found = key
+                    break
+            if found:
+                break
+        if found is None:
+            same = by_stem.get(gt.image_id, [])
+            if len(same) > 1:
+                raise ScoreError(
+                    f"image {gt.image_id}: several map files have its name under {root}: {', '.join(same[:5])}; "
+                    "name maps by the image's relative path (val/X.JPEG.npy) or keep one per image"
+                )
+            found = same[0] if same else None
+        if found is not None:
+            files[gt.image_id] = found
+    used = set(files.values())
+    return MapIndex(root, files, tuple(r for r in rels if r not in used), kinds.pop())
+
+
+# --------------------------------------------------------------------------- one image
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What every image's scoring needs besides its own task (picklable)."""
+
+    protocol: Protocol
+    class_ids: tuple[str, ...]
+    folder: Path
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One image: its ground truth and its map file (relative to the maps folder, or None)."""
+
+    gt: GTImage
+    blacklisted: bool
+    map_file: str | None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """Original ``(H, W)`` from the file header (pixels are not decoded)."""
+    check_image_file(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot read the image header: {type(exc).__name__}") from None
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS}-pixel limit")
+    return height, width
+
+
+def _as_map_array(arr: np.ndarray, what: str, ndim: int) -> np.ndarray:
+    if arr.dtype not in (np.float16, np.float32, np.float64):
+        raise ValueError(f"{what} has dtype {arr.dtype}; expected float16, float32 or float64")
+    if arr.ndim != ndim or 0 in arr.shape:
+        want = "(h, w)" if ndim == 2 else "(k, h, w)"
+        raise ValueError(f"{what} has shape {arr.shape}; expected {want}")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise ValueError(f"{what} has {bad} non-finite values (NaN/inf)")
+    return arr
+
+
+def _classes(raw: np.ndarray, class_ids: Sequence[str], n: int) -> np.ndarray:
+    raw = np.asarray(raw).reshape(-1)
+    if raw.dtype.kind in "US":
+        index = {w: i for i, w in enumerate(class_ids)}
+        unknown = [str(c) for c in raw if str(c) not in index]
+        if unknown:
+            raise ValueError(f"classes {unknown[:3]} are not class ids of the data set")
+        return np.array([index[str(c)] for c in raw], dtype=np.int64)
+    if raw.dtype.kind not in "iu":
+        raise ValueError(f"classes has dtype {raw.dtype}; expected integers or class-id strings")
+    out = raw.astype(np.int64)
+    if out.size and (out.min() < 0 or out.max() >= n):
+        raise ValueError(f"class indices must lie in [0, {n}), got [{out.min()}, {out.max()}]")
+    return out
+
+
+def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """One saved map file's content: ``(classes, maps, scores)``.
+
+    ``.npy`` (``name`` ends so): ``classes`` None (the GT class's map), ``maps`` ``(1, h, w)``,
+    ``scores`` None. ``.npz``: ``classes`` ``(k,)`` class indices (class-id strings are mapped through
+    ``class_ids``), ``maps`` ``(k, h, w)``, ``scores`` ``(k,)`` or None. Maps are float16/32/64 and
+    finite.
+
+    Raises:
+        ValueError: any problem with the file, in words a failed record can carry.
+    """
+    if name.endswith(".npy"):
+        return None, _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        missing = [k for k in ("classes", "maps") if k not in npz.files]
+        if missing:
+            raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
+        classes = _classes(npz["classes"], class_ids, len(class_ids))
+        maps = _as_map_array(npz["maps"], "maps", 3)
+        scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
+    if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
+        raise ValueError(f"{classes.shape[0]} classes, {maps.shape[0]} maps" + ("" if scores is None else f", {scores.shape[0]} scores") + ": expected one of each per entry")
+    return classes, maps, scores
+
+
+def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any], str | None]:
+    """The record of one image from its map file, and the file's SHA-256 (None if no file was read).
+
+    Never raises for a bad map or image: those become ``failed`` records with the reason.
+    """
+    gt, blacklisted = task.gt, task.blacklisted
+    if task.map_file is None:
+        return failed_record(gt, blacklisted, "no map file for this image under the maps folder"), None
+    try:
+        size = _image_size(Path(gt.path))
+    except ImageDecodeError as exc:
+        return failed_record(gt, blacklisted, f"image: {exc}"), None
+    digest = None
+    try:
+        data = (context.folder / task.map_file).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        classes, maps, scores = read_map_file(data, task.map_file, context.class_ids)
+        if classes is None:
+            return image_record(context.protocol, gt, blacklisted, size, None, None, maps, [gt.label]), digest
+        k = context.protocol.ranks_needed
+        if classes.shape[0] < k:
+            raise ValueError(f"{classes.shape[0]} ranked classes; the suite {context.protocol.name} needs at least {k}")
+        if not (classes == gt.label).any():
+            raise ValueError(f"no map of the GT class {context.class_ids[gt.label]} (add it as an extra entry)")
+        # guesses: the first five entries; GT-known: the first entry of the GT class
+        record = image_record(context.protocol, gt, blacklisted, size, classes[:5], None if scores is None else scores[:5], maps, classes)
+        return record, digest
+    except Exception as exc:  # unreadable file, wrong shape/dtype, NaN, bad classes: a failed record
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return failed_record(gt, blacklisted, f"map {task.map_file}: {reason}"), digest
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for rel, digest in sorted(pairs):
+        h.update(f"{rel}\t{digest}\n".encode())
+    return h.hexdigest()
+
+
+def _spawn_can_import_main() -> bool:
+    """Whether a spawned worker can re-import ``__main__`` (a script file, a ``-m`` module, or none at all)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path)
+
+
+def _results(context: ScoreContext, tasks: Sequence[ScoreTask], workers: int) -> Iterator[tuple[dict[str, Any], str | None]]:
+    fn = partial(score_image, context)
+    if workers > 1 and not _spawn_can_import_main():
+        warnings.warn(
+            "bench score: worker processes re-import the calling script, which is not a file here (stdin?); "
+            "scoring inline instead (the same records)",
+            stacklevel=3,
+        )
+        workers = 0
+    if workers <= 1:
+        yield from map(fn, tasks)
+        return
+    chunk = max(1, min(64, len(tasks) // (workers * 4) or 1))
+    # 'spawn': a forked child of a process whose torch already started its OpenMP threads can hang in
+    # its first parallel region; each worker then runs torch on one thread (the pool is the parallelism).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield from pool.map(fn, tasks, chunksize=chunk)
+
+
+def score_folder(
+    maps: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    suite: str | os.PathLike[str] = "ilsvrc_loc",
+    out: str | os.PathLike[str] | None = None,
+    *,
+    run: RunDir | None = None,
+    name: str | None = None,
+    gt_layout: str = "auto",
+    images: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    metadata: str | os.PathLike[str] | None = None,
+    masks: str | os.PathLike[str] | None = None,
+    workers: int = 0,
+    shard_size: int = 1000,
+    progress: bool = True,
+    command: Sequence[str] = (),
+) -> RunDir:
+    """Score the maps under ``maps`` on the data under ``data`` with ``suite``; returns the run folder.
+
+    Args:
+        maps: the maps folder (module docstring for names and formats).
+        data: the data root (as for `bench run`).
+        suite: suite name or .toml path.
+        out: results root; the run goes to ``OUT/<suite>/<name>`` (default name: ``maps-<folder name>``).
+        run: the run folder itself (overrides ``out``/``name``).
+        workers: processes for the per-image work (0 or 1: inline).
+        shard_size: images per records shard.
+
+    Raises:
+        ScoreError: see :func:`index_maps`. DataError / ProtocolError: bad data or suite.
+        RunConflict: the run folder holds another run, or another process is writing to it.
+    """
+    protocol = load_protocol(suite)
+    root = Path(data)
+    blacklist = (root / protocol.blacklist) if protocol.blacklist else None
+    valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)
+    index = index_maps(maps, valset)
+    if run is None:
+        run_name = name or f"maps-{index.folder.name}"
+        run = RunDir(Path(out if out is not None else "results") / protocol.name / run_name)
+    try:
+        with run.lock():
+            return _score_locked(protocol, valset, index, run, workers, shard_size, progress, command)
+    except RunLocked as exc:
+        raise RunConflict(str(exc)) from None
+
+
+def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: RunDir, workers: int, shard_size: int,
+                  progress: bool, command: Sequence[str]) -> RunDir:  # fmt: skip
+    if run.exists():
+        raise RunConflict(f"{run.path} already holds a run; choose another --out or delete that folder")
+    context = ScoreContext(protocol, valset.class_ids, index.folder)
+    tasks = [ScoreTask(g, g.image_id in valset.blacklisted, index.files.get(g.image_id)) for g in valset.images]
+    n = len(tasks)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    gt_only = index.kind == "npy"
+    manifest: dict[str, Any] = {
+        "identity": {"protocol_hash": protocol.hash, "model": run.path.name, "maps_folder": str(index.folder), "data_fingerprint": valset.fingerprint(), "images": n, "shard_size": shard_size},
+        "protocol_hash": protocol.hash,
+        "protocol": protocol.resolved(),
+        "protocol_file": protocol.source,
+        "model": {
+            "name": run.path.name, "paper_name": None, "family": f"{run.path.name}-maps", "head": "maps",
+            "input_size": None, "grid": None, "weights_source": "maps", "weights_path": None, "weights_sha256": None,
+        },
+        "maps": {"folder": str(index.folder), "kind": index.kind, "gt_class_only": gt_only, "files_matched": len(index.files),
+                 "unmatched": len(index.unmatched), "index_file": "map_files.csv", "fingerprint": None},
+        "data": {  # the engine's data section, so bench.run.rundata reopens the data of a score run too
+            "root": str(valset.root), "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
+            "class_ids": list(valset.class_ids), "layout": valset.layout, "describe": valset.describe(),
+            "fingerprint": valset.fingerprint(), "images_total": n, "images_run": n,
+            "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
+        },
+        "settings": {"workers": workers, "shard_size": shard_size, "save_cams": False, "seed": None, "max_pixels": MAX_PIXELS},
+        "versions": library_versions(),
+        "host": host_facts(),
+        "command": list(command) or sys.argv,
+        "started": started,
+    }  # fmt: skip
+    run.write_manifest(manifest)
+    lines = ["image_id,map_file"] + [f"{t.gt.image_id},{t.map_file or ''}" for t in tasks]
+    atomic_write_bytes(run.path / "map_files.csv", ("\n".join(lines) + "\n").encode())
+
+    digests: list[tuple[str, str]] = []
+    shard: list[dict[str, Any]] = []
+    written = 0
+    n_shards = (n + shard_size - 1) // shard_size
+    bar = tqdm(total=n, desc=f"score {index.folder.name} on {protocol.name}", unit="img", disable=not progress)
+    try:
+        for task, (record, digest) in zip(tasks, _results(context, tasks, workers)):
+            if digest is not None and task.map_file is not None:
+                digests.append((task.map_file, digest))
+            shard.append(record)
+            if len(shard) == shard_size:
+                run.write_shard(written, shard)
+                written, shard = written + 1, []
+            bar.update(1)
+        if shard:
+            run.write_shard(written, shard)
+    finally:
+        bar.close()
+    run.merge_shards(n_shards)
+    manifest["maps"]["fingerprint"] = _fingerprint(digests)
+    manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run.write_manifest(manifest)
+    summary = summarize_run(run)
+    if gt_only:  # no ranked classes: top-k metrics are undefined (None), and the summary says why
+        summary.update({k: None for k in _TOPK_KEYS})
+        summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: .npy maps carry no ranked classes, so top-k classification and localization are not defined")
+    summary["unmatched_maps"] = len(index.unmatched)
+    summary["unmatched_examples"] = list(index.unmatched[:MAX_NAMED])
+    run.write_summary(summary)
+    return run
+
+
+# --------------------------------------------------------------------------- in-memory maps -> files
+
+
+def write_maps(items: Iterable[Sequence[Any]], folder: str | os.PathLike[str]) -> Path:
+    """Write ``(image_id, classes, maps[, scores])`` items as ``folder/<image_id>.npz`` (``.npy`` when ``classes`` is None).
+
+    ``classes`` None: ``maps`` is the GT class's ``(h, w)`` map. Else ``classes`` (k,) indices or
+    class ids, ``maps`` (k, h, w), ``scores`` (k,) optional. Arrays are written as given (dtype kept).
+    """
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        if len(item) not in (3, 4):
+            raise ScoreError(f"each item must be (image_id, classes, maps[, scores]), got {len(item)} fields")
+        image_id, classes, maps = str(item[0]), item[1], item[2]
+        if "/" in image_id or image_id in ("", ".", ".."):
+            raise ScoreError(f"image id {image_id!r} is not a plain file stem")
+        as_np = (lambda a: a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+        if classes is None:
+            np.save(root / f"{image_id}.npy", as_np(maps), allow_pickle=False)
+            continue
+        arrays = {"classes": as_np(classes), "maps": as_np(maps)}
+        if len(item) == 4 and item[3] is not None:
+            arrays["scores"] = as_np(item[3])
+        np.savez(root / f"{image_id}.npz", **arrays)
+    return root
+
+
+# --------------------------------------------------------------------------- reading a score run's maps back
+
+
+def is_score_run(manifest: dict[str, Any]) -> bool:
+    """Whether a run manifest is a `bench score` run (its maps live in ``manifest['maps']['folder']``)."""
+    return isinstance(manifest.get("maps"), dict) and manifest.get("model", {}).get("head") == "maps"
+
+
+def saved_map_files(run: RunDir, manifest: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    """A score run's maps folder and ``{image id: file path relative to it}`` (``map_files.csv``).
+
+    Raises:
+        ScoreError: the maps folder or the index file is gone.
+    """
+    folder = Path(manifest["maps"]["folder"])
+    index_file = run.path / "map_files.csv"
+    if not folder.is_dir() or not index_file.is_file():
+        raise ScoreError(f"{run.path}: its maps folder {folder} (or map_files.csv) is gone; restore it to read the maps")
+    return folder, dict(line.split(",", 1) for line in index_file.read_text().splitlines()[1:] if line)
+
+
+def saved_gt_maps(run: RunDir) -> Iterator[tuple[int, np.ndarray]]:
+    """``(record index, GT-class map (h, w) float32)`` for each scored image of a `bench score` run.
+
+    Read from the run's maps folder through ``map_files.csv`` (``.npy``: the map; ``.npz``: the first
+    entry of the GT class). After the last map the files read are checked against the manifest's
+    fingerprint, so a consumer that writes its results after the loop never writes results of other maps.
+
+    Raises:
+        ScoreError: not a score run, its maps folder is gone, or the files changed since the run.
+    """
+    manifest = run.read_manifest()
+    if not is_score_run(manifest):
+        raise ScoreError(f"{run.path} is not a `bench score` run")
+    folder, files = saved_map_files(run, manifest)
+    class_ids = manifest["data"].get("class_ids") or []
+    records = run.read_records()
+    digests: list[tuple[str, str]] = []
+    for i, row in enumerate(records.itertuples(index=False)):
+        rel = files.get(row.image_id, "")
+        if rel:
+            try:
+                data = (folder / rel).read_bytes()
+            except OSError as exc:
+                raise ScoreError(f"{run.path}: cannot read map {folder / rel} ({exc})") from None
+            digests.append((rel, hashlib.sha256(data).hexdigest()))
+        if row.status != "ok" or not rel:
+            continue
+        try:
+            classes, maps, _scores = read_map_file(data, rel, class_ids)
+        except ValueError as exc:
+            raise ScoreError(f"{run.path}: map {folder / rel} no longer reads ({exc})") from None
+        gt_map = maps[0] if classes is None else maps[int(np.flatnonzero(classes == int(row.label))[0])]
+        yield i, np.asarray(gt_map, dtype=np.float32)
+    if _fingerprint(digests) != manifest["maps"].get("fingerprint"):
+        raise ScoreError(f"{run.path}: the map files under {folder} changed since the run (fingerprint differs); rerun bench score")

