@@ -275,6 +275,20 @@ class RunReplay:
         empty = np.zeros(0, np.int64)
         return ImageMaps(index, self.valset.images[index], 0, 0, empty, np.zeros(0), empty, np.zeros((2, 0, 0), np.float32), error)
 
+    def _from_record(self, index: int, rec: pd.Series, classes: np.ndarray, pair: np.ndarray) -> ImageMaps:
+        """An image's maps read from files: top-5 from its record, the pair resized to its size."""
+        size = (int(rec["height"]), int(rec["width"]))
+        return ImageMaps(
+            index,
+            self.valset.images[index],
+            size[0],
+            size[1],
+            parse_ints(rec["top5_classes"]),
+            parse_floats(rec["top5_scores"]),
+            classes,
+            resize_maps(pair.astype(np.float32), size, self.protocol.upsample),
+        )
+
     def _cached_maps(self, image_ids: Sequence[str]) -> Iterator[ImageMaps]:
         """Maps from the run's cache (shard files read once each, in the order needed)."""
         shard_size = int(self.manifest["settings"]["shard_size"])
@@ -295,17 +309,7 @@ class RunReplay:
             classes = cache["classes"][row].astype(np.int64)
             cams = cache["cams"][row]
             pair = np.stack([cams[0], cams[len(classes) - 1]])  # top-1, then the GT class (last)
-            size = (int(rec["height"]), int(rec["width"]))
-            yield ImageMaps(
-                index,
-                self.valset.images[index],
-                size[0],
-                size[1],
-                parse_ints(rec["top5_classes"]),
-                parse_floats(rec["top5_scores"]),
-                np.array([classes[0], classes[-1]], np.int64),
-                resize_maps(pair.astype(np.float32), size, self.protocol.upsample),
-            )
+            yield self._from_record(index, rec, np.array([classes[0], classes[-1]], np.int64), pair)
 
     def _saved_maps(self, image_ids: Sequence[str]) -> Iterator[ImageMaps]:
         """Maps of a ``bench score`` run, read from its maps folder (the files it scored)."""
@@ -328,17 +332,7 @@ class RunReplay:
             else:
                 gt_row = int(np.flatnonzero(classes == label)[0])
                 pair, pair_classes = np.stack([maps[0], maps[gt_row]]), np.array([classes[0], label], np.int64)
-            size = (int(rec["height"]), int(rec["width"]))
-            yield ImageMaps(
-                index,
-                self.valset.images[index],
-                size[0],
-                size[1],
-                parse_ints(rec["top5_classes"]),
-                parse_floats(rec["top5_scores"]),
-                pair_classes,
-                resize_maps(pair.astype(np.float32), size, self.protocol.upsample),
-            )
+            yield self._from_record(index, rec, pair_classes, pair)
 
     def _network_maps(self, image_ids: Sequence[str], batch_size: int, workers: int) -> Iterator[ImageMaps]:
         """The model re-run as the engine runs it, streamed in the order of ``image_ids``."""
