@@ -110,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=POSITIVE, default=32, help="images per forward pass (default 32)")
-    run.add_argument("--workers", type=NON_NEGATIVE, default=2, help="DataLoader decode workers (0: decode in the main process)")
+    run.add_argument("--workers", type=NON_NEGATIVE, default=None,
+                     help="DataLoader decode workers (0: decode in the main process; default: every core on CUDA, else 2)")
+    run.add_argument("--decode", default="auto", choices=["auto", "cpu", "cuda"],
+                     help="where JPEGs are decoded and resized (default auto: on the GPU when --device is CUDA)")  # fmt: skip
     run.add_argument("--shard-size", type=POSITIVE, default=1000, help="images per records shard (resume unit)")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
     run.add_argument("--method", default=None, choices=["cam", "backprop", "gradcam", "gradcampp"],
@@ -127,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
     run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float32, lossless) for `bench rescore` and `bench sweep`; results are unchanged")
     run.add_argument("--box-workers", type=NON_NEGATIVE, default=None,
-                     help="threads for upsampling + boxes, overlapped with the forward (default: 2 on GPU, inline on CPU)")
+                     help="workers for upsampling + boxes, overlapped with the forward "
+                          "(default: one process per core on GPU, inline on CPU; N on CPU = N threads)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     score = sub.add_parser("score", help="score localization maps saved elsewhere (.npy GT-class maps or .npz ranked maps) into a run")
@@ -167,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--step", type=_step, default=0.01, help="threshold grid step, 0 < step < 1 (0.001 for 1,000 thresholds)")
     sweep.add_argument("--at", default="224", choices=["224", "original"], help="evaluation size of maps and boxes")
     sweep.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
+    sweep.add_argument("--workers", type=POSITIVE, default=None,
+                       help="processes sweeping the maps (default: all cores for >= 1,000 maps, else 1)")  # fmt: skip
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     export = sub.add_parser("export", help="export a run's detections")
@@ -339,6 +345,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         save_cams=args.save_cams,
         box_workers=args.box_workers,
+        decode=args.decode,
     )
     request = SuiteRequest(
         suite=args.suite,
@@ -419,7 +426,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.run.results import RunDir
 
     run_dir = _run_dir(args.run_dir, "sweep")
-    result = sweep_run(RunDir(run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data)
+    result = sweep_run(
+        RunDir(run_dir), step=args.step, at=args.at, progress=not args.no_progress, data_root=args.data, workers=args.workers
+    )
     scalars = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     frame = pd.DataFrame([{"quantity": k, "value": v} for k, v in scalars.items()])
     print(render(frame, "md", title=f"Threshold sweep of {run_dir} (step {args.step}, maps at {args.at})"))

@@ -4,8 +4,10 @@
 
 Writes ``--large`` 500x375 JPEGs once (cut from the bundled photographs, see throughput.py), then runs
 `bench run` in a fresh subprocess on the first ``--small`` images and on all ``--large`` images and
-reports each child's peak RSS (ru_maxrss of the child) and their ratio. A streaming run keeps the
-ratio near 1: records are flushed per shard and CAMs never accumulate.
+reports each child's own peak RSS (``VmHWM``, see :func:`own_peak_rss_kb`) and their ratio. A
+streaming run keeps the ratio near 1: records are flushed per shard and CAMs never accumulate. The
+DataLoader workers' figure (``RUSAGE_CHILDREN``) is an upper bound: forked workers inherit the
+main process's ``ru_maxrss`` at the fork.
 """
 
 from __future__ import annotations
@@ -25,11 +27,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import make_images  # noqa: E402
 
 
+def own_peak_rss_kb() -> int:
+    """This process's own peak RSS in KiB: ``VmHWM`` of /proc/self/status (Linux). Not ``ru_maxrss``:
+    a child started by fork + exec inherits its parent's ``ru_maxrss`` at the fork, so a parent that
+    holds a lot of memory (e.g. after writing the images) would inflate every child's figure."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def peak_rss_of_run(args: list[str]) -> tuple[float, float, float]:
     """Run `bench run ...` in a fresh child process (this script with --child).
 
     Returns (peak RSS MB of the run's main process, peak RSS MB of its largest DataLoader worker,
-    seconds). Each figure is that child's own ru_maxrss, so runs do not contaminate each other.
+    seconds). Each figure is that child's own peak (VmHWM), so runs do not contaminate each other.
     """
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True)
@@ -42,8 +58,8 @@ def child(args: list[str]) -> int:
     from bench.cli import main as bench_main
 
     code = bench_main(["run", *args])
-    # ru_maxrss is in KiB on Linux.
-    print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
+    # KiB on Linux.
+    print(json.dumps([own_peak_rss_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
     return code
 
 
@@ -75,13 +91,15 @@ def main() -> int:
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     new = not args.csv.exists()
     with args.csv.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["date", "model", "small", "large", "rss_small_mb", "rss_large_mb", "ratio"])
+        writer = csv.DictWriter(
+            fh, fieldnames=["date", "model", "small", "large", "rss_small_mb", "rss_large_mb", "ratio", "rss_measure"]
+        )
         if new:
             writer.writeheader()
         writer.writerow({
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": args.model,
             "small": args.small, "large": args.large, "rss_small_mb": rows[0]["peak_rss_mb"],
-            "rss_large_mb": rows[1]["peak_rss_mb"], "ratio": round(ratio, 3),
+            "rss_large_mb": rows[1]["peak_rss_mb"], "ratio": round(ratio, 3), "rss_measure": "VmHWM",
         })
     return 0
 

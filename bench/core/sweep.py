@@ -45,9 +45,14 @@ through OpenCV), kept on purpose and listed so numbers are read right:
 5. a threshold with no contour gives it the box ``(0, 0, 0, 0)``; here it is a miss.
 
 Algorithm: one pass per map over all thresholds at once, never one labelling per threshold.
-Each pixel gets the index of the highest threshold it passes. Every pixel climbs to its highest
-strictly higher neighbour (pointer jumping) until a top: the map splits into ascent basins, and
-a pixel is connected to its basin's top at every threshold it passes. Adjacent basins join at
+With numba installed (the ``fast`` extra; default method ``'compiled'``) the pass is one
+compiled union-find over the pixels sorted by level, from the highest threshold down
+(:mod:`bench.core.sweep_kernel`): about a millisecond per 224 x 224 map whatever the number of
+thresholds. Without numba the numpy implementations below run (same results, slower).
+
+The numpy method ``'basins'``: each pixel gets the index of the highest threshold it passes.
+Every pixel climbs to its highest strictly higher neighbour (pointer jumping) until a top: the map
+splits into ascent basins, and a pixel is connected to its basin's top at every threshold it passes. Adjacent basins join at
 the highest level of a link between them; Kruskal over the basin links (a loop over basins, not
 pixels) gives the component tree. Per basin and threshold, size, bbox, map sum and first pixel
 come from one reverse-cumulative pass over a ``(basin, level)`` table; a component's numbers at
@@ -56,9 +61,10 @@ has so many basins that the table would be too big) runs a level-by-level union-
 merges are vectorised (``scipy.sparse.csgraph``). :func:`reference_sweep_map` is the obvious
 per-threshold ``scipy.ndimage.label`` version; the tests check all three agree.
 
-Ties on size are broken by the map sum, accumulated per (basin, level) instead of in raster
-order; two components whose sums are equal only up to float rounding may therefore be ordered
-differently from a raster-order sum (sums are exact for dyadic values such as 8-bit maps).
+Ties on size are broken by the map sum, accumulated per (basin, level) by 'basins' and in merge
+order by 'compiled' and 'unionfind', instead of in raster order; two components whose sums are
+equal only up to float rounding may therefore be ordered differently from a raster-order sum (sums
+are exact for dyadic values such as 8-bit maps, and the tests use such values for ties).
 """
 
 from __future__ import annotations
@@ -73,16 +79,20 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from bench.core import sweep_kernel
+
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "FINE_THRESHOLDS",
     "IOU_DELTAS",
+    "ImageCounts",
     "MapSweep",
     "SweepAccumulator",
     "normalize_map",
     "scale_boxes",
     "sweep_map",
     "reference_sweep_map",
+    "sweep_backend",
 ]
 
 #: wsolevaluation's default CAM threshold grid (``cam_curve_interval = 0.01``).
@@ -109,6 +119,23 @@ class MapSweep:
     largest_box: np.ndarray
     largest_iou: np.ndarray
     hit_any: np.ndarray
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    """What one image adds to a :class:`SweepAccumulator` (small: made in worker processes).
+
+    Attributes:
+        largest_hit: ``bool (T, D)``: the largest component's IoU >= delta.
+        any_hit: ``bool (T, D)``: some component's IoU >= delta.
+        pos_hist, neg_hist: ``(T + 3,)`` histograms of the normalised map over GT foreground /
+            background mask pixels (PxAP), or None without a mask.
+    """
+
+    largest_hit: np.ndarray
+    any_hit: np.ndarray
+    pos_hist: np.ndarray | None = None
+    neg_hist: np.ndarray | None = None
 
 
 def normalize_map(cam: np.ndarray) -> np.ndarray:
@@ -209,19 +236,27 @@ def sweep_map(
         deltas: IoU thresholds in percent.
         quantize: wsolevaluation's 8-bit quantisation of map and thresholds.
         box_convention: ``'inclusive'`` or ``'wsol'`` (``x1 + 1`` clipped), for IoUs.
-        method: ``'basins'`` (component tree of the map's ascent basins), ``'unionfind'``
-            (level-by-level vectorised union-find) or ``'auto'`` (basins unless the map has so
-            many basins that their per-level table would exceed :data:`_BASIN_TABLE_LIMIT`
-            cells). All give identical results.
+        method: ``'compiled'`` (one compiled union-find pass, :mod:`bench.core.sweep_kernel`;
+            needs numba), ``'basins'`` (component tree of the map's ascent basins, numpy),
+            ``'unionfind'`` (level-by-level vectorised union-find, numpy) or ``'auto'``
+            (compiled when numba is installed; else basins unless the map has so many basins
+            that their per-level table would exceed :data:`_BASIN_TABLE_LIMIT` cells, then
+            unionfind). All give identical results.
 
     Returns:
         :class:`MapSweep` indexed like ``thresholds``.
     """
     thr, d = _check_common(thresholds, deltas, box_convention)
-    if method not in ("auto", "basins", "unionfind"):
-        raise ValueError(f"method must be 'auto', 'basins' or 'unionfind', got {method!r}")
+    if method not in ("auto", "compiled", "basins", "unionfind"):
+        raise ValueError(f"method must be 'auto', 'compiled', 'basins' or 'unionfind', got {method!r}")
+    if method == "compiled" and not sweep_kernel.AVAILABLE:
+        raise ValueError("method='compiled' needs numba: pip install 'wsol-bench[fast]' (or use method='auto')")
     m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"map must be a non-empty 2-D (H, W) array, got shape {m.shape}")
     gt = _as_gt(gt_boxes)
+    if method == "compiled" or (method == "auto" and sweep_kernel.AVAILABLE):
+        return _sweep_compiled(m, thr, gt, d, quantize, box_convention == "wsol")
     values, level = _levels(m, thr, quantize)
     if method != "unionfind":
         res = _sweep_basins(values, level, thr.size, gt, d, box_convention, force=method == "basins")
@@ -512,6 +547,31 @@ def _sweep_unionfind(
     return MapSweep(largest_box=largest_box, largest_iou=largest_iou, hit_any=hit_any)
 
 
+def _sweep_compiled(m: np.ndarray, thr: np.ndarray, gt: np.ndarray, d: np.ndarray, quantize: bool, wsol: bool) -> MapSweep:
+    """:func:`sweep_map` through the compiled kernel (the same values and thresholds as ``_levels``)."""
+    inverse = None
+    if quantize:
+        g = (m * 255.0).astype(np.uint8)
+        values = g.astype(np.float64)
+        # int(t * max) for t >= 0, as in _levels; at most 256 distinct ones, whose results are
+        # computed once each and repeated for the equal thresholds
+        thr, inverse = np.unique(np.trunc(thr * float(g.max())), return_inverse=True)
+    else:
+        values = np.ascontiguousarray(m)
+    if values.shape[0] >= 2**15 or values.shape[1] >= 2**16:
+        raise ValueError(f"map of shape {values.shape} is too large for the compiled sweep (< 32768 x 65536)")
+    lut, lo, scale = sweep_kernel.level_lut(thr)
+    box, iou, hit = sweep_kernel.sweep_levels(values, thr, lut, lo, scale, np.ascontiguousarray(gt), d, wsol)
+    if inverse is not None:
+        box, iou, hit = box[inverse], iou[inverse], hit[inverse]
+    return MapSweep(largest_box=box, largest_iou=iou, hit_any=hit)
+
+
+def sweep_backend() -> str:
+    """``'numba'`` when :func:`sweep_map` runs the compiled kernel by default, else ``'numpy'``."""
+    return "numba" if sweep_kernel.AVAILABLE else "numpy"
+
+
 def reference_sweep_map(
     m: np.ndarray,
     gt_boxes: np.ndarray,
@@ -600,24 +660,45 @@ class SweepAccumulator:
         Returns:
             The image's :class:`MapSweep`.
         """
+        res, counts = self.count(cam, gt_boxes, mask)
+        self.add_counts(counts)
+        return res
+
+    def count(self, cam: np.ndarray, gt_boxes: np.ndarray, mask: np.ndarray | None = None) -> tuple[MapSweep, ImageCounts]:
+        """One image's sweep and counts, without adding them (arguments as :meth:`add`).
+
+        Pure: worker processes call it on a copy of the accumulator and send the small
+        :class:`ImageCounts` back for :meth:`add_counts`.
+        """
         m = normalize_map(cam)
         res = sweep_map(
             m, gt_boxes, self.thresholds, self.deltas,
             quantize=self.quantize, box_convention=self.box_convention,
         )  # fmt: skip
         d = np.asarray(self.deltas, dtype=np.float64) / 100.0
-        self._largest += res.largest_iou[:, None] >= d[None, :]
-        self._any += res.hit_any
-        self._count += 1
+        pos = neg = None
         if mask is not None:
             mk = np.asarray(mask)
             if mk.shape != m.shape:
                 raise ValueError(f"mask shape {mk.shape} != map shape {m.shape}")
             mk = mk.astype(np.int64)
-            self._pos_hist += np.histogram(m[mk == 1], bins=self._edges)[0]
-            self._neg_hist += np.histogram(m[mk == 0], bins=self._edges)[0]
+            pos = np.histogram(m[mk == 1], bins=self._edges)[0]
+            neg = np.histogram(m[mk == 0], bins=self._edges)[0]
+        return res, ImageCounts(res.largest_iou[:, None] >= d[None, :], res.hit_any, pos, neg)
+
+    def add_counts(self, counts: ImageCounts) -> None:
+        """Add one image's :class:`ImageCounts` (from :meth:`count` with the same settings)."""
+        if counts.largest_hit.shape != self._largest.shape or counts.any_hit.shape != self._any.shape:
+            raise ValueError(
+                f"counts of shape {counts.largest_hit.shape} do not fit this accumulator {self._largest.shape}"
+            )
+        self._largest += counts.largest_hit
+        self._any += counts.any_hit
+        self._count += 1
+        if counts.pos_hist is not None and counts.neg_hist is not None:
+            self._pos_hist += counts.pos_hist
+            self._neg_hist += counts.neg_hist
             self._mask_images += 1
-        return res
 
     def pxap(self) -> float | None:
         """PxAP in percent (wsolevaluation ``MaskEvaluator.compute``); None without masks."""

@@ -13,7 +13,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,7 +28,10 @@ from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
 from bench.data.dataset import Dataset as ValSet
+from bench.data.device_decode import EncodedImages, collate_encoded, decode_batch, resolve_decode
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
+from bench.run.box_pool import box_pool_kind, make_box_pool, submit_job
+from bench.run.parallel import default_workers
 from bench.core.metrics import breakdowns, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
@@ -48,22 +51,29 @@ class RunConfig:
 
     device: str = "cpu"
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = 2  # DataLoader decode workers; None = auto: every core on CUDA, else 2
     limit: int | None = None
     shard_size: int = 1000
     progress: bool = True
     amp: str = "off"  # "off" | "bf16" | "fp16": autocast for the forward pass (CAMs stay float32)
     channels_last: bool = False
     save_cams: bool = False  # store top-k + GT CAMs at feature resolution (float32, lossless) for `bench rescore`
-    # Threads that upsample + extract boxes while the next batch runs (0 = inline, None = auto: 2 when
-    # the network runs on a GPU; inline on CPU, where the network already uses every core and extra
-    # threads only contend with it — measured in results/benchmarks/throughput.csv).
+    # Workers that upsample + extract boxes while the next batch runs (bench.run.box_pool): 0 = inline,
+    # None = auto: one process per core when the network runs on a GPU; inline on CPU, where the
+    # network already uses every core and extra workers only contend with it (results/benchmarks/).
     box_workers: int | None = None
+    decode: str = "auto"  # "auto" | "cpu" | "cuda": JPEG decoding on the GPU (bench.data.device_decode)
 
     def resolved_box_workers(self) -> int:
-        if self.box_workers is not None:
-            return self.box_workers
-        return 2 if self.device.startswith("cuda") else 0
+        return box_pool_kind(self.device, self.box_workers)[1]
+
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return default_workers() if self.device.startswith("cuda") else 2
+
+    def resolved_decode(self) -> str:
+        return resolve_decode(self.decode, self.device)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -101,6 +111,9 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         "amp": config.amp,
         "channels_last": config.channels_last,
         "save_cams": config.save_cams,
+        # GPU decoding changes the input's last bits (nvJPEG, device resize); recorded only then, so
+        # runs made before this setting existed still resume.
+        **({"decode": "cuda"} if config.resolved_decode() == "cuda" else {}),
     }
 
 
@@ -319,7 +332,7 @@ def _run_suite_locked(
             "settings": {
                 "device": config.device,
                 "batch_size": config.batch_size,
-                "workers": config.workers,
+                "workers": config.resolved_workers(),
                 "limit": config.limit,
                 "shard_size": config.shard_size,
                 "world_size": world,
@@ -328,6 +341,8 @@ def _run_suite_locked(
                 "save_cams": config.save_cams,
                 "cam_cache_dtype": "float32" if config.save_cams else None,
                 "box_workers": config.resolved_box_workers(),
+                "box_pool": box_pool_kind(config.device, config.box_workers)[0],
+                "decode": config.resolved_decode(),
                 "torch_threads": torch.get_num_threads(),
                 "max_pixels": MAX_PIXELS,
                 "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
@@ -350,13 +365,16 @@ def _run_suite_locked(
         transform = InputTransform(
             model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias
         )
+        # On CUDA the workers only read and check files; decode_batch decodes the JPEGs on the GPU.
+        on_device_decode = config.resolved_decode() == "cuda"
         loader = DataLoader(
-            EvalImages(valset.images, indices, transform),
+            EncodedImages(valset.images, indices) if on_device_decode else EvalImages(valset.images, indices, transform),
             batch_size=config.batch_size,
             shuffle=False,
-            num_workers=config.workers,
-            pin_memory=device.type == "cuda",
+            num_workers=config.resolved_workers(),
+            pin_memory=device.type == "cuda" and not on_device_decode,
             persistent_workers=False,
+            collate_fn=collate_encoded if on_device_decode else None,
         )
         scorer = _BatchScorer(protocol, model, valset, config.save_cams)
         model.eval().to(device)
@@ -370,8 +388,7 @@ def _run_suite_locked(
             disable=not config.progress,
             position=rank,
         )
-        box_workers = config.resolved_box_workers()
-        pool = ThreadPoolExecutor(max_workers=box_workers) if box_workers > 0 else None
+        pool = make_box_pool(*box_pool_kind(config.device, config.box_workers))
         in_flight: deque[tuple[list[int], list[Any], dict[str, np.ndarray] | None]] = deque()
 
         def drain(keep: int) -> None:
@@ -384,12 +401,14 @@ def _run_suite_locked(
         try:
             with grad_context(protocol.cam_method):
                 for batch in loader:
+                    if on_device_decode:
+                        batch = decode_batch(batch, transform, device)
                     x = batch["image"].to(device, non_blocking=True)
                     if config.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     logits, features = forward(model, x, config.amp)
                     jobs, cached = scorer.prepare(batch, x, logits, features)
-                    results = [pool.submit(job) for job in jobs] if pool else [job() for job in jobs]
+                    results = [submit_job(pool, job) for job in jobs]
                     in_flight.append(([int(i) for i in batch["index"]], results, cached))
                     drain(keep=1)  # at most one batch in the pool while the next one runs
                 drain(keep=0)
