@@ -569,7 +569,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_tencrop(args: argparse.Namespace) -> int:
     try:
-        from bench.models.caffe.tencrop_run import run_tencrop_named
+        from bench.run.tencrop import run_tencrop_named
     except ImportError as exc:
         raise SystemExit(f"bench tencrop: {exc}") from None
     run_tencrop_named(

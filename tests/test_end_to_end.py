@@ -128,7 +128,8 @@ def test_resume_after_losing_shards_gives_identical_files(layout_runs: dict[str,
 
 
 def test_resume_refuses_a_different_run_in_the_same_folder(layout_runs: dict[str, Path], generated: dict[str, Path]) -> None:
-    from bench.run.engine import RunConfig, RunConflict, run_suite
+    from bench.run.engine import RunConfig, run_suite
+    from bench.run.manifest import RunConflict
     from bench.core.protocol import load_protocol
 
     model, info = build_model("efficientnet_lite0")

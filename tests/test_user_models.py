@@ -299,7 +299,7 @@ def test_model_from_manifest_rebuilds_a_user_model(data: Path, tmp_path: Path) -
 
 def test_a_run_folder_is_not_resumed_with_other_module_weights(data: Path, tmp_path: Path) -> None:
     """nn.Modules have no weights file: the state dict's digest stands in, so other weights are refused."""
-    from bench.run.engine import RunConflict
+    from bench.run.manifest import RunConflict
 
     torch.manual_seed(0)
     first = bench.evaluate(user_models.ModuleGAP(), data, out=tmp_path, input_size=32, limit=2, progress=False)

@@ -179,7 +179,7 @@ def sweep_run(
     curves = results.pop("curves")
     results.update(at=at, step=step, failed_or_uncached=int(len(records) - results["images"]))
     atomic_write_bytes(run.path / "sweep_curves.csv", curves.to_csv(index=False, lineterminator="\n").encode())
-    atomic_write_json(run.path / "sweep.json", _jsonable(results))
+    atomic_write_json(run.path / "sweep.json", results)
     return results
 
 
@@ -257,7 +257,7 @@ def wsol_sweep_run(
     results.update(pxap=masks.pxap() if masks is not None and masks.images else None, pxap_images=masks.images if masks is not None else 0)
     results.update(at="224", step=step, rules="wsol", failed_or_uncached=int(len(records) - results["images"]))
     atomic_write_bytes(run.path / "sweep_curves.csv", curves.to_csv(index=False, lineterminator="\n").encode())
-    atomic_write_json(run.path / "sweep.json", _jsonable(results))
+    atomic_write_json(run.path / "sweep.json", results)
     return results
 
 
@@ -271,22 +271,10 @@ def coco_export(run: RunDir, data_root: Path | str | None = None) -> dict[str, A
         raise RunMetricsError(f"{run.path}: the run has no boxes (fully connected head with CAM); nothing to export")
     gt = {g.image_id: (g.label, np.asarray(g.boxes)) for g in valset.images}
     n_classes = len(valset.class_ids)
-    atomic_write_json(run.path / "coco.json", _jsonable(coco_json(records, gt, n_classes)))
+    atomic_write_json(run.path / "coco.json", coco_json(records, gt, n_classes))
     result = coco_eval(records, gt, n_classes)
-    atomic_write_json(run.path / "coco_eval.json", _jsonable(result))
+    atomic_write_json(run.path / "coco_eval.json", result)
     return result
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def read_box_ap(run_path: Path) -> float | None:

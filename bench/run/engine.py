@@ -8,9 +8,7 @@ the shard is complete, so a killed run resumes by skipping finished shards. Unde
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -35,14 +33,11 @@ from bench.run.parallel import default_workers
 from bench.core.metrics import breakdowns, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
+from bench.run.manifest import RunConflict, data_section, model_section, new_manifest, now_utc, resume_or_start
 from bench.run.results import RunDir, RunLocked, records_to_arrays
-from bench.runtime import RunError, host_facts, library_versions
+from bench.runtime import RunError
 
-__all__ = ["RunConfig", "RunConflict", "run_suite", "summarize_run"]
-
-
-class RunConflict(RunError):
-    """The output folder holds a different run (other protocol, model, weights, data or size)."""
+__all__ = ["RunConfig", "run_suite", "summarize_run"]
 
 
 @dataclass(frozen=True)
@@ -213,6 +208,28 @@ class _ShardSink:
             raise RuntimeError(f"internal error: shards {sorted(self.records)} incomplete after the data ran out")
 
 
+def _settings(config: RunConfig, world: int) -> dict[str, Any]:
+    """The manifest's ``settings``: every run setting, resolved (one entry per ``bench run`` flag)."""
+    return {
+        "device": config.device,
+        "batch_size": config.batch_size,
+        "workers": config.resolved_workers(),
+        "limit": config.limit,
+        "shard_size": config.shard_size,
+        "world_size": world,
+        "amp": config.amp,
+        "channels_last": config.channels_last,
+        "save_cams": config.save_cams,
+        "cam_cache_dtype": "float32" if config.save_cams else None,
+        "box_workers": config.resolved_box_workers(),
+        "box_pool": box_pool_kind(config.device, config.box_workers)[0],
+        "decode": config.resolved_decode(),
+        "torch_threads": torch.get_num_threads(),
+        "max_pixels": MAX_PIXELS,
+        "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
+    }
+
+
 def summarize_run(run: RunDir) -> dict[str, Any]:
     """Recompute ``summary.json`` from the merged per-image records (records first, summary derived)."""
     manifest = run.read_manifest()
@@ -290,70 +307,19 @@ def _run_suite_locked(
     n_shards = (n_images + config.shard_size - 1) // config.shard_size
     identity = _identity(protocol, model, weights, valset, n_images, config)
 
-    if run.exists():
-        previous = run.read_manifest()
-        mismatched = [k for k, v in identity.items() if previous.get("identity", {}).get(k) != v]
-        if mismatched:
-            raise RunConflict(
-                f"{run.path} already holds a different run ({', '.join(mismatched)} differ); "
-                "choose another --out or delete that folder"
-            )
-        manifest = previous
-    else:
-        manifest = {
-            "identity": identity,
-            "protocol_hash": protocol.hash,
-            "protocol": protocol.resolved(),
-            "protocol_file": protocol.source,
-            "model": {
-                "name": model.spec.name,
-                "paper_name": model.spec.paper_name,
-                "family": model.spec.family,
-                "head": model.spec.head,
-                "input_size": model.spec.input_size,
-                "grid": model.spec.grid,
-                "weights_source": weights.source,
-                "weights_path": weights.path,
-                "weights_sha256": weights.sha256,
-                **model.manifest_info(),  # user models: reference, preprocessing, layer, classifier, reshape
-            },
-            "data": {
-                "root": str(valset.root),
-                "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
-                "class_ids": list(valset.class_ids),
-                "layout": valset.layout,
-                "describe": valset.describe(),
-                "fingerprint": valset.fingerprint(),
-                "images_total": len(valset.images),
-                "images_run": n_images,
-                "blacklisted": len(valset.blacklisted),
-                "clipped_boxes": valset.clipped_boxes,
-            },
-            "settings": {
-                "device": config.device,
-                "batch_size": config.batch_size,
-                "workers": config.resolved_workers(),
-                "limit": config.limit,
-                "shard_size": config.shard_size,
-                "world_size": world,
-                "amp": config.amp,
-                "channels_last": config.channels_last,
-                "save_cams": config.save_cams,
-                "cam_cache_dtype": "float32" if config.save_cams else None,
-                "box_workers": config.resolved_box_workers(),
-                "box_pool": box_pool_kind(config.device, config.box_workers)[0],
-                "decode": config.resolved_decode(),
-                "torch_threads": torch.get_num_threads(),
-                "max_pixels": MAX_PIXELS,
-                "seed": None,  # evaluation draws no random numbers; recorded to say so explicitly
-            },
-            "versions": library_versions(),
-            "host": host_facts(),
-            "command": list(command) or sys.argv,
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        if rank == 0:
-            run.write_manifest(manifest)
+    manifest = resume_or_start(
+        run,
+        identity,
+        lambda: new_manifest(
+            identity=identity,
+            protocol=protocol,
+            model=model_section(model, weights),
+            data=data_section(valset, n_images),
+            settings=_settings(config, world),
+            command=command,
+        ),
+        write=rank == 0,
+    )
     if world > 1:
         dist.barrier()
 
@@ -423,6 +389,6 @@ def _run_suite_locked(
     if rank != 0:
         return None
     run.merge_shards(n_shards)
-    manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    manifest["finished"] = now_utc()
     run.write_manifest(manifest)
     return summarize_run(run)

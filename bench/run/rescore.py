@@ -8,7 +8,6 @@ protocol P gives exactly the records of a fresh ``--save-cams`` run with P.
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from tqdm import tqdm
 
 from bench.run.cam_cache import read_cam_shard
 from bench.core.scoring import failed_record, image_record
-from bench.run.engine import RunConflict, summarize_run
+from bench.run.engine import summarize_run
+from bench.run.manifest import RunConflict, now_utc
 from bench.run.rundata import RunDataError, run_dataset
 from bench.core.protocol import Protocol, protocol_from_dict
 from bench.run.results import RunDir, RunLocked
@@ -82,7 +82,7 @@ def _rescore_locked(
         protocol=protocol.resolved(),
         protocol_file=protocol.source,
         rescored_from=str(source.path),
-        started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        started=now_utc(),
     )
     new_manifest.pop("finished", None)
     target.write_manifest(new_manifest)
@@ -113,6 +113,6 @@ def _rescore_locked(
         bar.update(len(out))
     bar.close()
     target.merge_shards(n_shards)
-    new_manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    new_manifest["finished"] = now_utc()
     target.write_manifest(new_manifest)
     return summarize_run(target)

@@ -118,8 +118,22 @@ def current_umask() -> int:
     return mask
 
 
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays as Python numbers and lists, and every dict key as text."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """``obj`` as indented JSON (numpy values converted, :func:`to_jsonable`), written atomically."""
+    atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n").encode())
 
 
 def _gzip_bytes(text: str) -> bytes:

@@ -39,7 +39,6 @@ process pool (``workers``).
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import io
 import multiprocessing
@@ -63,9 +62,10 @@ from bench.core.scoring import failed_record, image_record
 from bench.data.dataset import Dataset, GTImage
 from bench.data.open import open_dataset
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
-from bench.run.engine import RunConflict, summarize_run
+from bench.run.engine import summarize_run
+from bench.run.manifest import RunConflict, data_section, new_manifest, now_utc
 from bench.run.results import RunDir, RunLocked, atomic_write_bytes
-from bench.runtime import BenchError, host_facts, library_versions
+from bench.runtime import BenchError
 
 __all__ = [
     "MAP_SUFFIXES",
@@ -392,31 +392,20 @@ def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: Run
     context = ScoreContext(protocol, valset.class_ids, index.folder)
     tasks = [ScoreTask(g, g.image_id in valset.blacklisted, index.files.get(g.image_id)) for g in valset.images]
     n = len(tasks)
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     gt_only = index.kind == "npy"
-    manifest: dict[str, Any] = {
-        "identity": {"protocol_hash": protocol.hash, "model": run.path.name, "maps_folder": str(index.folder), "data_fingerprint": valset.fingerprint(), "images": n, "shard_size": shard_size},
-        "protocol_hash": protocol.hash,
-        "protocol": protocol.resolved(),
-        "protocol_file": protocol.source,
-        "model": {
+    manifest = new_manifest(
+        identity={"protocol_hash": protocol.hash, "model": run.path.name, "maps_folder": str(index.folder), "data_fingerprint": valset.fingerprint(), "images": n, "shard_size": shard_size},
+        protocol=protocol,
+        model={
             "name": run.path.name, "paper_name": None, "family": f"{run.path.name}-maps", "head": "maps",
             "input_size": None, "grid": None, "weights_source": "maps", "weights_path": None, "weights_sha256": None,
         },
-        "maps": {"folder": str(index.folder), "kind": index.kind, "gt_class_only": gt_only, "files_matched": len(index.files),
-                 "unmatched": len(index.unmatched), "index_file": "map_files.csv", "fingerprint": None},
-        "data": {  # the engine's data section, so bench.run.rundata reopens the data of a score run too
-            "root": str(valset.root), "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
-            "class_ids": list(valset.class_ids), "layout": valset.layout, "describe": valset.describe(),
-            "fingerprint": valset.fingerprint(), "images_total": n, "images_run": n,
-            "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
-        },
-        "settings": {"workers": workers, "shard_size": shard_size, "save_cams": False, "seed": None, "max_pixels": MAX_PIXELS},
-        "versions": library_versions(),
-        "host": host_facts(),
-        "command": list(command) or sys.argv,
-        "started": started,
-    }  # fmt: skip
+        maps={"folder": str(index.folder), "kind": index.kind, "gt_class_only": gt_only, "files_matched": len(index.files),
+              "unmatched": len(index.unmatched), "index_file": "map_files.csv", "fingerprint": None},
+        data=data_section(valset, n),  # the engine's data section, so bench.run.rundata reopens score runs too
+        settings={"workers": workers, "shard_size": shard_size, "save_cams": False, "seed": None, "max_pixels": MAX_PIXELS},
+        command=command,
+    )  # fmt: skip
     run.write_manifest(manifest)
     lines = ["image_id,map_file"] + [f"{t.gt.image_id},{t.map_file or ''}" for t in tasks]
     atomic_write_bytes(run.path / "map_files.csv", ("\n".join(lines) + "\n").encode())
@@ -441,7 +430,7 @@ def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: Run
         bar.close()
     run.merge_shards(n_shards)
     manifest["maps"]["fingerprint"] = _fingerprint(digests)
-    manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    manifest["finished"] = now_utc()
     run.write_manifest(manifest)
     summary = summarize_run(run)
     if gt_only:  # no ranked classes: top-k metrics are undefined (None), and the summary says why

@@ -70,15 +70,6 @@ def finish_wsol_run(
         chosen = wsol_sweep_run(side, step=step, progress=config.progress)
         results["threshold_chosen_on"] = request.select_on
         results["selected"] = {"split": request.select_on, "run": str(side.path), **select_threshold(chosen, curves)}
-    atomic_write_json(run.path / "sweep.json", _plain(results))
+    atomic_write_json(run.path / "sweep.json", results)
     return results
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj

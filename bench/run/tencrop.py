@@ -13,8 +13,6 @@ galleries redraw one-view CAMs) and say so.
 
 from __future__ import annotations
 
-import datetime as _dt
-import sys
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,8 +33,9 @@ from bench.models.caffe.model import CaffeCamNet
 from bench.models.caffe.tencrop import TenCropResult, load_mean_image, register_jpeg_rule, tencrop_maps
 from bench.models.registry import BenchModel
 from bench.models.sources import WeightsInfo, sha256_file
-from bench.run.engine import RunConflict, summarize_run
-from bench.runtime import RunError, host_facts, library_versions
+from bench.run.engine import summarize_run
+from bench.run.manifest import RunConflict, data_section, model_section, new_manifest, now_utc, resume_or_start
+from bench.runtime import RunError
 from bench.run.results import RunDir, RunLocked
 
 __all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record", "score_tencrop"]
@@ -135,43 +134,23 @@ def run_tencrop_suite(
     }
     try:
         with run.lock():
-            if run.exists():
-                manifest = run.read_manifest()
-                mismatched = [k for k, v in identity.items() if manifest.get("identity", {}).get(k) != v]
-                if mismatched:
-                    raise RunConflict(
-                        f"{run.path} already holds a different run ({', '.join(mismatched)} differ); choose another --out or delete that folder"
-                    )
-            else:
-                manifest = {
-                    "identity": identity,
-                    "protocol_hash": protocol.hash,
-                    "protocol": protocol.resolved(),
-                    "protocol_file": protocol.source,
-                    "model": {
-                        "name": model.spec.name, "paper_name": model.spec.paper_name, "family": model.spec.family,
-                        "head": model.spec.head, "input_size": model.spec.input_size, "grid": model.spec.grid,
-                        "weights_source": weights.source, "weights_path": weights.path, "weights_sha256": weights.sha256,
-                    },  # fmt: skip
-                    "data": {  # the engine's data section (bench/run/engine.py), so reopen/reports work alike
-                        "root": str(valset.root),
-                        "images_dir": str(valset.images_dir) if valset.images_dir is not None else None,
-                        "class_ids": list(valset.class_ids), "layout": valset.layout, "describe": valset.describe(),
-                        "fingerprint": valset.fingerprint(), "images_total": len(valset.images), "images_run": n_images,
-                        "blacklisted": len(valset.blacklisted), "clipped_boxes": valset.clipped_boxes,
-                    },  # fmt: skip
-                    "settings": {
+            manifest = resume_or_start(
+                run,
+                identity,
+                lambda: new_manifest(
+                    identity=identity,
+                    protocol=protocol,
+                    model=model_section(model, weights),
+                    data=data_section(valset, n_images),
+                    settings={
                         "pipeline": protocol.pipeline, "device": device, "limit": limit, "shard_size": shard_size,
                         "mean_image": protocol.mean_image or None, "mean_image_sha256": mean_sha,
                         "jpeg_roundtrip": protocol.jpeg_roundtrip, "max_pixels": MAX_PIXELS,
                         "torch_threads": torch.get_num_threads(), "save_cams": False, "seed": None,
                     },  # fmt: skip
-                    "versions": library_versions(),
-                    "host": host_facts(),
-                    "command": list(command) or sys.argv,
-                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                }
-                run.write_manifest(manifest)
+                    command=command,
+                ),
+            )
             done = run.done_shards()
             todo = [k for k in range(n_shards) if k not in done]
             model.eval()
@@ -199,7 +178,7 @@ def run_tencrop_suite(
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
             run.merge_shards(n_shards)
-            manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            manifest["finished"] = now_utc()
             run.write_manifest(manifest)
             return summarize_run(run)
     except RunLocked as exc:
