@@ -118,11 +118,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from bench.data.classes import load_wnids, read_synset_mapping
-from bench.data.dataset import IMAGE_EXTENSIONS, DataError, Dataset as ValSet
+from bench.data.dataset import IMAGE_EXTENSIONS, DataError, Dataset
 from bench.data.open import open_dataset
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
 from bench.core.scoring import topk_cls_hit
@@ -457,7 +458,7 @@ def flip_decision(seed: int, epoch: int, index: int) -> bool:
     return bool(np.random.default_rng((int(seed), int(epoch), int(index))).random() < 0.5)
 
 
-class TrainImages(Dataset):
+class TrainImages(TorchDataset):
     """Training items ``(image (3, S, S) float32, label)``, keyed by ``(epoch, index)``.
 
     The image is decoded, resized as a whole to ``S x S`` (the protocol's transform),
@@ -578,7 +579,7 @@ def _optimizer(groups: list[dict[str, Any]], recipe: Recipe) -> torch.optim.Opti
 @torch.inference_mode()
 def evaluate_top1(
     model: BenchModel,
-    valset: ValSet,
+    valset: Dataset,
     *,
     device: torch.device,
     batch_size: int = 64,
@@ -733,7 +734,7 @@ def _train(
 
     # Validation split (labels only), resolved before training so a bad --val fails early.
     val_root_path = Path(config.val).absolute() if config.val is not None else find_val_root(root)
-    valset: ValSet | None
+    valset: Dataset | None
     val_note = ""
     try:
         valset = open_dataset(val_root_path, classes=list(data.classes))

@@ -87,7 +87,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from bench.core.boxes import boxes_for_maps
-    from bench.data.open import open_dataset as load_val
+    from bench.data.open import open_dataset
     from bench.data.transforms import InputTransform, decode_rgb
     from bench.run.engine import RunConfig, run_suite
     from bench.models import build_model
@@ -97,7 +97,7 @@ def main() -> int:
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     data = args.data or make_images(tmp / "data", args.images)
-    valset = load_val(data)
+    valset = open_dataset(data)
     protocol = load_protocol(args.suite)
     model, info = build_model(args.model, args.weights)
     model.eval().to(device)

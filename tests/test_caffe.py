@@ -823,7 +823,7 @@ def test_bench_run_with_a_converted_caffe_model(e2e, tmp_path):
     """`bench convert caffe` then `bench run --model caffe:NET.pt`: the scores are the network's on
     the harness's input, preprocessed here independently (BGR, 0-255, per-channel mean)."""
     from bench.cli import main
-    from bench.data.open import open_dataset as load_val
+    from bench.data.open import open_dataset
     from bench.data.transforms import InputTransform, decode_rgb
     from bench.models.caffe import CAFFE_MEAN_BGR
     from bench.core.records import parse_ints
@@ -839,7 +839,7 @@ def test_bench_run_with_a_converted_caffe_model(e2e, tmp_path):
     assert len(frame) == 4 and (frame["status"] == "ok").all()
     assert run.read_manifest()["model"]["grid"] == 2
     to01 = InputTransform(12, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    for row, gt in zip(frame.itertuples(), load_val(e2e["data"]).images):
+    for row, gt in zip(frame.itertuples(), open_dataset(e2e["data"]).images):
         rgb01 = to01(decode_rgb(gt.path)).double().numpy()
         caffe_in = 255.0 * rgb01[::-1] - np.array(CAFFE_MEAN_BGR)[:, None, None]
         scores = ref_forward(e2e["layers"], e2e["weights"], caffe_in)
@@ -859,7 +859,7 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
     """`bench tencrop`: the suite and its tight/loose companion; records equal the pipeline's
     functions applied image by image; `bench table` reads the runs; `bench run` refuses the suite."""
     from bench.cli import main
-    from bench.data.open import open_dataset as load_val
+    from bench.data.open import open_dataset
     from bench.data.transforms import decode_rgb
     from bench.models import build_model
     from bench.models.caffe.tencrop import load_mean_image, tencrop_maps, tencrop_release_boxes
@@ -886,7 +886,7 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
         inline = [*args[:-4], "--out", str(tmp_path / "inline"), "--device", "cpu", "--box-workers", "0"]
         assert main(inline) == 0
     model, _ = build_model(model_arg, weights=e2e["model"])
-    gts = load_val(e2e["data"]).images
+    gts = open_dataset(e2e["data"]).images
     mean_image = load_mean_image(e2e["data"] / "mean.npy")
     runs = {s: RunDir(out / s / "tinycam").read_records() for s in ("tc_test", "tc_test_tight_loose")}
     for suite_name, frame in runs.items():

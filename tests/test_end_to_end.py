@@ -21,7 +21,7 @@ from bench.cli import main
 from tests.conftest import PhotoRuns
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
-from bench.data.open import open_dataset as load_val
+from bench.data.open import open_dataset
 from bench.data.transforms import InputTransform, decode_rgb
 from bench.core.scoring import best_iou
 from bench.models import build_model
@@ -72,7 +72,7 @@ def test_three_layouts_give_identical_records_and_summaries(layout_runs: dict[st
 def test_records_account_for_every_image_and_boxes_are_consistent(layout_runs: dict[str, Path], generated: dict[str, Path]) -> None:
     run = RunDir(layout_runs["voc"])
     frame = run.read_records()
-    valset = load_val(generated["voc"])
+    valset = open_dataset(generated["voc"])
     assert list(frame["image_id"]) == [g.image_id for g in valset.images]
     assert len(run.done_shards()) == 3  # 10 images in shards of 4
     for row, gt in zip(frame.itertuples(), valset.images):
@@ -94,7 +94,7 @@ def test_records_account_for_every_image_and_boxes_are_consistent(layout_runs: d
 def test_engine_boxes_equal_an_independent_recomputation(layout_runs: dict[str, Path], generated: dict[str, Path]) -> None:
     """Forward one image by hand, take the GT-class CAM, upsample, largest_cc at 0.2: same box as the run."""
     model, _ = build_model("efficientnet_lite0")
-    valset = load_val(generated["voc"])
+    valset = open_dataset(generated["voc"])
     frame = RunDir(layout_runs["voc"]).read_records().set_index("image_id")
     spec = model.spec
     transform = InputTransform(spec.input_size, spec.mean, spec.std)
@@ -135,7 +135,7 @@ def test_resume_refuses_a_different_run_in_the_same_folder(layout_runs: dict[str
     model, info = build_model("efficientnet_lite0")
     other_protocol = load_protocol("ilsvrc_loc_tight_loose")
     with pytest.raises(RunConflict, match="already holds a different run.*protocol_hash"):
-        run_suite(other_protocol, load_val(generated["voc"]), model, info, RunDir(layout_runs["voc"]), RunConfig(workers=0, shard_size=4, progress=False))
+        run_suite(other_protocol, open_dataset(generated["voc"]), model, info, RunDir(layout_runs["voc"]), RunConfig(workers=0, shard_size=4, progress=False))
 
 
 # ---- real photographs ------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def test_release_rule_runs_end_to_end(generated: dict[str, Path], tmp_path: Path
     assert main(["run", "--suite", "ilsvrc_loc_release", "--data", str(generated["voc"]), "--limit", "3", *COMMON, "--model", "efficientnet_lite0", "--out", str(out)]) == 0
     frame = RunDir(out / "ilsvrc_loc_release" / "efficientnet_lite0").read_records()
     model, _ = build_model("efficientnet_lite0")
-    valset = load_val(generated["voc"])
+    valset = open_dataset(generated["voc"])
     transform = InputTransform(model.spec.input_size, model.spec.mean, model.spec.std)
     weight, _ = model.classifier()
     for row, gt in zip(frame.itertuples(), valset.images):

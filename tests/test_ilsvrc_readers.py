@@ -21,8 +21,8 @@ from bench.data.classes import (
     wnid_to_index,
 )
 from bench.data.fixtures import class_colour, generated_samples, write_ilsvrc_layout
-from bench.data.dataset import DataError, Dataset as ValSet, Problem, read_blacklist
-from bench.data.open import detect_layout, open_dataset as load_val, read_gt
+from bench.data.dataset import DataError, Dataset, Problem, read_blacklist
+from bench.data.open import detect_layout, open_dataset, read_gt
 from bench.resources import resource_path
 
 TENCH, GOLDFISH, SHARK = "n01440764", "n01443537", "n01484850"
@@ -57,7 +57,7 @@ def voc_xml(filename: str, objects) -> str:
     )
 
 
-def content(vs: ValSet):
+def content(vs: Dataset):
     return [(im.image_id, im.label, im.boxes.tolist()) for im in vs.images]
 
 
@@ -146,7 +146,7 @@ def test_three_layouts_identical(samples, roots):
     loaded = {}
     for layout, root in roots.items():
         assert detect_layout(root) == layout
-        vs = load_val(root)
+        vs = open_dataset(root)
         assert vs.layout == layout and vs.class_ids == tuple(load_wnids())
         assert content(vs) == expected
         for im in vs.images:
@@ -160,14 +160,14 @@ def test_three_layouts_identical(samples, roots):
 
 
 def test_class_subfolders_and_png_identical(samples, roots, tmp_path):
-    flat = load_val(roots["csv"])
+    flat = open_dataset(roots["csv"])
     sub = write_ilsvrc_layout(tmp_path / "sub", samples, class_subfolders=True)
     png = write_ilsvrc_layout(tmp_path / "png", samples, layouts=("wsol",), image_ext=".png")
     for layout, root in sub.items():
-        vs = load_val(root)
+        vs = open_dataset(root)
         assert content(vs) == content(flat) and vs.fingerprint() == flat.fingerprint()
         assert all(im.path.parent.name == vs.class_ids[im.label] for im in vs.images)
-    vs = load_val(png["wsol"])
+    vs = open_dataset(png["wsol"])
     assert vs.fingerprint() == flat.fingerprint()
     assert all(im.path.suffix == ".png" for im in vs.images)
     # lossless PNG keeps the exact pixels
@@ -175,11 +175,11 @@ def test_class_subfolders_and_png_identical(samples, roots, tmp_path):
 
 
 def test_fingerprint_sensitivity(samples, roots, tmp_path):
-    base = load_val(roots["voc"])
-    assert load_val(roots["voc"], blacklist=[1]).fingerprint() != base.fingerprint()
+    base = open_dataset(roots["voc"])
+    assert open_dataset(roots["voc"], blacklist=[1]).fingerprint() != base.fingerprint()
     changed = [(i, a, w, b.copy()) for i, a, w, b in samples]
     changed[3][3][0, 0] += 1
-    other = load_val(write_ilsvrc_layout(tmp_path / "x", changed, layouts=("csv",))["csv"])
+    other = open_dataset(write_ilsvrc_layout(tmp_path / "x", changed, layouts=("csv",))["csv"])
     assert other.fingerprint() != base.fingerprint()
 
 
@@ -196,7 +196,7 @@ def test_csv_hand_written(tmp_path):
         f"{ID(2)},{TENCH} 5 6 7 8\n",
     )
     touch_images(root / "val", [ID(1), ID(2), ID(3)], size=(64, 48))
-    vs = load_val(root)
+    vs = open_dataset(root)
     assert vs.layout == "csv"
     # no LOC_synset_mapping.txt -> shipped 1000 classes; rows re-sorted by id, box order kept
     assert content(vs) == [
@@ -208,7 +208,7 @@ def test_csv_hand_written(tmp_path):
     assert set(gt.records) == {ID(1), ID(2), ID(3)} and gt.num_boxes == 4
     # a custom class list (LOC_synset_mapping.txt, unsorted lines) -> sorted positions
     write(root / "LOC_synset_mapping.txt", f"{KIT_FOX} kit fox\n{TENCH} tench\n{SHARK} shark\n")
-    vs2 = load_val(root)
+    vs2 = open_dataset(root)
     assert vs2.class_ids == (TENCH, SHARK, KIT_FOX)
     assert [im.label for im in vs2.images] == [1, 0, 2]
     assert vs2.fingerprint() != vs.fingerprint()  # class list is part of the GT content
@@ -221,7 +221,7 @@ def test_voc_hand_written(tmp_path):
     write(ann / f"{ID(6)}.xml", voc_xml(ID(6) + ".JPEG", [(TENCH, (2, 4, 6, 8))]))
     touch_images(root / "images", [ID(5)], ext=".jpg")
     touch_images(root / "images", [ID(6)], ext=".JPEG")
-    vs = load_val(root)
+    vs = open_dataset(root)
     assert vs.layout == "voc"
     assert content(vs) == [(ID(5), 1, [[0, 0, 499, 374], [17, 3, 17, 3]]), (ID(6), 0, [[2, 4, 6, 8]])]
     assert vs.images[0].path == (root / "images" / f"{ID(5)}.jpg").absolute()
@@ -237,7 +237,7 @@ def test_wsol_hand_written(tmp_path):
         f"val/{ID(7)}.JPEG,1,2,3,4\n" + f"val/{ID(8)}.JPEG,0,0,1,1\n" + f"val/{ID(7)}.JPEG,5,6,7,8\n",
     )
     touch_images(root / "val", [ID(7), ID(8)], size=(64, 48))
-    vs = load_val(root)
+    vs = open_dataset(root)
     assert vs.layout == "wsol"
     assert content(vs) == [(ID(7), 278, [[1, 2, 3, 4], [5, 6, 7, 8]]), (ID(8), 999, [[0, 0, 1, 1]])]
     assert vs.class_ids[999] == "n15075141"
@@ -251,7 +251,7 @@ def test_detect_layout_ambiguous_and_missing(tmp_path, roots):
         detect_layout(root)
     assert "layout=" in str(e.value) and "csv" in str(e.value) and "wsol" in str(e.value)
     with pytest.raises(DataError):
-        load_val(root)
+        open_dataset(root)
     with pytest.raises(DataError) as e:
         detect_layout(tmp_path)
     assert kinds(e.value) == ["no-annotations"]
@@ -259,7 +259,7 @@ def test_detect_layout_ambiguous_and_missing(tmp_path, roots):
 
 def test_blacklist_ids_and_numbers(tmp_path, roots):
     bl = write(tmp_path / "bl.txt", f"# devkit blacklist\n3\n{ID(5)}\n\n  11  \n40000\n")
-    vs = load_val(roots["csv"], blacklist=bl)
+    vs = open_dataset(roots["csv"], blacklist=bl)
     # 40000 is not in the 12-image set: ignored; the images stay in the set
     assert vs.blacklisted == frozenset({ID(3), ID(5), ID(11)})
     assert len(vs) == 12
@@ -268,7 +268,7 @@ def test_blacklist_ids_and_numbers(tmp_path, roots):
         read_blacklist([0, -3, ID(2), "7"])
     assert kinds(e.value) == ["bad-blacklist", "bad-blacklist"]  # 0 and -3 (indices are 1-based)
     with pytest.raises(DataError) as e:
-        load_val(roots["csv"], blacklist=tmp_path / "nope.txt")
+        open_dataset(roots["csv"], blacklist=tmp_path / "nope.txt")
     assert "nope.txt" in str(e.value)
 
 
@@ -290,7 +290,7 @@ def test_csv_errors_all_listed(tmp_path):
     )  # duplicated id
     touch_images(root / "val", [ID(2), ID(3), ID(4), ID(6), ID(7), ID(99)])  # 99 unannotated
     with pytest.raises(DataError) as e:
-        load_val(root)
+        open_dataset(root)
     err = e.value
     assert isinstance(err, ValueError)
     assert kinds(err) == sorted(
@@ -336,7 +336,7 @@ def test_voc_errors_all_listed(tmp_path):
     write(ann / f"{ID(7)}.xml", voc_xml(ID(8), [(TENCH, (0, 0, 3, 3))]))  # filename mismatch
     touch_images(root / "val", [ID(i) for i in range(1, 8)])
     with pytest.raises(DataError) as e:
-        load_val(root)
+        open_dataset(root)
     assert kinds(e.value) == sorted(
         ["malformed-xml", "bad-box", "unknown-wnid", "unsafe-xml", "no-boxes", "bad-box", "id-mismatch"]
     )
@@ -358,7 +358,7 @@ def test_wsol_errors_all_listed(tmp_path):
     )
     touch_images(root / "val", [ID(1), ID(2), ID(3)])
     with pytest.raises(DataError) as e:
-        load_val(root)
+        open_dataset(root)
     assert kinds(e.value) == sorted(["bad-label", "bad-line", "unknown-image", "bad-box", "no-boxes"])
     msg = str(e.value)
     assert "class_labels.txt:1" in msg and "localization.txt:2" in msg and "localization.txt:3" in msg
@@ -374,7 +374,7 @@ def test_wrong_class_folder_and_duplicate_image(tmp_path):
     touch_images(root / "val" / TENCH, [ID(2)])
     touch_images(root / "val", [ID(2)], ext=".png")
     with pytest.raises(DataError) as e:
-        load_val(root)
+        open_dataset(root)
     assert kinds(e.value) == ["duplicate-image", "label-mismatch"]
 
 
@@ -384,9 +384,9 @@ def test_images_dir_argument(tmp_path):
     elsewhere = tmp_path / "imgs"
     touch_images(elsewhere, [ID(1)])
     with pytest.raises(DataError) as e:
-        load_val(root)
+        open_dataset(root)
     assert kinds(e.value) == ["missing-image"]
-    vs = load_val(root, images=elsewhere)
+    vs = open_dataset(root, images=elsewhere)
     assert vs.images[0].path == elsewhere / f"{ID(1)}.JPEG"
 
 

@@ -30,7 +30,7 @@ from bench.data import dataset as ilsvrc, open as data_open
 from bench.data.classes import load_wnids
 from bench.data.fixtures import generated_samples, write_ilsvrc_layout
 from bench.data.dataset import DataError
-from bench.data.open import open_dataset as load_val
+from bench.data.open import open_dataset
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, decode_rgb, failure_reason
 from bench.core.scoring import best_iou
 from bench.run.results import RunDir, RunLocked, pid_alive
@@ -179,7 +179,7 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     assert code == 0, stderr.getvalue()
     assert not vanishing.exists()
     vanishing.write_bytes(b"")  # so that load_val (listing only) can be called again below
-    loaded["valset"] = load_val(root)
+    loaded["valset"] = open_dataset(root)
     run = RunDir(out / "ilsvrc_loc" / MODEL)
     return SimpleNamespace(
         root=root,
@@ -265,7 +265,7 @@ def test_gt_case(gt_cases, kind: str) -> None:
     case = gt_cases[kind]
     if case.problems:
         with pytest.raises(DataError) as e:
-            load_val(case.root, blacklist=case.blacklist)
+            open_dataset(case.root, blacklist=case.blacklist)
         got = sorted((p.kind, str(p)) for p in e.value.problems)
         want = sorted(case.problems)
         assert [k for k, _ in got] == [k for k, _ in want], got
@@ -276,7 +276,7 @@ def test_gt_case(gt_cases, kind: str) -> None:
         assert message.startswith(f"{n} problem{'s' if n > 1 else ''} found in the data set")
         assert all(w[1] in message for w in want)  # ONE message lists every problem
         return
-    vs = load_val(case.root, blacklist=case.blacklist)
+    vs = open_dataset(case.root, blacklist=case.blacklist)
     assert {im.image_id: im.boxes.tolist() for im in vs.images} == case.boxes
     assert vs.clipped_boxes == case.clipped_boxes
     assert len(vs.clipped_images) == (1 if case.clipped_boxes else 0)

@@ -140,14 +140,14 @@ def test_sweep_from_cache_matches_direct_accumulation(cached_runs: Path, data: P
     import torch
 
     from bench.core.cam import upsample_cam
-    from bench.data.open import open_dataset as load_val
+    from bench.data.open import open_dataset
     from bench.core.sweep import SweepAccumulator, scale_boxes
 
     run = cached_runs / "ilsvrc_loc" / "efficientnet_lite0"
     assert main(["sweep", str(run), "--no-progress"]) == 0
     result = json.loads((run / "sweep.json").read_text())
     assert result["images"] == N and result["at"] == "224"
-    valset = load_val(data)
+    valset = open_dataset(data)
     records = RunDir(run).read_records()
     acc = SweepAccumulator()
     for shard in range(3):

@@ -18,7 +18,7 @@ import torch
 
 from bench.cli import main
 from bench.core.cam import upsample_cam
-from bench.data.open import open_dataset as load_val
+from bench.data.open import open_dataset
 from bench.data.synthetic import SynthConfig, generate, val_root
 from bench.run.cam_cache import read_cam_shard
 from bench.core.records import parse_floats
@@ -50,7 +50,7 @@ def _text(run: Path) -> str:
 def _export(run: RunDir, data: Path, folder: Path, kind: str, size: str = "grid", name: str = "stem") -> dict[str, Path]:
     """Write the run's cached maps as files; returns image_id -> file."""
     records = run.read_records()
-    valset = load_val(data)
+    valset = open_dataset(data)
     cache = read_cam_shard(run, 0)
     files = {}
     for index, classes, cams in zip(cache["index"], cache["classes"], cache["cams"]):
@@ -93,7 +93,7 @@ def test_npz_maps_reproduce_the_runs_records(cached_run: RunDir, data: Path, tmp
 def test_npz_with_class_ids_and_workers(cached_run: RunDir, data: Path, tmp_path: Path) -> None:
     """Classes given as WNID strings, scored on two processes: same records."""
     files = _export(cached_run, data, tmp_path / "maps", "npz")
-    class_ids = load_val(data).class_ids
+    class_ids = open_dataset(data).class_ids
     for path in files.values():
         with np.load(path) as z:
             arrays = dict(z)
@@ -166,7 +166,7 @@ def test_ambiguous_stem_and_mixed_kinds_are_clear_errors(cached_run: RunDir, dat
     # a matching relative path decides first (a stem elsewhere is then just an unmatched file) ...
     (tmp_path / "maps" / "a").mkdir()
     np.save(tmp_path / "maps" / "a" / f"{first}.npy", np.zeros((3, 3), np.float32))
-    index = index_maps(tmp_path / "maps", load_val(data))
+    index = index_maps(tmp_path / "maps", open_dataset(data))
     assert index.files[first] == f"{first}.npy" and index.unmatched == (f"a/{first}.npy",)
     # ... but when only the stem can decide, two files with it is an error naming both
     (tmp_path / "maps" / "b").mkdir()
@@ -177,7 +177,7 @@ def test_ambiguous_stem_and_mixed_kinds_are_clear_errors(cached_run: RunDir, dat
     (tmp_path / "maps" / "a" / f"{first}.npy").unlink()
     np.savez(tmp_path / "maps" / "x.npz", classes=np.zeros(5), maps=np.zeros((5, 2, 2)))
     with pytest.raises(ScoreError, match="both .npy"):
-        index_maps(tmp_path / "maps", load_val(data))
+        index_maps(tmp_path / "maps", open_dataset(data))
 
 
 def test_tables_compare_and_sweep_read_score_runs(cached_run: RunDir, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bench.data.classes import WNID_RE, read_synset_mapping, read_synset_names
-from bench.data.open import detect_layout, open_dataset as load_val
+from bench.data.open import detect_layout, open_dataset
 from bench.data.synthetic import (
     CLASS_NAMES,
     DATASET_VERSION,
@@ -155,7 +155,7 @@ def test_image_independent_of_dataset_size(small, tmp_path):
 def test_load_val_csv_root(small):
     root = val_root(small)
     assert detect_layout(root) == "csv"
-    vs = load_val(root)
+    vs = open_dataset(root)
     assert vs.layout == "csv"
     assert vs.class_ids == SMALL.wnids
     assert len(vs) == SMALL.count("val")
@@ -179,15 +179,15 @@ def test_load_val_csv_root(small):
 def test_load_val_voc_root_matches_csv(small):
     voc = val_root(small, "voc")
     assert detect_layout(voc) == "voc"
-    vs_voc = load_val(voc, classes=voc / "LOC_synset_mapping.txt")
-    vs_csv = load_val(val_root(small))
+    vs_voc = open_dataset(voc, classes=voc / "LOC_synset_mapping.txt")
+    vs_csv = open_dataset(val_root(small))
     assert vs_voc.layout == "voc"
     assert read_synset_mapping(voc / "LOC_synset_mapping.txt") == list(SMALL.wnids)
     assert vs_voc.fingerprint() == vs_csv.fingerprint()
 
 
 def test_boxes_are_tight_bboxes_of_masks(small):
-    vs = load_val(val_root(small))
+    vs = open_dataset(val_root(small))
     n_single = 0
     for im in vs.images:
         m = np.asarray(Image.open(mask_path(small, im.image_id)))
@@ -212,7 +212,7 @@ def test_boxes_are_tight_bboxes_of_masks(small):
 
 
 def test_render_matches_files(small):
-    vs = load_val(val_root(small))
+    vs = open_dataset(val_root(small))
     for im in vs.images[:12]:
         s = render_sample(SMALL, "val", int(im.image_id[-8:]) - 1)
         assert s.image_id == im.image_id and s.label == im.label
@@ -248,7 +248,7 @@ def test_train_split(small):
 
 
 def test_class_balance(small):
-    vs = load_val(val_root(small))
+    vs = open_dataset(val_root(small))
     counts = np.bincount([im.label for im in vs.images], minlength=SMALL.classes)
     assert counts.tolist() == [SMALL.val_per_class] * SMALL.classes
 

@@ -37,7 +37,7 @@ import torch
 
 from bench.cli import main
 from tests.tolerances import EPS32, linear_bound
-from bench.data.open import open_dataset as load_val
+from bench.data.open import open_dataset
 from bench.data.synthetic import WNIDS, SynthConfig, ensure_dataset, generate, val_root
 from bench.models import BenchModel, build_model, get_spec
 from bench.models.simplecnn import SIMPLECNN_CLASSES, SimpleCNN, packaged_checkpoint_path
@@ -214,7 +214,7 @@ def test_short_retrain_writes_loadable_checkpoint_and_complete_sidecar(tiny: Pat
     assert info.source == "file" and info.sha256 == side["checkpoint"]["sha256"]
     _assert_same_state(model.weights_module().state_dict(), sd)
 
-    valset = load_val(val_root(tiny))
+    valset = open_dataset(val_root(tiny))
     assert side["model"] == "simplecnn_gap" and side["epochs"] == 2 and side["seed"] == 0
     assert side["data"]["classes"] == list(WNIDS[:6]) and side["data"]["train_images"] == 36
     assert side["data"]["val_fingerprint"] == valset.fingerprint()
@@ -281,7 +281,7 @@ def test_shipped_checkpoint_accuracy_matches_its_sidecar(name: str, default_data
     assert info.source == "package" and info.sha256 == side["checkpoint"]["sha256"]
     assert side["command"].startswith(f"bench train --model {name} --data generated ")
     assert side["world_size"] == 1 and side["max_steps"] is None and side["steps"] == side["steps_planned"]
-    valset = load_val(val_root(default_data))
+    valset = open_dataset(val_root(default_data))
     assert side["data"]["val_fingerprint"] == valset.fingerprint()
     assert side["data"]["dataset_sha256"] == json.loads((default_data / "dataset.json").read_text())["sha256"]
     correct, scored, failed = evaluate_top1(model, valset, device=torch.device("cpu"), batch_size=100)
@@ -341,7 +341,7 @@ def test_shorter_recipe_is_far_above_chance(default_data: Path, tmp_path: Path) 
     instead of 450): GMP reaches 71.3 % val top-1 on the default val split here (shipped, full
     recipe: 97.7 %; chance 16.7 %). The bound leaves room for other CPUs' float differences."""
     sub = generate(tmp_path / "sub", SynthConfig(train_per_class=50, val_per_class=50))
-    assert load_val(val_root(sub)).fingerprint() == load_val(val_root(default_data)).fingerprint()
+    assert open_dataset(val_root(sub)).fingerprint() == open_dataset(val_root(default_data)).fingerprint()
     side = json.loads(sidecar_path(packaged_checkpoint_path("simplecnn_gmp")).read_text())
     result = train(TrainConfig(
         model="simplecnn_gmp", data=sub, epochs=3, batch_size=side["batch_size"], lr=side["recipe"]["lr"],

@@ -26,7 +26,7 @@ from PIL import Image
 
 from bench.core.cam import upsample_cam
 from bench.run.cam_cache import read_cam_shard
-from bench.data.dataset import Dataset as ValSet
+from bench.data.dataset import Dataset
 from bench.run.parallel import default_workers, map_in_processes
 from bench.run.results import RunDir, atomic_write_bytes, atomic_write_json
 from bench.run.rundata import RunDataError, run_dataset
@@ -61,7 +61,7 @@ def _gt_class_maps(run: RunDir, manifest: dict[str, Any], n_records: int) -> Ite
     return cached()
 
 
-def load_run_data(run: RunDir, data_root: Path | str | None = None) -> ValSet:
+def load_run_data(run: RunDir, data_root: Path | str | None = None) -> Dataset:
     """The run's data set rebuilt from its manifest (``data_root``: a moved copy); refuses changed GT."""
     try:
         return run_dataset(run.read_manifest(), data_root=data_root, where=str(run.path))

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
-from bench.data.dataset import Dataset as ValSet
+from bench.data.dataset import Dataset
 from bench.data.device_decode import EncodedImages, collate_encoded, decode_batch, resolve_decode
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.run.box_pool import box_pool_kind, make_box_pool, submit_job
@@ -93,7 +93,7 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valset: ValSet, n_images: int, config: RunConfig) -> dict[str, Any]:
+def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valset: Dataset, n_images: int, config: RunConfig) -> dict[str, Any]:
     """The part of the manifest that must match for a run directory to be resumed."""
     return {
         "protocol_hash": protocol.hash,
@@ -121,7 +121,7 @@ class _BatchScorer:
     GIL), and their results are consumed in order.
     """
 
-    def __init__(self, protocol: Protocol, model: BenchModel, valset: ValSet, save_cams: bool):
+    def __init__(self, protocol: Protocol, model: BenchModel, valset: Dataset, save_cams: bool):
         self.protocol = protocol
         self.valset = valset
         self.model = model
@@ -250,7 +250,7 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     return summary
 
 
-def _check_model_fits_data(protocol: Protocol, valset: ValSet, model: BenchModel) -> None:
+def _check_model_fits_data(protocol: Protocol, valset: Dataset, model: BenchModel) -> None:
     """Refuse, before any work, a model whose classes cannot score this data or this protocol."""
     n_classes = model.num_classes
     top_label = max((g.label for g in valset.images), default=-1)
@@ -269,7 +269,7 @@ def _check_model_fits_data(protocol: Protocol, valset: ValSet, model: BenchModel
 
 def run_suite(
     protocol: Protocol,
-    valset: ValSet,
+    valset: Dataset,
     model: BenchModel,
     weights: WeightsInfo,
     run: RunDir,
@@ -291,7 +291,7 @@ def run_suite(
 
 def _run_suite_locked(
     protocol: Protocol,
-    valset: ValSet,
+    valset: Dataset,
     model: BenchModel,
     weights: WeightsInfo,
     run: RunDir,

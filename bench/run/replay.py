@@ -37,7 +37,7 @@ from bench.core.protocol import Protocol, ProtocolError, protocol_from_dict
 from bench.core.records import parse_floats, parse_ints
 from bench.core.scoring import localizes
 from bench.data.classes import load_class_names, load_wnids, read_synset_names
-from bench.data.dataset import CSV_SYNSETS, Dataset as ValSet, GTImage
+from bench.data.dataset import CSV_SYNSETS, Dataset, GTImage
 from bench.data.transforms import EvalImages, InputTransform
 from bench.models import BenchModel
 from bench.models.resolve import model_from_manifest
@@ -83,7 +83,7 @@ class RunReplay:
         run: RunDir,
         manifest: dict[str, Any],
         protocol: Protocol,
-        valset: ValSet,
+        valset: Dataset,
         model: BenchModel | None,
         records: pd.DataFrame,
         class_names: list[str],
@@ -204,7 +204,7 @@ class RunReplay:
         return model
 
     @staticmethod
-    def _class_names(valset: ValSet) -> list[str]:
+    def _class_names(valset: Dataset) -> list[str]:
         """Short names in class-index order: the data's LOC_synset_mapping.txt, else ImageNet's, else the ids."""
         mapping = valset.root / CSV_SYNSETS
         if mapping.is_file():

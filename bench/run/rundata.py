@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.data.dataset import CSV_SYNSETS, DataError, Dataset as ValSet
-from bench.data.open import open_dataset as load_val, reopen
+from bench.data.dataset import CSV_SYNSETS, DataError, Dataset
+from bench.data.open import open_dataset, reopen
 from bench.runtime import RunError
 
 __all__ = ["RunDataError", "run_dataset", "recorded_images_dir"]
@@ -50,7 +50,7 @@ def run_dataset(
     data_root: Path | str | None = None,
     blacklist: str | None | bool = True,
     where: str = "",
-) -> ValSet:
+) -> Dataset:
     """The data set of the run described by ``manifest``, checked against its GT fingerprint.
 
     Args:
@@ -77,8 +77,8 @@ def run_dataset(
             pass
     recorded_blacklist = manifest.get("protocol", {}).get("data", {}).get("blacklist") or None
 
-    def load(blacklist_file: str | None, class_list: Path | None) -> ValSet:
-        return load_val(
+    def load(blacklist_file: str | None, class_list: Path | None) -> Dataset:
+        return open_dataset(
             root,
             layout=data["layout"],
             images=images,
@@ -113,7 +113,7 @@ def run_dataset(
 
 def _reopen_described(
     data: dict[str, Any], data_root: Path | str | None, recorded_blacklist: str | None, blacklist: str | None | bool, where: str
-) -> ValSet:
+) -> Dataset:
     """:func:`run_dataset` for manifests holding ``data.describe``: reopen it (from ``data_root`` if
     it moved), check the fingerprint, then swap the blacklist if another one is asked for."""
     prefix = f"{where}: " if where else ""

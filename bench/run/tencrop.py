@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from bench.core.protocol import Protocol
 from bench.core.scoring import failed_record, image_record
-from bench.data.dataset import Dataset as ValSet
+from bench.data.dataset import Dataset
 from bench.data.dataset import GTImage
 from bench.data.transforms import MAX_PIXELS, decode_rgb, failure_reason
 from bench.models.caffe.model import CaffeCamNet
@@ -74,7 +74,7 @@ def tencrop_record(
     return pool.submit(score_tencrop, protocol, gt, blacklisted, size, res)
 
 
-def _mean_image(protocol: Protocol, valset: ValSet) -> tuple[np.ndarray | None, str | None]:
+def _mean_image(protocol: Protocol, valset: Dataset) -> tuple[np.ndarray | None, str | None]:
     if not protocol.mean_image:
         return None, None
     path = valset.root / protocol.mean_image
@@ -89,7 +89,7 @@ def _mean_image(protocol: Protocol, valset: ValSet) -> tuple[np.ndarray | None, 
 
 def run_tencrop_suite(
     protocol: Protocol,
-    valset: ValSet,
+    valset: Dataset,
     model: BenchModel,
     weights: WeightsInfo,
     run: RunDir,
