@@ -29,7 +29,6 @@ What it does:
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import platform
@@ -43,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import append_rows  # noqa: E402
 from throughput import make_images  # noqa: E402
 
 MODELS = ("efficientnet_lite0", "googlenet_gap", "resnet50")
@@ -165,14 +165,7 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if not args.no_csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        new = not args.csv.exists()
-        with args.csv.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"appended to {args.csv}", file=sys.stderr)
+        append_rows(args.csv, rows)
     return 0
 
 

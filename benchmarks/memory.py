@@ -24,21 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import own_peak_rss_kb  # noqa: E402
 from throughput import make_images  # noqa: E402
-
-
-def own_peak_rss_kb() -> int:
-    """This process's own peak RSS in KiB: ``VmHWM`` of /proc/self/status (Linux). Not ``ru_maxrss``:
-    a child started by fork + exec inherits its parent's ``ru_maxrss`` at the fork, so a parent that
-    holds a lot of memory (e.g. after writing the images) would inflate every child's figure."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def peak_rss_of_run(args: list[str]) -> tuple[float, float, float]:

@@ -23,7 +23,6 @@ are checked identical.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import append_rows, own_peak_rss_kb  # noqa: E402
 
 SHARD = 1000
 
@@ -56,20 +57,6 @@ def write_maps(folder: Path, n: int, seed: int = 0) -> None:
         x1 = np.minimum(x0 + (sizes[:, 1] * (0.3 + 0.5 * rng.random(m))).astype(int), sizes[:, 1] - 1)
         y1 = np.minimum(y0 + (sizes[:, 0] * (0.3 + 0.5 * rng.random(m))).astype(int), sizes[:, 0] - 1)
         np.savez(folder / f"shard-{k:05d}.npz", cams=cams, boxes=np.stack([x0, y0, x1, y1], axis=1), sizes=sizes)
-
-
-def own_peak_rss_kb() -> int:
-    """This process's own peak RSS in KiB: ``VmHWM`` of /proc/self/status (Linux). Not ``ru_maxrss``:
-    a child started by fork + exec inherits its parent's ``ru_maxrss`` at the fork, so a parent that
-    holds a lot of memory (e.g. after writing the images) would inflate every child's figure."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def child(folder: Path, n: int, workers: int, step: float) -> dict:
@@ -175,14 +162,7 @@ def main() -> int:
         return 1
     print("results identical for every worker count")
     if not args.no_csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        new = not args.csv.exists()
-        with args.csv.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"appended to {args.csv}", file=sys.stderr)
+        append_rows(args.csv, rows)
     return 0
 
 

@@ -26,7 +26,6 @@ row per grid. Needs ``opencv-python-headless`` (not a dependency of the harness)
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import platform
@@ -39,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import append_rows  # noqa: E402
 from box_speed import smooth_cams  # noqa: E402
 
 from bench.core.sweep import normalize_map, sweep_backend, sweep_map  # noqa: E402
@@ -164,14 +164,7 @@ def main() -> int:
             "numpy": np.__version__, "numba": numba.__version__, "opencv": cv2.__version__,
         })  # fmt: skip
     if not args.no_csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        new = not args.csv.exists()
-        with args.csv.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"appended to {args.csv}", file=sys.stderr)
+        append_rows(args.csv, rows)
     return 0
 
 

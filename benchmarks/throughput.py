@@ -19,7 +19,6 @@ ILSVRC layout to a temporary folder, so the script needs no ImageNet.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import platform
@@ -31,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import append_rows  # noqa: E402
 
 
 def make_images(out: Path, n: int, seed: int = 0) -> Path:
@@ -156,14 +158,7 @@ def main() -> int:
     }
     for k, v in row.items():
         print(f"{k:14s} {v}")
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.csv.exists()
-    with args.csv.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-    print(f"appended to {args.csv}", file=sys.stderr)
+    append_rows(args.csv, [row])
     return 0
 
 
