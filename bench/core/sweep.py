@@ -79,6 +79,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from bench.core.scoring import best_iou
 from bench.core import sweep_kernel
 
 __all__ = [
@@ -173,23 +174,13 @@ def _as_gt(gt_boxes: np.ndarray) -> np.ndarray:
     return gt
 
 
-def _best_iou(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Best inclusive IoU of each box ``(n,)`` over the GT boxes ``(m, 4)``: float64 ``(n,)``."""
-    iw = np.minimum(x1[:, None], gt[None, :, 2]) - np.maximum(x0[:, None], gt[None, :, 0]) + 1.0
-    ih = np.minimum(y1[:, None], gt[None, :, 3]) - np.maximum(y0[:, None], gt[None, :, 1]) + 1.0
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    area = ((x1 - x0 + 1.0) * (y1 - y0 + 1.0))[:, None]
-    garea = ((gt[:, 2] - gt[:, 0] + 1.0) * (gt[:, 3] - gt[:, 1] + 1.0))[None, :]
-    return (inter / (area + garea - inter)).max(axis=1)
-
-
 def _box_iou(box: tuple[np.ndarray, ...], gt: np.ndarray, convention: str, height: int, width: int) -> np.ndarray:
     """Best IoU of inclusive pixel boxes, after the output ``convention`` ('inclusive'|'wsol')."""
     x0, y0, x1, y1 = (np.asarray(c, dtype=np.float64) for c in box)
     if convention == "wsol":  # (x, y, x + w, y + h) clipped to the last pixel
         x1 = np.minimum(x1 + 1.0, width - 1.0)
         y1 = np.minimum(y1 + 1.0, height - 1.0)
-    return _best_iou(x0, y0, x1, y1, gt)
+    return best_iou(np.stack([x0, y0, x1, y1], axis=1), gt)
 
 
 def _levels(m: np.ndarray, thresholds: np.ndarray, quantize: bool) -> tuple[np.ndarray, np.ndarray]:
