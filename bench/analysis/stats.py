@@ -24,15 +24,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from bench.core.metrics import ERROR_METRICS
 from bench.core.scoring import topk_cls_hit, topk_hit
 from bench.run.results import records_to_arrays
 
 __all__ = ["paired_bootstrap", "mcnemar_exact", "per_image_hits", "paired_comparison", "PAIRED_METRICS"]
 
 #: Per-image error metrics :func:`paired_comparison` reports (the summary's names).
-PAIRED_METRICS: tuple[str, ...] = (
-    "top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err",
-)  # fmt: skip
+PAIRED_METRICS: tuple[str, ...] = ERROR_METRICS
 
 #: Largest number of resampled indices drawn at once (memory bound of the vectorised bootstrap).
 _CHUNK_CELLS = 4_000_000

@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.core.scoring import topk_cls_hit, topk_hit
 
-__all__ = ["IOU_STAT_THRESHOLDS", "OBJECT_SIZES", "BREAKDOWN_KEYS", "summarize", "object_size", "breakdowns"]
+__all__ = ["IOU_STAT_THRESHOLDS", "OBJECT_SIZES", "ERROR_METRICS", "BREAKDOWN_KEYS", "summarize", "object_size", "breakdowns"]
 
 #: Thresholds of the ``iou_ge_*`` summary fractions.
 IOU_STAT_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
@@ -137,18 +137,11 @@ def summarize(
 #: (:func:`bench.core.scoring.gt_area_fraction`): small < 0.1 <= medium <= 0.5 < large.
 OBJECT_SIZES: tuple[str, ...] = ("small", "medium", "large")
 
+#: The five error metrics of a summary (percent), in table order.
+ERROR_METRICS: tuple[str, ...] = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err")
+
 #: The summary keys each breakdown group reports.
-BREAKDOWN_KEYS: tuple[str, ...] = (
-    "images",
-    "scored",
-    "top1_cls_err",
-    "top5_cls_err",
-    "top1_loc_err",
-    "top5_loc_err",
-    "gt_known_loc_err",
-    "mean_iou",
-    "loc_images",
-)
+BREAKDOWN_KEYS: tuple[str, ...] = ("images", "scored", *ERROR_METRICS, "mean_iou", "loc_images")
 
 
 def object_size(gt_area_frac: Any) -> np.ndarray:

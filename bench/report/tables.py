@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report.format import MISSING, format_value, header, metric_name
+from bench.core.metrics import ERROR_METRICS, IOU_STAT_THRESHOLDS
 from bench.core.scoring import localizes
 
 from bench.resources import resource_path
@@ -53,17 +54,7 @@ __all__ = [
 
 NOT_LOCALIZED = "n/a (FC head, needs gradient maps)"
 
-COMPARE_METRICS = [
-    "top1_cls_err",
-    "top5_cls_err",
-    "top1_loc_err",
-    "top5_loc_err",
-    "gt_known_loc_err",
-    "mean_iou",
-    "iou_ge_0.3",
-    "iou_ge_0.5",
-    "iou_ge_0.7",
-]
+COMPARE_METRICS = [*ERROR_METRICS, "mean_iou", *(f"iou_ge_{t}" for t in IOU_STAT_THRESHOLDS)]
 
 
 class CompareError(ValueError):
