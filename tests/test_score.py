@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -267,3 +268,23 @@ def test_show_draws_gt_class_npy_maps_in_both_panels(cached_run: RunDir, data: P
         np.testing.assert_array_equal(pair[0], pair[1])
     assert main(["show", str(scored), "--best", "1", "--out", str(tmp_path / "show")]) == 0
     assert len(list((tmp_path / "show").rglob("*.png"))) == 1
+
+
+def test_wsol_suite_scores_saved_maps_into_the_runs_sweep(data: Path, tmp_path: Path) -> None:
+    """bench score with a wsol_* suite sweeps the saved maps as bench run sweeps its cache."""
+    pytest.importorskip("cv2")
+    out = tmp_path / "results"
+    args = ["run", "--suite", "wsol_ilsvrc", "--model", "simplecnn_gap", "--data", str(data), "--out", str(out), "--step", "0.05", *COMMON]
+    assert main(args) == 0
+    run = RunDir(out / "wsol_ilsvrc" / "simplecnn_gap")
+    _export(run, data, tmp_path / "maps", "npz")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "wsol_ilsvrc", "--out", str(tmp_path / "scored"), "--no-progress"]) == 0
+    scored = tmp_path / "scored" / "wsol_ilsvrc" / "maps-maps"
+    assert _text(scored) == _text(run.path)
+    mine, theirs = json.loads((scored / "sweep.json").read_text()), json.loads((run.path / "sweep.json").read_text())
+    assert mine["rules"] == theirs["rules"] == "wsol" and mine["threshold_chosen_on"].startswith("test")
+    assert mine["images"] == theirs["images"] == run.read_summary()["scored"]
+    # The suite's own step (0.001) for the score run, 0.05 for the run: compare at the run's taus.
+    a, b = pd.read_csv(scored / "sweep_curves.csv"), pd.read_csv(run.path / "sweep_curves.csv")
+    at = a.set_index(a["tau"].round(6)).loc[b["tau"].round(6)]
+    np.testing.assert_array_equal(at.drop(columns="tau").to_numpy(), b.drop(columns="tau").to_numpy())

@@ -439,6 +439,10 @@ def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: Run
     summary["unmatched_maps"] = len(index.unmatched)
     summary["unmatched_examples"] = list(index.unmatched[:MAX_NAMED])
     run.write_summary(summary)
+    if protocol.wsol_evaluation:  # wsol_* suites: wsolevaluation's sweeps of the saved GT-class maps, as `bench run` does
+        from bench.run.wsol_suite import sweep_finished_run
+
+        sweep_finished_run(protocol, run, progress=progress)
     return run
 
 

@@ -26,7 +26,7 @@ from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite
 from bench.run.results import RunDir, atomic_write_json
 
-__all__ = ["finish_wsol_run", "select_threshold"]
+__all__ = ["finish_wsol_run", "select_threshold", "sweep_finished_run"]
 
 ON_TEST = "test (maximum over tau on the scored split)"
 
@@ -51,15 +51,24 @@ def select_threshold(chosen: dict[str, Any], curves: pd.DataFrame) -> dict[str, 
     return out
 
 
+def sweep_finished_run(protocol: Protocol, run: RunDir, *, step: float | None = None, progress: bool = True) -> dict[str, Any]:
+    """wsolevaluation's sweeps of a finished run's GT-class maps (its map cache, or a score run's saved
+    maps), written to sweep.json / sweep_curves.csv; the threshold is the maximum over tau on the
+    scored split, and sweep.json says so. ``step`` defaults to the suite's."""
+    results = wsol_sweep_run(run, step=protocol.wsol_step if step is None else step, progress=progress)
+    results["threshold_chosen_on"] = ON_TEST
+    atomic_write_json(run.path / "sweep.json", results)
+    return results
+
+
 def finish_wsol_run(
     protocol: Protocol, request: Any, run: RunDir, model: Any, info: Any, config: RunConfig, data: Path, blacklist: Path | None
 ) -> dict[str, Any]:
     """Sweep the finished run; with ``request.select_on``, also run and sweep that split and
     report the test split at its thresholds. Returns the sweep results (as in sweep.json)."""
     step = request.step if request.step is not None else protocol.wsol_step
-    results = wsol_sweep_run(run, step=step, progress=config.progress)
+    results = sweep_finished_run(protocol, run, step=step, progress=config.progress)
     curves = pd.read_csv(run.path / "sweep_curves.csv")
-    results["threshold_chosen_on"] = ON_TEST
     if request.select_on:
         other = open_dataset(
             data, layout=request.gt_layout, images=request.images, split=request.select_on, blacklist=blacklist,
