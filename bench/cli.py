@@ -480,10 +480,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             (a,), (b,) = load_runs([path_a]), load_runs([path_b])
             a, b = assign_labels([a, b], per_suite=False)
             frame = compare_runs(a, b)
-            title = f"Comparison of two runs: A = {frame.attrs['a']}, B = {frame.attrs['b']}; delta = B − A"
+            title = f"Comparison of two runs: A = {frame.attrs['a']}, B = {frame.attrs['b']}; delta = B − A."
         else:
             frame = compare_families(load_runs(args.runs), args.a, args.b, suite=args.suite)
-            title = f"Comparison of {args.b} against {args.a} twins: A = {args.a}, B = {args.b}; delta = B − A"
+            title = f"Comparison of {args.b} against {args.a} twins: A = {args.a}, B = {args.b}; delta = B − A."
     except CompareError as exc:
         raise UsageError(str(exc)) from None
     _emit(render(frame, args.format, caption=title, title=title), args.out)
