@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
     run.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
     run.add_argument("--select-on", default=None, choices=["train-fullsup"],
-                     help="wsol suites: choose the CAM threshold on this split, report the test split at it")
+                     help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
     run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")

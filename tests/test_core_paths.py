@@ -193,3 +193,34 @@ def test_records_and_summary_carry_size_and_class_breakdowns(strict_run: Path, s
     # A group's numbers are the summary rule on its images: the classes' GT-known misses add up.
     misses = sum(round(v["gt_known_loc_err"] * v["loc_images"] / 100) for v in summary["by_class"].values())
     assert misses == round(summary["gt_known_loc_err"] * summary["loc_images"] / 100)
+
+
+def test_select_on_chooses_the_box_threshold_of_a_top5_suite_on_the_other_split(small_val: Path, tmp_path: Path) -> None:
+    """--select-on train-fullsup with cub_loc: the box threshold is the best top-1 localization
+    threshold of the other split's run, and the reported run is scored at it. Both splits hold the
+    same images here, so the reported run must reproduce the chosen accuracy exactly."""
+    from bench.analysis.curves import DEFAULT_THRESHOLDS
+    from bench.data.native_layouts import write_wsol_layout
+    from bench.data.open import open_dataset
+
+    source = open_dataset(small_val)
+    root = tmp_path / "wsol_cub"
+    for split in ("test", "train-fullsup"):
+        write_wsol_layout(source, root, "CUB", split, class_folder=lambda i, c: f"{i + 1:03d}.c{i}")
+    out = tmp_path / "results"
+    assert main(["run", "--suite", "cub_loc", "--model", "simplecnn_gap", "--data", str(root), "--select-on", "train-fullsup", "--out", str(out), *QUIET]) == 0
+    run = RunDir(out / "cub_loc" / "simplecnn_gap")
+    side = RunDir(out / "cub_loc" / "simplecnn_gap@train-fullsup")
+    summary = run.read_summary()
+    assert summary["box_threshold_chosen_on"] == "train-fullsup"
+    chosen = summary["box_threshold"]
+    assert run.read_manifest()["protocol"]["guesses"]["threshold"] == chosen
+    # The choice is the argmax (smallest of equals) of the other split's curve over the grid.
+    curve = threshold_curve(side.path, DEFAULT_THRESHOLDS)
+    best = curve["top1_loc_acc"].max()
+    assert chosen == curve.loc[curve["top1_loc_acc"] == best, "threshold"].min()
+    assert summary["box_threshold_top1_loc_acc_on_split"] == pytest.approx(best, abs=1e-12)
+    # Same images on both splits: the reported run at that threshold has exactly that accuracy.
+    assert 100.0 - summary["top1_loc_err"] == pytest.approx(best, abs=1e-9)
+    # A tight/loose suite has fixed thresholds: --select-on refuses it with one line.
+    assert main(["run", "--suite", "ilsvrc_loc_tight_loose", "--model", "simplecnn_gap", "--data", str(root), "--select-on", "train-fullsup", "--out", str(tmp_path / "tl"), *QUIET]) == 2

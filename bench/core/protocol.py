@@ -227,6 +227,18 @@ class Protocol:
                        default_data=self.default_data, companions=self.companions, tables=self.tables)
 
 
+    def with_threshold(self, threshold: float) -> "Protocol":
+        """The same ``top5`` protocol with another box threshold (``bench run --select-on``: chosen on
+        another split); validated like a file key. The resolved protocol, and so the hash, records it."""
+        if self.heuristic != "top5" or self.box_rule == "cam_release":
+            raise ProtocolError(f"{self.name}: only a top5 suite with a threshold of its own can take another box threshold")
+        raw = self.resolved()
+        raw["guesses"]["threshold"] = float(threshold)
+        return replace(_validate(raw, f"{self.source} (box threshold {threshold})"), source=self.source,
+                       default_models=self.default_models, default_data=self.default_data,
+                       companions=self.companions, tables=self.tables)  # fmt: skip
+
+
 def _check_type(where: str, key: str, value: Any, types: Any) -> None:
     # bool is an int subclass: never accept it where a number is meant, nor a number for a bool.
     if isinstance(value, bool) and types is not bool:

@@ -45,7 +45,7 @@ class SuiteRequest:
     split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
     metadata: Path | None = None  # --metadata: wsol metadata folder
     masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
-    select_on: str | None = None  # --select-on: split on which wsol suites choose their threshold
+    select_on: str | None = None  # --select-on: split on which the threshold is chosen (wsol tau, or the box threshold of top5 suites)
     step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
     model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
     verbose: bool = True  # print each summary and the tables (the CLI); the Python API passes False
@@ -237,6 +237,14 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                 name = ref if isinstance(ref, str) else model.spec.name  # as the user named it, for messages
                 p = b.with_method(request.method, request.layer if is_registry_model(ref) else None)
                 run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
+                choice = None
+                if request.select_on and not p.wsol_evaluation:  # the box threshold, chosen on another split
+                    from bench.run.select_on import choose_box_threshold
+
+                    if b is bases[0] or (p.heuristic == "top5" and p.box_rule == "largest_cc"):
+                        p, choice = choose_box_threshold(p, request, run, model, info, _run_config(p, config), data, blacklist)
+                    else:
+                        print(f"--select-on {request.select_on}: {p.name} keeps its own fixed thresholds ({p.heuristic})", file=sys.stderr)
                 already = run.is_complete()
                 try:
                     summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
@@ -247,6 +255,10 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                         f"interrupted after {len(run.done_shards())} of {total} shards of {name} on {p.name} "
                         f"({run.path}); rerun the same command to resume"
                     ) from None
+                if choice is not None and summary is not None:
+                    from bench.run.select_on import record_choice
+
+                    summary = record_choice(run, choice)
                 if i < len(request.labels):
                     _record_label(run, request.labels[i])
                 runs.append(run)
