@@ -341,3 +341,14 @@ def test_show_and_report_rebuild_a_user_model_run(data: Path, registry_run: Path
     report = tmp_path / "report.html"
     assert main(["report", str(run), "--out", str(report), "--gallery", "1"]) == 0
     assert "Cannot recompute" not in report.read_text()
+
+
+def test_a_user_model_run_resumes_only_with_the_same_setup(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same reference and weights with other preprocessing (here --input-size) would give other
+    numbers: the run folder refuses it; the same command again finds the run complete."""
+    base = ["run", "--suite", "ilsvrc_loc", "--model", "tests.user_models:simplecnn_gap", "--data", str(data), "--out", str(tmp_path), "--limit", "2", *COMMON]
+    assert main(base) == 0
+    assert main(base) == 0  # a resume: the identity (model setup included, through JSON) matches
+    assert "already complete" in capsys.readouterr().out
+    assert main([*base, "--input-size", "96"]) == 2
+    assert "model_setup" in capsys.readouterr().err

@@ -34,7 +34,7 @@ from bench.core.metrics import breakdowns, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
 from bench.run.manifest import RunConflict, data_section, model_section, new_manifest, now_utc, resume_or_start
-from bench.run.results import RunDir, RunLocked, records_to_arrays
+from bench.run.results import RunDir, RunLocked, records_to_arrays, to_jsonable
 from bench.runtime import RunError
 
 __all__ = ["RunConfig", "run_suite", "summarize_run"]
@@ -102,13 +102,16 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         "data_fingerprint": valset.fingerprint(),
         "images": n_images,
         "shard_size": config.shard_size,
-        # Settings that change numbers: autocast precision, memory format, float16 CAM rounding.
+        # Settings that change numbers: autocast precision, memory format; whether the map cache is kept.
         "amp": config.amp,
         "channels_last": config.channels_last,
         "save_cams": config.save_cams,
         # GPU decoding changes the input's last bits (nvJPEG, device resize); recorded only then, so
         # runs made before this setting existed still resume.
         **({"decode": "cuda"} if config.resolved_decode() == "cuda" else {}),
+        # A user model: its reference, layer, classifier, reshape and preprocessing (JSON form, as the
+        # manifest holds it); registry models have none, so their identity is unchanged.
+        **({"model_setup": to_jsonable(model.manifest_info())} if model.manifest_info() else {}),
     }
 
 
