@@ -259,6 +259,9 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                     from bench.run.select_on import record_choice
 
                     summary = record_choice(run, choice)
+                    if request.verbose:
+                        print(f"{name} on {p.name}: box threshold {choice['box_threshold']:.2f} chosen on {choice['box_threshold_chosen_on']} "
+                              f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
                 if i < len(request.labels):
                     _record_label(run, request.labels[i])
                 runs.append(run)
