@@ -224,3 +224,17 @@ def test_select_on_chooses_the_box_threshold_of_a_top5_suite_on_the_other_split(
     assert 100.0 - summary["top1_loc_err"] == pytest.approx(best, abs=1e-9)
     # A tight/loose suite has fixed thresholds: --select-on refuses it with one line.
     assert main(["run", "--suite", "ilsvrc_loc_tight_loose", "--model", "simplecnn_gap", "--data", str(root), "--select-on", "train-fullsup", "--out", str(tmp_path / "tl"), *QUIET]) == 2
+
+
+def test_replay_leaves_the_callers_autograd_mode_alone(gradcam_run: Path, small_val: Path, tmp_path: Path) -> None:
+    """A replay generator suspended between images must not leave no_grad / inference mode on for
+    the caller (torch's grad mode is thread state): CAM replays use inference mode, gradient ones no_grad."""
+    assert main(["run", "--suite", "demo", "--model", "simplecnn_gap", "--data", str(small_val), "--out", str(tmp_path), "--limit", "4", *QUIET]) == 0
+    for run in (gradcam_run, tmp_path / "demo" / "simplecnn_gap"):
+        replay = RunReplay.open(run)
+        assert replay.source == "network"
+        maps = replay.iter_maps(replay.run_image_ids(), batch_size=2)
+        next(maps)  # suspended in the middle of a batch
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        assert torch.ones(1, requires_grad=True).mul(2).requires_grad
+        maps.close()

@@ -349,8 +349,10 @@ class RunReplay:
         method, layer = self.protocol.cam_method, self.protocol.cam_layer or None
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        with grad_context(method):
-            for batch in loader:
+        for batch in loader:
+            # The autograd mode is thread state: it is set only while a batch is computed, never
+            # while this generator is suspended at a yield (the caller's code would run under it).
+            with grad_context(method):
                 x = batch["image"].to(self.device)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -360,19 +362,18 @@ class RunReplay:
                 labels = torch.as_tensor([self.valset.images[int(i)].label for i in batch["index"]], device=self.device)
                 classes = torch.stack([top[:, 0], labels], dim=1)
                 maps = produce_maps(self.model, x, classes, method, layer, features)
-                for row, index in enumerate(batch["index"].tolist()):
-                    if batch["error"][row]:
-                        yield self._failed(index, batch["error"][row])
-                        continue
-                    size = (int(batch["height"][row]), int(batch["width"][row]))
-                    yield ImageMaps(
-                        index,
-                        self.valset.images[index],
-                        size[0],
-                        size[1],
-                        top[row].cpu().numpy().astype(np.int64),
-                        scores[row].cpu().double().numpy(),
-                        classes[row].cpu().numpy().astype(np.int64),
-                        resize_maps(maps[row], size, self.protocol.upsample),
-                    )
-
+            for row, index in enumerate(batch["index"].tolist()):
+                if batch["error"][row]:
+                    yield self._failed(index, batch["error"][row])
+                    continue
+                size = (int(batch["height"][row]), int(batch["width"][row]))
+                yield ImageMaps(
+                    index,
+                    self.valset.images[index],
+                    size[0],
+                    size[1],
+                    top[row].cpu().numpy().astype(np.int64),
+                    scores[row].cpu().double().numpy(),
+                    classes[row].cpu().numpy().astype(np.int64),
+                    resize_maps(maps[row], size, self.protocol.upsample),
+                )
