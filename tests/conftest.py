@@ -57,3 +57,11 @@ def photo_runs(tmp_path_factory: pytest.TempPathFactory) -> PhotoRuns:
     assert main(["run", "--suite", "ilsvrc_loc", "--model", "efficientnet_lite0", "--data", str(data), "--out", str(out), *QUIET]) == 0
     assert main(["run", "--suite", "ilsvrc_loc_tight_loose", "--model", "efficientnet_lite0", "--data", str(data), "--out", str(out), *QUIET]) == 0
     return PhotoRuns(data, out, out / "ilsvrc_loc" / "efficientnet_lite0", out / "ilsvrc_loc_tight_loose" / "efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def tiny_val(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated val set of the demo nets' 6 classes, 3 images each (18), made once per session."""
+    from bench.data.synthetic import SynthConfig, generate, val_root
+
+    return val_root(generate(tmp_path_factory.mktemp("tiny_synth"), SynthConfig(seed=7, classes=6, train_per_class=0, val_per_class=3)))

@@ -20,7 +20,6 @@ import torch
 from bench.cli import main
 from bench.core.cam import upsample_cam
 from bench.data.open import open_dataset
-from bench.data.synthetic import SynthConfig, generate, val_root
 from bench.run.cam_cache import read_cam_shard
 from bench.core.records import parse_floats
 from bench.run.results import RunDir
@@ -31,9 +30,8 @@ GTK_COLUMNS = ["image_id", "label", "status", "width", "height", "gtk_box", "gtk
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = generate(tmp_path_factory.mktemp("synth"), SynthConfig(seed=7, classes=6, train_per_class=0, val_per_class=3))
-    return val_root(out)
+def data(tiny_val: Path) -> Path:
+    return tiny_val
 
 
 @pytest.fixture(scope="module")

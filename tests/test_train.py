@@ -308,32 +308,41 @@ def test_shipped_recipe_start_reproduces_exactly(default_data: Path) -> None:
     assert rtol[-1] < 1e-3  # still a tight check: ~1e-4 relative per step
 
 
+def _sum_over_layers(model: BenchModel, per_layer) -> float:  # noqa: ANN001 - per_layer(module, inputs, out) -> number
+    """``per_layer`` summed over every module of one probe forward (batch of one, zeros)."""
+    total = 0.0
+
+    def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        total += per_layer(module, inputs, out)
+
+    hooks = [module.register_forward_hook(count) for module in model.modules()]
+    size = model.spec.input_size
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
 def _forward_rounding_terms(model: BenchModel, batch: int) -> float:
     """First-order relative rounding of one training forward pass, in units of eps: every conv and
     linear output is a K-term float32 dot product (worst case K eps, K = in_channels/groups * kh * kw
     or in_features), and a BatchNorm's batch statistics are torch's cascade (pairwise) sums over
     batch * h * w values (log2 of that); errors add layer by layer."""
-    terms = 0.0
-    hooks = []
 
-    def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        nonlocal terms
+    def terms(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> float:
         if isinstance(module, torch.nn.Conv2d):
-            terms += module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        elif isinstance(module, torch.nn.Linear):
-            terms += module.in_features
-        elif isinstance(module, torch.nn.BatchNorm2d):
-            x = inputs[0]
-            terms += 2 * math.ceil(math.log2(batch * x.shape[2] * x.shape[3]))
+            return module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, torch.nn.Linear):
+            return module.in_features
+        if isinstance(module, torch.nn.BatchNorm2d):
+            return 2 * math.ceil(math.log2(batch * inputs[0].shape[2] * inputs[0].shape[3]))
+        return 0
 
-    for module in model.modules():
-        hooks.append(module.register_forward_hook(count))
-    size = model.spec.input_size
-    with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
-    for hook in hooks:
-        hook.remove()
-    return terms
+    return _sum_over_layers(model, terms)
 
 
 def test_shorter_recipe_is_far_above_chance(default_data: Path, tmp_path: Path) -> None:
@@ -418,21 +427,10 @@ def test_torchrun_two_ranks_equal_one_process_for_a_bn_free_net(tmp_path: Path) 
 def _gradient_rounding_terms(model: BenchModel, batch: int) -> int:
     """Sum over conv and linear layers of their weight gradients' reduction lengths: batch x the
     layer's output positions (a linear layer: batch)."""
-    terms = 0
-    hooks = []
 
-    def count(module: torch.nn.Module, _inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal terms
+    def terms(module: torch.nn.Module, _inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> int:
         if isinstance(module, torch.nn.Conv2d):
-            terms += batch * out.shape[2] * out.shape[3]
-        elif isinstance(module, torch.nn.Linear):
-            terms += batch
+            return batch * out.shape[2] * out.shape[3]
+        return batch if isinstance(module, torch.nn.Linear) else 0
 
-    for module in model.modules():
-        hooks.append(module.register_forward_hook(count))
-    size = model.spec.input_size
-    with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
-    for hook in hooks:
-        hook.remove()
-    return terms
+    return int(_sum_over_layers(model, terms))

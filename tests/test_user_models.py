@@ -21,7 +21,6 @@ from torch import nn
 import bench
 from bench.cli import main
 from bench.core.maps import produce_maps
-from bench.data.synthetic import SynthConfig, generate, val_root
 from bench.models.resolve import ENTRY_POINT_GROUP, ModelOptions, entry_point_models, resolve_model
 from bench.models.simplecnn import packaged_checkpoint_path
 from bench.models.user import ModelAdapterError, resolve_preprocessing, tokens_to_grid, wrap_module
@@ -32,9 +31,8 @@ HERE = Path(user_models.__file__)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = generate(tmp_path_factory.mktemp("synth"), SynthConfig(seed=7, classes=6, train_per_class=0, val_per_class=3))
-    return val_root(out)
+def data(tiny_val: Path) -> Path:
+    return tiny_val
 
 
 @pytest.fixture(scope="module")
