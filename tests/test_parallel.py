@@ -133,3 +133,20 @@ def test_wsol_exact_sweep_with_two_workers_equals_one(cached_run: Path) -> None:
         outputs[workers] = (result, (cached_run / "sweep_curves.csv").read_text())
     assert outputs[1] == outputs[2]
     assert outputs[1][0]["images"] == 11 and outputs[1][0]["rules"] == "wsol"
+
+
+def test_inline_run_restores_the_callers_torch_threads_between_items() -> None:
+    """Inline, each item runs on one torch thread; the caller's code between items keeps its own count."""
+    import torch
+
+    from bench.run.parallel import map_in_processes
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        for inner in map_in_processes(lambda _item: torch.get_num_threads(), range(3), 1):
+            seen.append((inner, torch.get_num_threads()))
+        assert seen == [(1, 2)] * 3
+    finally:
+        torch.set_num_threads(before)

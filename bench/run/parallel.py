@@ -101,17 +101,19 @@ def map_in_processes(
     try:
         if workers <= 1:
             torch = sys.modules.get("torch")
-            threads = torch.get_num_threads() if torch is not None else None
-            try:
-                if torch is not None:
-                    torch.set_num_threads(1)  # as in a worker: per-item tensors are tiny
-                for item in items:
+            for item in items:
+                # One torch thread while an item is computed, as in a worker (per-item tensors are
+                # tiny); restored before the yield, so the caller's code never runs with it.
+                threads = torch.get_num_threads() if torch is not None else None
+                try:
+                    if torch is not None:
+                        torch.set_num_threads(1)
                     result = fn(item)
-                    bar.update(1)
-                    yield result
-            finally:
-                if torch is not None and threads is not None:
-                    torch.set_num_threads(threads)
+                finally:
+                    if torch is not None and threads is not None:
+                        torch.set_num_threads(threads)
+                bar.update(1)
+                yield result
             return
         pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context(mp_context), initializer=init_worker
