@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select-on", default=None, choices=["train-fullsup"],
                      help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
     run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
+    run.add_argument("--difficult-flags", type=Path, default=None, help="pointing_*_difficult suites: the EBP difficult-subset flag list (default: the one the torchray package ships)")
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=POSITIVE, default=32, help="images per forward pass (default 32)")
@@ -367,6 +368,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         select_on=args.select_on,
         step=args.step,
     )
+    from bench.core.protocol import load_protocol
+
+    if load_protocol(args.suite).pointing:  # multi-label saliency suites (pointing_voc07, pointing_coco14, ...)
+        from bench.run.pointing import run_pointing_suite
+
+        run_pointing_suite(request, config, difficult_flags=args.difficult_flags)
+        return 0
     run_named_suite(request, config)
     return 0
 

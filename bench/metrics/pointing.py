@@ -78,23 +78,29 @@ class PointingGame(Metric):
         return pointing_hits(points, regions, self.tolerance)
 
     def accumulate(self, hits: torch.Tensor, classes: torch.Tensor | Sequence[int | str]) -> None:
-        """Add per-pair hits of the given classes."""
+        """Add per-pair hits computed elsewhere; same as ``update(None, None, classes, hits=hits)``."""
+        self.update(None, None, classes, hits=hits)
+
+    def update(
+        self,
+        maps: torch.Tensor | None,
+        regions: torch.Tensor | None,
+        classes: torch.Tensor | Sequence[int | str],
+        points: torch.Tensor | None = None,
+        *,
+        hits: torch.Tensor | None = None,
+    ) -> None:
+        """Score one batch of (map, region, class) pairs (or accumulate given per-pair ``hits``)."""
+        if hits is None:
+            if regions is None:
+                raise ValueError("give regions (with maps or points), or hits")
+            hits = self.hits_of(maps, regions, points)
         idx = self.class_index(classes).to(self.hits.device)
         h = torch.as_tensor(hits).reshape(-1).to(device=self.hits.device, dtype=torch.long)
         if len(h) != len(idx):
             raise ValueError(f"{len(h)} hits for {len(idx)} classes")
         self.hits += torch.bincount(idx, weights=h.double(), minlength=len(self.class_ids)).round().long()
         self.pairs += torch.bincount(idx, minlength=len(self.class_ids))
-
-    def update(
-        self,
-        maps: torch.Tensor | None,
-        regions: torch.Tensor,
-        classes: torch.Tensor | Sequence[int | str],
-        points: torch.Tensor | None = None,
-    ) -> None:
-        """Score one batch of (map, region, class) pairs."""
-        self.accumulate(self.hits_of(maps, regions, points), classes)
 
     def compute(self) -> dict:
         hits, pairs = self.hits.cpu(), self.pairs.cpu()

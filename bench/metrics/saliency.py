@@ -57,16 +57,20 @@ class MeanMapScore(Metric):
         return self._rule()(torch.as_tensor(maps), torch.as_tensor(regions))
 
     def accumulate(self, scores: torch.Tensor) -> None:
-        """Add per-map scores (NaN counted as undefined)."""
+        """Add per-map scores computed elsewhere (NaN counted as undefined); same as ``update(scores=...)``."""
+        self.update(scores=scores)
+
+    def update(self, maps: torch.Tensor | None = None, regions: torch.Tensor | None = None, *, scores: torch.Tensor | None = None) -> None:
+        """Score a batch of maps against their regions and accumulate (or accumulate given ``scores``)."""
+        if scores is None:
+            if maps is None or regions is None:
+                raise ValueError("give maps and regions, or scores")
+            scores = self.scores(maps, regions)
         s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1).to(self.total.device)
         ok = ~torch.isnan(s)
         self.total += s[ok].sum()
         self.scored += int(ok.sum())
         self.undefined += int((~ok).sum())
-
-    def update(self, maps: torch.Tensor, regions: torch.Tensor) -> None:
-        """Score a batch of maps against their regions and accumulate."""
-        self.accumulate(self.scores(maps, regions))
 
     def compute(self) -> dict[str, float | int]:
         n = int(self.scored)
