@@ -150,3 +150,49 @@ def test_pair_verdicts_equal_torchray_benchmark(data: Path, tmp_path: Path, layo
     mine = {(r["image_id"], r["class_id"]): (0 if r["status"] == "skipped" else (1 if r["hit"] == "1" else -1)) for _, r in recs.iterrows()}
     assert mine == ref
     assert set(mine.values()) >= {1, -1}
+
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def voc():
+    torch.manual_seed(0)
+    return Net(20)
+
+
+def wrong():
+    return Net(7)
+'''
+
+
+def test_cli_run_writes_every_pair_and_refuses_a_model_with_other_classes(data: Path, tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+
+    model = tmp_path / "netfile.py"
+    model.write_text(MODEL_FILE)
+    out = tmp_path / "results"
+    common = ["--data", str(data / "VOCdevkit"), "--out", str(out), "--workers", "0", "--no-progress", "--input-size", "64"]
+    assert main(["run", "--suite", "pointing_voc07", "--model", f"{model}:voc", *common]) == 0
+    run_dir = next((out / "pointing_voc07").iterdir())
+    recs = read_pointing_records(run_dir / "records.csv.gz")
+    assert len(recs) == 9 and set(recs["status"]) == {"scored", "skipped"}
+    scored = recs[recs["status"] == "scored"]
+    # an untrained net's CAM may be all negative: energy undefined (NaN), never outside [0, 1]
+    assert scored["energy_pointing_game"].dropna().between(0, 1).all() and scored["localisation_auc"].between(0, 1).all()
+    assert "pointing accuracy" in capsys.readouterr().out
+    assert main(["run", "--suite", "pointing_voc07", "--model", f"{model}:wrong", *common]) == 2
+    assert "predicts 7 classes" in capsys.readouterr().err
+    assert not (out / "pointing_voc07" / "netfile.wrong").exists()
