@@ -161,11 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     shape = table.add_mutually_exclusive_group(required=True)
     shape.add_argument("--paper", type=int, choices=[1, 2, 3], help="which of the CAM paper's tables: 1 classification, 2 localization, 3 tight/loose")
     shape.add_argument("--wsol", action="store_true", help="wsolevaluation's table: MaxBoxAccV2 on ILSVRC and CUB, PxAP on OpenImages (wsol_* suite runs)")
+    shape.add_argument("--pointing", action="store_true", help="TorchRay's pointing-game table: VOC07 / COCO14, all / difficult (pointing_* suite runs); --with-torchray adds its published rows")
     table.add_argument("--runs", type=Path, nargs="+", default=[DEFAULT_RESULTS], help="run folders or folders holding runs (default: results)")
     table.add_argument("--suite", default=None, help="Tables 1-2: only runs of this suite")
     table.add_argument("--format", default="md", choices=["csv", "latex", "md"], help="md (default), latex (booktabs table* with caption) or csv (raw identifiers)")
     table.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
     table.add_argument("--with-paper", action="store_true", help="add the paper's published rows as baselines, marked (paper)")
+    table.add_argument("--with-torchray", action="store_true", help="--pointing: add TorchRay's published rows as baselines, marked (TorchRay)")
 
     sweep = sub.add_parser("sweep", help="MaxBoxAcc / MaxBoxAccV2 / PxAP threshold sweeps from a run's CAM cache")
     sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
@@ -463,6 +465,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from bench.report.tables import load_runs, paper_table, render, table_caption, table_title, wsol_caption, wsol_table
 
+    if args.pointing:
+        from bench.report.pointing_table import pointing_caption, pointing_table
+
+        frame = pointing_table(args.runs, with_torchray=args.with_torchray)
+        if not (frame["source"] == "run").any() and not args.with_torchray:
+            raise UsageError(f"no finished pointing_* suite runs under {[str(r) for r in args.runs]}; run e.g. `bench run --suite pointing_voc07` first")
+        _emit(render(frame, args.format, caption=pointing_caption(), title=pointing_caption()), args.out)
+        return 0
     if args.wsol:
         frame = wsol_table(load_runs(args.runs))
         if frame.empty:

@@ -58,7 +58,8 @@ def _run(protocol_name: str, dataset, source, out: Path, flags: Path | None = No
     protocol = load_protocol(protocol_name)
     run = RunDir(out / protocol_name / source.name)
     cfg = PointingConfig(progress=False, batch_size=2, shard_size=3, difficult_flags=flags, **kw)
-    summary = run_pointing(protocol, dataset, source, class_indices(None, None, dataset, source.name), run, cfg, {"name": source.name})
+    info = {"name": source.name, "paper_name": None, "family": "centre", "head": "maps", "weights_path": None}
+    summary = run_pointing(protocol, dataset, source, class_indices(None, None, dataset, source.name), run, cfg, info)
     return run, summary
 
 
@@ -196,3 +197,23 @@ def test_cli_run_writes_every_pair_and_refuses_a_model_with_other_classes(data: 
     assert main(["run", "--suite", "pointing_voc07", "--model", f"{model}:wrong", *common]) == 2
     assert "predicts 7 classes" in capsys.readouterr().err
     assert not (out / "pointing_voc07" / "netfile.wrong").exists()
+
+
+def test_pointing_table_torchray_shape(data: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from bench.cli import main
+
+    _run("pointing_voc07", voc_detection.read(data / "VOCdevkit"), CentrePoints(), tmp_path)
+    _run("pointing_coco14", coco_instances.read(data / "coco"), CentrePoints(), tmp_path)
+    out = tmp_path / "t.csv"
+    assert main(["table", "--pointing", "--with-torchray", "--runs", str(tmp_path), "--format", "csv", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    mine = frame[frame["label"] == "centre_point"].iloc[0]
+    assert mine["voc07_all"] == pytest.approx(round(100 * HAND["voc07"][0], 1))
+    assert mine["coco14_all"] == pytest.approx(round(100 * HAND["coco14"][0], 1))
+    assert pd.isna(mine["voc07_difficult"])
+    centre = frame[frame["label"] == "center, vgg16 (TorchRay)"].iloc[0]
+    assert (centre["voc07_all"], centre["voc07_difficult"], centre["coco14_all"], centre["coco14_difficult"]) == (69.6, 42.4, 27.8, 19.5)
+    # pointing runs are no rows of the CAM paper's tables
+    assert main(["table", "--paper", "2", "--runs", str(tmp_path)]) == 2

@@ -56,7 +56,7 @@ from bench.metrics.saliency import (
     RelevanceRankAccuracy,
     TopKIntersection,
 )
-from bench.run.manifest import new_manifest, now_utc, resume_or_start
+from bench.run.manifest import model_section, new_manifest, now_utc, resume_or_start
 from bench.run.results import RunDir, RunLocked, atomic_write_bytes
 from bench.runtime import RunError
 
@@ -366,15 +366,16 @@ def run_pointing_suite(request: Any, config: Any, difficult_flags: Path | None =
         if isinstance(ref, str) and ref in MAP_SOURCES:
             source = MAP_SOURCES[ref]()
             ids = getattr(source, "class_ids", None)
-            sources.append((source, class_indices(ids, None, dataset, ref), {"name": source.name, "source": "model-free map producer"}))
+            info = {"name": source.name, "paper_name": None, "family": source.name, "head": "maps", "input_size": source.input_size,
+                    "grid": None, "weights_source": "none (model-free map producer)", "weights_path": None, "weights_sha256": None}  # fmt: skip
+            sources.append((source, class_indices(ids, None, dataset, ref), info))
             continue
         options = replace(request.model_options, weights=request.weights[i] if i < len(request.weights) else None,
                           layer=None if is_registry_model(ref) else request.layer, method=protocol.cam_method)  # fmt: skip
         model, info = resolve_model(ref, options)
         index = class_indices(model_class_ids(model, info), model.num_classes, dataset, model.spec.name)
         layer = (protocol.cam_layer or None) if is_registry_model(ref) else None
-        sources.append((ModelMaps(model, protocol.cam_method, layer, getattr(config, "amp", "off")), index,
-                        {"name": model.spec.name, "weights_sha256": info.sha256, "weights_source": info.source, **model.manifest_info()}))  # fmt: skip
+        sources.append((ModelMaps(model, protocol.cam_method, layer, getattr(config, "amp", "off")), index, model_section(model, info)))
     pconfig = PointingConfig(device=config.device, batch_size=config.batch_size, workers=config.resolved_workers() if hasattr(config, "resolved_workers") else 0,
                              limit=config.limit, shard_size=config.shard_size, progress=config.progress, difficult_flags=difficult_flags)  # fmt: skip
     runs = []
