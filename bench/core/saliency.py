@@ -32,7 +32,8 @@ Definitions (each the reference's, with its defaults):
   region and a non-region pixel count one half), NaN when the region is empty or the whole map.
   Every Quantus metric is NaN for an empty region. Ranking ties: Quantus sorts with numpy's
   default (unstable) ``argsort``, so its top-K among equal values is unspecified; here equal
-  values are taken in raster order (a stable sort), documented in docs/protocol.md.
+  values are taken in raster order (what a stable sort gives), documented in docs/protocol.md.
+  Scores are computed in float64 on the maps' device.
   Normalisation is per map here (Quantus divides a whole batch by the batch's maximum): the
   scores are scale-free, so the two agree except through attribution localisation's ``1e-9``.
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -139,20 +141,52 @@ def relevance_mass_accuracy(maps: torch.Tensor, regions: torch.Tensor) -> torch.
     return _ratio((m * r).sum(dim=(1, 2)), m.sum(dim=(1, 2)), r.sum(dim=(1, 2)))
 
 
-def _ranked_region(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-    """Region membership in descending map order, ties in raster order: ``(N, H*W)`` bool."""
-    n = maps.shape[0]
-    order = torch.sort(maps.reshape(n, -1), dim=1, descending=True, stable=True).indices
-    return torch.gather(regions.reshape(n, -1), 1, order)
+def _kth_largest(row: torch.Tensor, k: int) -> float:
+    """The ``k``-th largest value of a 1-D tensor (numpy's selection on CPU: torch's is far slower)."""
+    if row.device.type == "cpu":
+        a = row.numpy()
+        return float(np.partition(a, a.size - k)[a.size - k])
+    return float(torch.kthvalue(row, row.numel() - k + 1).values)
+
+
+def _top_in_region(values: torch.Tensor, region: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Per row: how many of the ``k[i]`` largest values lie in the region, equal values taken in
+    raster order (as a stable descending sort would take them). ``(N, P)`` rows; O(P) per row
+    (an order statistic and one cumulative sum, no full sort)."""
+    out = torch.zeros(values.shape[0], dtype=torch.float64, device=values.device)
+    for i in range(values.shape[0]):
+        ki = int(k[i])
+        if ki <= 0:
+            continue
+        row, reg = values[i], region[i]
+        cut = _kth_largest(row, ki)
+        above = row > cut
+        tied = row == cut
+        take_tied = ki - int(above.sum())
+        chosen_tied = tied & (torch.cumsum(tied, 0) <= take_tied)
+        out[i] = float((reg & (above | chosen_tied)).sum())
+    return out
+
+
+def _mid_rank_sum(values: torch.Tensor, positive: torch.Tensor) -> float:
+    """Sum of the 1-based mid-ranks (ties share the mean rank) of the positive entries of a 1-D tensor."""
+    if values.device.type == "cpu":
+        a = values.numpy()
+        s, pv = np.sort(a), np.sort(a[positive.numpy()])  # sorted queries: cache-friendly searches
+        left, right = np.searchsorted(s, pv, "left"), np.searchsorted(s, pv, "right")
+        return float(((left + right + 1) / 2).sum())
+    s, pv = torch.sort(values).values, torch.sort(values[positive]).values
+    left, right = torch.searchsorted(s, pv, right=False), torch.searchsorted(s, pv, right=True)
+    return float(((left + right + 1).double() / 2).sum())
 
 
 def relevance_rank_accuracy(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     """Quantus ``RelevanceRankAccuracy()``: share of the ``K = |region|`` top values in the region."""
     m, r = _check(maps, regions)
-    ranked = _ranked_region(quantus_normalise(m), r)
-    k = r.reshape(len(r), -1).sum(dim=1)
-    first_k = torch.arange(ranked.shape[1], device=ranked.device).view(1, -1) < k.view(-1, 1)
-    hits = (ranked & first_k).sum(dim=1).to(torch.float64)
+    n = len(m)
+    flat_r = r.reshape(n, -1)
+    k = flat_r.sum(dim=1)
+    hits = _top_in_region(quantus_normalise(m).reshape(n, -1), flat_r, k)
     return _ratio(hits, k.to(torch.float64), k)
 
 
@@ -162,12 +196,13 @@ def top_k_intersection(maps: torch.Tensor, regions: torch.Tensor, k: int = 1000)
     Quantus refuses ``k >= H*W``; so does this function (``ValueError``).
     """
     m, r = _check(maps, regions)
+    n = len(m)
     pixels = m.shape[1] * m.shape[2]
     if not 0 < k < pixels:
         raise ValueError(f"top-k intersection needs 0 < k < H*W = {pixels}, got k = {k}")
-    ranked = _ranked_region(quantus_normalise(m), r)
-    hits = ranked[:, :k].sum(dim=1).to(torch.float64) / k
-    return torch.where(r.reshape(len(r), -1).any(dim=1), hits, torch.full_like(hits, math.nan))
+    flat_r = r.reshape(n, -1)
+    hits = _top_in_region(quantus_normalise(m).reshape(n, -1), flat_r, torch.full((n,), k)) / k
+    return torch.where(flat_r.any(dim=1), hits, torch.full_like(hits, math.nan))
 
 
 def attribution_localisation(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
@@ -184,25 +219,19 @@ def localisation_auc(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
 
     Computed as the Mann-Whitney statistic with mid-ranks (equal to the trapezoidal ROC AUC of
     ``sklearn.metrics.roc_curve``, which merges equal scores): NaN when the region is empty or
-    covers the whole map (one class only).
+    covers the whole map (one class only). One sort per map; a positive's mid-rank from its value's first and last position.
     """
     m, r = _check(maps, regions)
     n = m.shape[0]
-    values, order = torch.sort(quantus_normalise(m).reshape(n, -1), dim=1, stable=True)
-    pos = torch.gather(r.reshape(n, -1), 1, order)
+    values = quantus_normalise(m).reshape(n, -1)
+    flat_r = r.reshape(n, -1)
     p = values.shape[1]
-    idx = torch.arange(p, device=m.device).view(1, -1).expand(n, p)
-    starts = torch.ones_like(pos)
-    starts[:, 1:] = values[:, 1:] != values[:, :-1]
-    ends = torch.ones_like(pos)
-    ends[:, :-1] = starts[:, 1:]
-    first = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=1).values
-    last_flipped = torch.cummax(torch.where(ends, p - 1 - idx, torch.zeros_like(idx)).flip(1), dim=1).values
-    last = (p - 1 - last_flipped).flip(1)
-    mid_rank = (first + last).to(torch.float64) / 2 + 1
-    n_pos = pos.sum(dim=1).to(torch.float64)
-    n_neg = p - n_pos
-    rank_sum = (mid_rank * pos).sum(dim=1)
-    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    defined = (n_pos > 0) & (n_neg > 0)
-    return torch.where(defined, auc, torch.full_like(auc, math.nan))
+    out = torch.full((n,), math.nan, dtype=torch.float64, device=m.device)
+    for i in range(n):
+        n_pos = int(flat_r[i].sum())
+        n_neg = p - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        rank_sum = _mid_rank_sum(values[i], flat_r[i])
+        out[i] = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return out

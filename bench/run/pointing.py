@@ -183,11 +183,13 @@ def _fmt(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.10f}"
 
 
-def _pair_scores(maps: np.ndarray, regions: np.ndarray, points: torch.Tensor | None, protocol: Protocol) -> list[dict[str, Any]]:
-    """Scores of one image's scored pairs: ``maps``/``regions`` ``(k, H, W)`` at the original size."""
+def _pair_scores(maps: np.ndarray, regions: np.ndarray, points: torch.Tensor | None, protocol: Protocol,
+                 device: torch.device | str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+    """Scores of one image's scored pairs: ``maps``/``regions`` ``(k, H, W)`` at the original size,
+    computed in float64 on ``device`` (the run's)."""
     p = dict(protocol.pointing)
-    m = torch.from_numpy(np.ascontiguousarray(maps)).to(torch.float64)
-    r = torch.from_numpy(regions)
+    m = torch.from_numpy(np.ascontiguousarray(maps)).to(device=device, dtype=torch.float64)
+    r = torch.from_numpy(regions).to(device)
     pts = S.argmax_points(m) if points is None else points.reshape(-1, 2)
     hits = S.pointing_hits(pts, r, p["tolerance"])
     cols: dict[str, torch.Tensor] = {}
@@ -201,7 +203,7 @@ def _pair_scores(maps: np.ndarray, regions: np.ndarray, points: torch.Tensor | N
             cols[metric.key] = metric().scores(m, r)
     out = []
     for i in range(len(m)):
-        px, py = pts[i].tolist()
+        px, py = pts[i].cpu().tolist()
         row = {"point_x": _fmt(float(px)) if points is not None else str(int(px)), "point_y": _fmt(float(py)) if points is not None else str(int(py)), "hit": str(int(hits[i]))}
         row.update({k: _fmt(float(v[i])) for k, v in cols.items()})
         out.append(row)
@@ -209,7 +211,7 @@ def _pair_scores(maps: np.ndarray, regions: np.ndarray, points: torch.Tensor | N
 
 
 def _image_records(dataset: MultiLabelDataset, index: int, error: str, maps: torch.Tensor | None, source: MapSource,
-                   flags: dict | None, protocol: Protocol) -> list[dict[str, Any]]:  # fmt: skip
+                   flags: dict | None, protocol: Protocol, device: torch.device | str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
     image = dataset.images[index]
     h, w = image.size
     base = [{"image_id": image.image_id, "class_id": dataset.class_ids[c.class_index], "class_name": dataset.class_names[c.class_index],
@@ -235,7 +237,7 @@ def _image_records(dataset: MultiLabelDataset, index: int, error: str, maps: tor
             points = None
             if hasattr(source, "points"):
                 points = torch.as_tensor(source.points([(h, w)] * len(ok)), dtype=torch.float64)
-            for j, row in zip(ok, _pair_scores(resized[ok], regions[ok], points, protocol)):
+            for j, row in zip(ok, _pair_scores(resized[ok], regions[ok], points, protocol, device)):
                 base[scored[j]].update(row)
     return base
 
@@ -327,7 +329,7 @@ def _run_locked(protocol, dataset, source, class_index, run, config, source_info
                     classes = torch.tensor([c + [c[0] if c else 0] * (kmax - len(c)) for c in present], device=device)
                     maps = source.maps(batch["image"].to(device), classes).detach().float().cpu()
                 for row, i in enumerate(idx):
-                    rows += _image_records(dataset, i, batch["error"][row], None if maps is None else maps[row, : len(present[row])], source, flags, protocol)
+                    rows += _image_records(dataset, i, batch["error"][row], None if maps is None else maps[row, : len(present[row])], source, flags, protocol, device)
                 bar.update(len(idx))
             _write_records(run.shard_path(k), rows)
     bar.close()
