@@ -299,3 +299,21 @@ def test_metric_objects_mean_defined_scores_and_merge() -> None:
         assert out[cls.key] == pytest.approx(defined.mean(), rel=1e-12)
         assert out[f"{cls.key}_scored"] == len(defined)
         assert out[f"{cls.key}_undefined"] == int(np.isnan(scores).sum()) == 2  # the two empty regions
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 300), st.integers(1, 6))
+def test_numpy_and_torch_paths_of_the_order_statistics_agree(seed, p, levels) -> None:
+    # the torch path runs on GPUs; here both run on CPU against a direct count
+    g = np.random.default_rng(seed)
+    a = g.integers(0, levels, p).astype(np.float64)
+    pos = g.random(p) < 0.5
+    row, positive = torch.from_numpy(a), torch.from_numpy(pos)
+    k = int(g.integers(1, p + 1))
+    expected_kth = float(np.sort(a)[::-1][k - 1])
+    assert S._kth_largest(row, k, use_numpy=True) == S._kth_largest(row, k, use_numpy=False) == expected_kth
+    # mid-ranks: each value's rank is the mean of the positions its ties occupy
+    ranks = np.array([(np.sum(a < v) + 1 + np.sum(a <= v)) / 2 for v in a])
+    expected = float(ranks[pos].sum())
+    assert S._mid_rank_sum(row, positive, use_numpy=True) == pytest.approx(expected, abs=1e-9)
+    assert S._mid_rank_sum(row, positive, use_numpy=False) == pytest.approx(expected, abs=1e-9)

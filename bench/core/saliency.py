@@ -141,9 +141,10 @@ def relevance_mass_accuracy(maps: torch.Tensor, regions: torch.Tensor) -> torch.
     return _ratio((m * r).sum(dim=(1, 2)), m.sum(dim=(1, 2)), r.sum(dim=(1, 2)))
 
 
-def _kth_largest(row: torch.Tensor, k: int) -> float:
-    """The ``k``-th largest value of a 1-D tensor (numpy's selection on CPU: torch's is far slower)."""
-    if row.device.type == "cpu":
+def _kth_largest(row: torch.Tensor, k: int, use_numpy: bool | None = None) -> float:
+    """The ``k``-th largest value of a 1-D tensor (numpy's selection on CPU: torch's is far slower;
+    ``use_numpy`` forces one path, for tests)."""
+    if row.device.type == "cpu" if use_numpy is None else use_numpy:
         a = row.numpy()
         return float(np.partition(a, a.size - k)[a.size - k])
     return float(torch.kthvalue(row, row.numel() - k + 1).values)
@@ -168,9 +169,10 @@ def _top_in_region(values: torch.Tensor, region: torch.Tensor, k: torch.Tensor) 
     return out
 
 
-def _mid_rank_sum(values: torch.Tensor, positive: torch.Tensor) -> float:
-    """Sum of the 1-based mid-ranks (ties share the mean rank) of the positive entries of a 1-D tensor."""
-    if values.device.type == "cpu":
+def _mid_rank_sum(values: torch.Tensor, positive: torch.Tensor, use_numpy: bool | None = None) -> float:
+    """Sum of the 1-based mid-ranks (ties share the mean rank) of the positive entries of a 1-D tensor
+    (numpy on CPU, torch elsewhere; ``use_numpy`` forces one path, for tests)."""
+    if values.device.type == "cpu" if use_numpy is None else use_numpy:
         a = values.numpy()
         s, pv = np.sort(a), np.sort(a[positive.numpy()])  # sorted queries: cache-friendly searches
         left, right = np.searchsorted(s, pv, "left"), np.searchsorted(s, pv, "right")
