@@ -4,7 +4,7 @@ Each object's ``update(maps, regions)`` takes ``maps (N, H, W)`` and boolean ``r
 on the same grid (indexing ``[n, y, x]``; boxes rasterised by
 :func:`bench.core.saliency.boxes_to_mask`), scores every map with the rule in
 :mod:`bench.core.saliency` and accumulates the sum of the defined scores, their count and the count
-of undefined (NaN) scores, all reduced with ``dist_reduce_fx="sum"``. ``compute()`` returns
+of undefined (NaN; also ±inf, which relevance mass accuracy gives for a zero total) scores, all reduced with ``dist_reduce_fx="sum"``. ``compute()`` returns
 ``{key: mean over defined scores (NaN when none), key_scored: count, key_undefined: count}``.
 Quantus's own aggregate (``np.mean`` of a batch) is NaN as soon as one map is undefined; here the
 undefined maps are counted apart instead.
@@ -57,7 +57,7 @@ class MeanMapScore(Metric):
         return self._rule()(torch.as_tensor(maps), torch.as_tensor(regions))
 
     def accumulate(self, scores: torch.Tensor) -> None:
-        """Add per-map scores computed elsewhere (NaN counted as undefined); same as ``update(scores=...)``."""
+        """Add per-map scores computed elsewhere (NaN, ±inf counted as undefined); same as ``update(scores=...)``."""
         self.update(scores=scores)
 
     def update(self, maps: torch.Tensor | None = None, regions: torch.Tensor | None = None, *, scores: torch.Tensor | None = None) -> None:
@@ -67,7 +67,7 @@ class MeanMapScore(Metric):
                 raise ValueError("give maps and regions, or scores")
             scores = self.scores(maps, regions)
         s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1).to(self.total.device)
-        ok = ~torch.isnan(s)
+        ok = torch.isfinite(s)  # NaN (undefined) and ±inf (relevance mass with a zero total) are not averaged
         self.total += s[ok].sum()
         self.scored += int(ok.sum())
         self.undefined += int((~ok).sum())
