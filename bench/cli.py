@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select-on", default=None, choices=["train-fullsup"],
                      help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
     run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
+    run.add_argument("--extra-metrics", action="store_true", help="also score the GT-class maps with the saliency scores (pointing game, energy pointing game, Quantus localisation): saliency.csv.gz and saliency.json in each run folder")
     run.add_argument("--difficult-flags", type=Path, default=None, help="pointing_*_difficult suites: the EBP difficult-subset flag list (default: the one the torchray package ships)")
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -377,7 +378,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         run_pointing_suite(request, config, difficult_flags=args.difficult_flags)
         return 0
-    run_named_suite(request, config)
+    runs = run_named_suite(request, config)
+    if args.extra_metrics:  # a pass over each finished run's GT-class maps (the map cache with --save-cams)
+        from bench.run.extra_metrics import score_run_saliency
+
+        for run in runs:
+            s = score_run_saliency(run.path, device=config.device, data_root=args.data, progress=config.progress)
+            print(f"{run.path}: pointing accuracy {100 * s['pointing_accuracy']:.1f} %, energy pointing game {s['energy_pointing_game']:.3f} (saliency.json)")
     return 0
 
 

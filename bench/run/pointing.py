@@ -67,6 +67,7 @@ __all__ = [
     "ModelMaps",
     "PointingConfig",
     "open_multilabel",
+    "pair_scores",
     "run_pointing",
     "run_pointing_suite",
     "summarize_pointing",
@@ -183,20 +184,20 @@ def _fmt(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.10f}"
 
 
-def _pair_scores(maps: np.ndarray, regions: np.ndarray, points: torch.Tensor | None, protocol: Protocol,
-                 device: torch.device | str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
-    """Scores of one image's scored pairs: ``maps``/``regions`` ``(k, H, W)`` at the original size,
-    computed in float64 on ``device`` (the run's)."""
-    p = dict(protocol.pointing)
+def pair_scores(maps: np.ndarray, regions: np.ndarray, points: torch.Tensor | None, tolerance: int = 15, top_k: int = 1000,
+                device: torch.device | str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+    """Record fields of one image's scored pairs (``point_x, point_y, hit`` and the scores, as text):
+    ``maps``/``regions`` ``(k, H, W)`` at the original size, computed in float64 on ``device``.
+    ``points``: the pointing game's points, else the maps' maxima."""
     m = torch.from_numpy(np.ascontiguousarray(maps)).to(device=device, dtype=torch.float64)
     r = torch.from_numpy(regions).to(device)
     pts = S.argmax_points(m) if points is None else points.reshape(-1, 2)
-    hits = S.pointing_hits(pts, r, p["tolerance"])
+    hits = S.pointing_hits(pts, r, tolerance)
     cols: dict[str, torch.Tensor] = {}
     for metric in SCORE_METRICS:
         if metric is TopKIntersection:
-            if p["top_k"] < m.shape[1] * m.shape[2]:
-                cols[metric.key] = S.top_k_intersection(m, r, p["top_k"])
+            if top_k < m.shape[1] * m.shape[2]:
+                cols[metric.key] = S.top_k_intersection(m, r, top_k)
             else:  # Quantus refuses k >= H*W
                 cols[metric.key] = torch.full((len(m),), math.nan, dtype=torch.float64)
         else:
@@ -237,7 +238,8 @@ def _image_records(dataset: MultiLabelDataset, index: int, error: str, maps: tor
             points = None
             if hasattr(source, "points"):
                 points = torch.as_tensor(source.points([(h, w)] * len(ok)), dtype=torch.float64)
-            for j, row in zip(ok, _pair_scores(resized[ok], regions[ok], points, protocol, device)):
+            p = dict(protocol.pointing)
+            for j, row in zip(ok, pair_scores(resized[ok], regions[ok], points, p["tolerance"], p["top_k"], device)):
                 base[scored[j]].update(row)
     return base
 
