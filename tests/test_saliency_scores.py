@@ -317,3 +317,17 @@ def test_numpy_and_torch_paths_of_the_order_statistics_agree(seed, p, levels) ->
     expected = float(ranks[pos].sum())
     assert S._mid_rank_sum(row, positive, use_numpy=True) == pytest.approx(expected, abs=1e-9)
     assert S._mid_rank_sum(row, positive, use_numpy=False) == pytest.approx(expected, abs=1e-9)
+
+
+def test_relevance_mass_zero_total_is_inf_as_quantus_and_not_averaged() -> None:
+    m = np.zeros((2, 6, 8))
+    m[:, 0, 0], m[:, 5, 7] = 1.0, -1.0  # total 0, +1 inside the region
+    region = np.zeros((2, 6, 8), dtype=bool)
+    region[:, :2, :2] = True
+    m[1, 0, 1] = 1.0  # second map: total 1, inside 2
+    got = S.relevance_mass_accuracy(torch.from_numpy(m), torch.from_numpy(region)).numpy()
+    ref = _quantus("RelevanceMassAccuracy", m, region)
+    assert np.isinf(got[0]) and np.isinf(ref[0]) and got[1] == pytest.approx(ref[1]) == pytest.approx(2.0)
+    metric = RelevanceMassAccuracy()
+    metric.update(torch.from_numpy(m), torch.from_numpy(region))
+    assert metric.compute() == {"relevance_mass_accuracy": pytest.approx(2.0), "relevance_mass_accuracy_scored": 1, "relevance_mass_accuracy_undefined": 1}
