@@ -186,7 +186,7 @@ def test_cli_run_writes_every_pair_and_refuses_a_model_with_other_classes(data: 
     model.write_text(MODEL_FILE)
     out = tmp_path / "results"
     common = ["--data", str(data / "VOCdevkit"), "--out", str(out), "--workers", "0", "--no-progress", "--input-size", "64"]
-    assert main(["run", "--suite", "pointing_voc07", "--model", f"{model}:voc", *common]) == 0
+    assert main(["run", "--suite", "pointing_voc07", "--model", f"{model}:voc", "--label", "tiny net", *common]) == 0
     run_dir = next((out / "pointing_voc07").iterdir())
     recs = read_pointing_records(run_dir / "records.csv.gz")
     assert len(recs) == 9 and set(recs["status"]) == {"scored", "skipped"}
@@ -194,6 +194,8 @@ def test_cli_run_writes_every_pair_and_refuses_a_model_with_other_classes(data: 
     # an untrained net's CAM may be all negative: energy undefined (NaN), never outside [0, 1]
     assert scored["energy_pointing_game"].dropna().between(0, 1).all() and scored["localisation_auc"].between(0, 1).all()
     assert "pointing accuracy" in capsys.readouterr().out
+    assert main(["table", "--pointing", "--runs", str(out), "--format", "csv"]) == 0
+    assert "tiny net" in capsys.readouterr().out
     assert main(["run", "--suite", "pointing_voc07", "--model", f"{model}:wrong", *common]) == 2
     assert "predicts 7 classes" in capsys.readouterr().err
     assert not (out / "pointing_voc07" / "netfile.wrong").exists()

@@ -383,9 +383,13 @@ def run_pointing_suite(request: Any, config: Any, difficult_flags: Path | None =
     pconfig = PointingConfig(device=config.device, batch_size=config.batch_size, workers=config.resolved_workers() if hasattr(config, "resolved_workers") else 0,
                              limit=config.limit, shard_size=config.shard_size, progress=config.progress, difficult_flags=difficult_flags)  # fmt: skip
     runs = []
-    for source, index, info in sources:
+    for i, (source, index, info) in enumerate(sources):
         run = run_folder(request.out, protocol, source.name)
         summary = run_pointing(protocol, dataset, source, index, run, pconfig, info, command=sys.argv)
+        if i < len(request.labels):  # --label: the run's name in `bench table --pointing`
+            manifest = run.read_manifest()
+            manifest["label"] = request.labels[i]
+            run.write_manifest(manifest)
         runs.append(run)
         if request.verbose:
             print(f"{source.name} on {protocol.name}: pointing accuracy {100 * summary['pointing_accuracy']:.1f} % "
