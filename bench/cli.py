@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select-on", default=None, choices=["train-fullsup"],
                      help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
     run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
+    run.add_argument("--extra-metrics", action="store_true", help="also score the GT-class maps with the saliency scores (pointing game, energy pointing game, Quantus localisation): saliency.csv.gz and saliency.json in each run folder")
+    run.add_argument("--difficult-flags", type=Path, default=None, help="pointing_*_difficult suites: the EBP difficult-subset flag list (default: the one the torchray package ships)")
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--batch-size", type=POSITIVE, default=32, help="images per forward pass (default 32)")
@@ -160,11 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     shape = table.add_mutually_exclusive_group(required=True)
     shape.add_argument("--paper", type=int, choices=[1, 2, 3], help="which of the CAM paper's tables: 1 classification, 2 localization, 3 tight/loose")
     shape.add_argument("--wsol", action="store_true", help="wsolevaluation's table: MaxBoxAccV2 on ILSVRC and CUB, PxAP on OpenImages (wsol_* suite runs)")
+    shape.add_argument("--pointing", action="store_true", help="TorchRay's pointing-game table: VOC07 / COCO14, all / difficult (pointing_* suite runs); --with-torchray adds its published rows")
     table.add_argument("--runs", type=Path, nargs="+", default=[DEFAULT_RESULTS], help="run folders or folders holding runs (default: results)")
     table.add_argument("--suite", default=None, help="Tables 1-2: only runs of this suite")
     table.add_argument("--format", default="md", choices=["csv", "latex", "md"], help="md (default), latex (booktabs table* with caption) or csv (raw identifiers)")
     table.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
     table.add_argument("--with-paper", action="store_true", help="add the paper's published rows as baselines, marked (paper)")
+    table.add_argument("--with-torchray", action="store_true", help="--pointing: add TorchRay's published rows as baselines, marked (TorchRay)")
 
     sweep = sub.add_parser("sweep", help="MaxBoxAcc / MaxBoxAccV2 / PxAP threshold sweeps from a run's CAM cache")
     sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
@@ -367,7 +371,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         select_on=args.select_on,
         step=args.step,
     )
-    run_named_suite(request, config)
+    from bench.core.protocol import load_protocol
+
+    if load_protocol(args.suite).pointing:  # multi-label saliency suites (pointing_voc07, pointing_coco14, ...)
+        from bench.run.pointing import run_pointing_suite
+
+        run_pointing_suite(request, config, difficult_flags=args.difficult_flags)
+        return 0
+    runs = run_named_suite(request, config)
+    if args.extra_metrics:  # a pass over each finished run's GT-class maps (the map cache with --save-cams)
+        from bench.run.extra_metrics import score_run_saliency
+
+        for run in runs:
+            s = score_run_saliency(run.path, device=config.device, data_root=args.data, progress=config.progress)
+            print(f"{run.path}: pointing accuracy {100 * s['pointing_accuracy']:.1f} %, energy pointing game {s['energy_pointing_game']:.3f} (saliency.json)")
     return 0
 
 
@@ -455,6 +472,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from bench.report.tables import load_runs, paper_table, render, table_caption, table_title, wsol_caption, wsol_table
 
+    if args.pointing:
+        from bench.report.pointing_table import pointing_caption, pointing_table
+
+        frame = pointing_table(args.runs, with_torchray=args.with_torchray)
+        if not (frame["source"] == "run").any() and not args.with_torchray:
+            raise UsageError(f"no finished pointing_* suite runs under {[str(r) for r in args.runs]}; run e.g. `bench run --suite pointing_voc07` first")
+        _emit(render(frame, args.format, caption=pointing_caption(), title=pointing_caption()), args.out)
+        return 0
     if args.wsol:
         frame = wsol_table(load_runs(args.runs))
         if frame.empty:

@@ -31,6 +31,12 @@ Schema (every table and key; anything else is an error naming the key):
            evaluation ("" = none, "boxes" = MaxBoxAcc and MaxBoxAccV2, "masks" = PxAP),
            step (threshold grid step, 0 < step < 1, default 0.001 = their evaluator's default).
            Part of the hash only when evaluation is set (hashes of other protocols are unchanged)
+[pointing] (optional; the saliency suites, bench.run.pointing: multi-label data, every class present
+           in an image is a pair) dataset ("" = none, "voc07" = PASCAL VOC 2007 detection layout,
+           "coco" = COCO instances JSON), subset ("all" | "difficult": the EBP difficult subset),
+           split (str, "" = the data set's default: "test" for voc07, "val2014" for coco),
+           tolerance (int >= 0, pixels, default 15), top_k (int >= 1, default 1000: the top-k
+           intersection's k). Part of the hash only when dataset is set
 [suite]    (optional; what `bench run --suite NAME` does when flags are left out — NOT part of the
            hash, since it does not change how an image is scored)
            models (list of registry names), data ("generated" = the embedded generated data set,
@@ -99,6 +105,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "scoring": {"iou_threshold": ((int, float), 0.5)},
     "data": {"blacklist": (str, "")},
     "wsol": {"evaluation": (str, ""), "step": ((int, float), 0.001)},
+    "pointing": {"dataset": (str, ""), "subset": (str, "all"), "split": (str, ""), "tolerance": (int, 15), "top_k": (int, 1000)},
     "suite": {"models": (list, []), "data": (str, ""), "companions": (list, []), "tables": (list, [])},
 }
 
@@ -111,6 +118,8 @@ _CHOICES = {
     ("boxes", "connectivity"): (4, 8),
     ("guesses", "heuristic"): ("top5", "tight_loose"),
     ("wsol", "evaluation"): ("", "boxes", "masks"),
+    ("pointing", "dataset"): ("", "voc07", "coco"),
+    ("pointing", "subset"): ("all", "difficult"),
 }
 
 _HEURISTIC_KEYS = {"top5": ("threshold",), "tight_loose": ("loose_threshold", "tight_threshold")}
@@ -144,6 +153,7 @@ class Protocol:
     jpeg_roundtrip: bool = False  # boxes.jpeg_roundtrip (hashed only when true)
     wsol_evaluation: str = ""  # [wsol] evaluation: "" | "boxes" | "masks"
     wsol_step: float = 0.001  # [wsol] step
+    pointing: tuple[tuple[str, Any], ...] = ()  # [pointing] keys, () when the table is absent (hashed only when set)
 
     # --- derived views -------------------------------------------------------------------------
     @property
@@ -188,6 +198,8 @@ class Protocol:
         }
         if self.wsol_evaluation:
             out["wsol"] = {"evaluation": self.wsol_evaluation, "step": self.wsol_step}
+        if self.pointing:
+            out["pointing"] = dict(self.pointing)
         return out
 
     @property
@@ -355,6 +367,11 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         raise ProtocolError(f"{where}: key 'wsol.step' = {step} is out of range (0, 1)")
     if any(t not in (1, 2, 3) for t in values[("suite", "tables")]):
         raise ProtocolError(f"{where}: key 'suite.tables' may hold only 1, 2 and 3")
+    pointing: tuple[tuple[str, Any], ...] = ()
+    if values[("pointing", "dataset")]:
+        if values[("pointing", "tolerance")] < 0 or values[("pointing", "top_k")] < 1:
+            raise ProtocolError(f"{where}: keys 'pointing.tolerance' must be >= 0 and 'pointing.top_k' >= 1")
+        pointing = tuple((k, values[("pointing", k)]) for k in _SCHEMA["pointing"])
     return Protocol(
         name=values[("protocol", "name")],
         version=values[("protocol", "version")],
@@ -380,6 +397,7 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         jpeg_roundtrip=values[("boxes", "jpeg_roundtrip")],
         wsol_evaluation=values[("wsol", "evaluation")],
         wsol_step=step,
+        pointing=pointing,
     )
 
 

@@ -195,7 +195,7 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
     """
     if paper not in (1, 2, 3):
         raise ValueError(f"--paper must be 1, 2 or 3, got {paper}")
-    base = [r for r in runs if r.heuristic == "top5" and (suite is None or r.suite == suite)]
+    base = [r for r in runs if r.heuristic == "top5" and (suite is None or r.suite == suite) and "pointing_accuracy" not in r.summary]  # pointing runs: `bench table --pointing`
     metrics = PAPER_COLUMNS[paper]
     rows: list[dict[str, Any]] = []
     for r in base:
