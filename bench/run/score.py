@@ -61,6 +61,7 @@ from bench.core.protocol import Protocol, load_protocol
 from bench.core.scoring import failed_record, image_record
 from bench.data.dataset import Dataset, GTImage
 from bench.data.open import open_dataset
+from bench.extras import needed_extras, require_extras
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
 from bench.run.engine import summarize_run
 from bench.run.manifest import RunConflict, data_section, new_manifest, now_utc
@@ -371,6 +372,7 @@ def score_folder(
         RunConflict: the run folder holds another run, or another process is writing to it.
     """
     protocol = load_protocol(suite)
+    require_extras(needed_extras(protocols=[protocol]))  # before any file is written
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
     valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)

@@ -19,6 +19,7 @@ from typing import Any
 from bench.data.dataset import Dataset
 from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
+from bench.extras import needed_extras, require_extras
 from bench.runtime import RunError
 from bench.models import BenchModel, WeightsInfo
 from bench.models.resolve import ModelOptions, is_registry_model, resolve_model
@@ -90,17 +91,10 @@ class RunInterrupted(RunError):
     """Ctrl-C during a run; the message says how far it got and how to resume."""
 
 
-# Optional extras: model name prefix -> (extra, module the model imports)
-_EXTRAS = {"efficientnet_lite": ("lite", "efficientnet_lite_pytorch")}
-
-
 def check_extra(name: str) -> None:
-    """Refuse a model whose optional dependency is not installed, naming the extra to install."""
-    import importlib.util
-
-    for prefix, (extra, module) in _EXTRAS.items():
-        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
-            raise RunError(f"model {name} needs the optional extra '{extra}': pip install 'wsol-bench[{extra}]'")
+    """Refuse a model whose optional dependency is not installed, naming the extra to install
+    (:mod:`bench.extras`, the one table of extras)."""
+    require_extras(needed_extras(models=[name]))
 
 
 def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] | None:
@@ -212,9 +206,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     if len(request.labels) > len(models):
         raise RunError("more --label than --model; give one --label per --model, in order")
     bases = [base, *(load_protocol(c) for c in protocol.companions)]
-    for ref in models:
-        if isinstance(ref, str):
-            check_extra(ref)
+    # every optional extra the suites, the method and the models need, before anything is built or written
+    require_extras(needed_extras(protocols=bases, methods=[request.method], models=models))
     built: list[tuple[BenchModel, WeightsInfo]] = []
     for i, ref in enumerate(models):
         registry = is_registry_model(ref)
