@@ -301,7 +301,8 @@ def _run_dir(path: Path, command: str) -> Path:
     inside = [r.path for r in find_runs([path])] if path.is_dir() else []
     if inside:
         shown = ", ".join(str(p) for p in inside[:3]) + (" ..." if len(inside) > 3 else "")
-        raise UsageError(f"{path} holds {len(inside)} runs, not one: pass a run folder, e.g. `bench {command} {inside[0]}` ({shown})")
+        held = f"holds {len(inside)} runs, not one" if len(inside) > 1 else "holds a run in a subfolder but is not one itself"
+        raise UsageError(f"{path} {held}: pass a run folder, e.g. `bench {command} {inside[0]}` ({shown})")
     raise UsageError(f"{path} is not a run folder (no manifest.json); pass a folder written by `bench run` (OUT/SUITE/MODEL)")
 
 
@@ -378,7 +379,17 @@ def cmd_score(args: argparse.Namespace) -> int:
         args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
     )  # fmt: skip
-    print(_summary_table(f"{run.path.name} ({args.maps}) on {run.read_manifest()['protocol']['protocol']['name']} — errors in %, mean IoU 0–1; results in {run.path}", run.read_summary()))
+    summary, suite = run.read_summary(), run.read_manifest()["protocol"]["protocol"]["name"]
+    unmatched = summary.get("unmatched_maps", 0)
+    counts = f"{summary.get('scored')} images scored, {summary.get('failed')} failed, {unmatched} map file{'' if unmatched == 1 else 's'} matched no image"
+    print(_summary_table(f"{run.path.name} ({args.maps}) on {suite}: {counts} — errors in %, mean IoU 0–1; results in {run.path}", summary))
+    if (run.path / "sweep.json").is_file():  # wsol_* suites: wsolevaluation's sweep of the maps
+        import json
+
+        from bench.report.tables import render, wsol_result_frame, wsol_result_title
+
+        sweep = json.loads((run.path / "sweep.json").read_text())
+        print(render(wsol_result_frame(sweep), "md", title=wsol_result_title(run.path.name, suite, sweep, str(run.path))))
     return 0
 
 

@@ -490,3 +490,66 @@ def test_an_import_error_without_a_module_name_is_not_garbled(monkeypatch: pytes
     monkeypatch.setitem(cli._COMMANDS, "list", boom)
     assert main(["list"]) == 2
     assert capsys.readouterr().err.strip() == "bench list: error: something is not importable"
+
+
+def _random_maps(data: Path, folder: Path, seed: int = 0) -> list[str]:
+    """One random .npy GT-class map per image of ``data`` (stem naming); returns the image ids."""
+    from bench.data.open import open_dataset
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [g.image_id for g in open_dataset(data).images]
+    for image_id in ids:
+        np.save(folder / f"{image_id}.npy", rng.random((7, 7)).astype(np.float32))
+    return ids
+
+
+# ---- 4. wsol results: one titled table through the one formatter ------------------------------------
+def test_wsol_run_and_score_print_one_titled_table(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("cv2")
+    from bench.report.format import format_value
+
+    out = tmp_path / "o"
+    assert main(["run", "--suite", "wsol_ilsvrc", "--model", "simplecnn_gap", "--data", str(data), "--out", str(out), "--step", "0.05", *FAST]) == 0
+    printed = capsys.readouterr().out
+    run = out / "wsol_ilsvrc" / "simplecnn_gap"
+    sweep = json.loads((run / "sweep.json").read_text())
+    assert '"best_tau_v2"' not in printed and "{" not in printed
+    title = f"simplecnn_gap on wsol_ilsvrc: wsolevaluation's sweep (step 0.05), values in %, τ chosen on scored split (max over τ: optimistic) — results in {run}"
+    assert title in printed.splitlines()
+    table = printed.split(title, 1)[1].strip().splitlines()
+    head = [c.strip() for c in table[0].strip("|").split("|")]
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert head == ["MaxBoxAcc", "best τ", "MaxBoxAccV2", "V2 δ=30", "V2 δ=50", "V2 δ=70", "best τ (V2)", "Images", "Failed"]
+    per = sweep["maxboxacc_v2_per_delta"]
+    taus = sweep["best_tau_v2"]
+    assert cells == [
+        format_value(round(sweep["maxboxacc"], 2), "maxboxacc"), f"{sweep['best_tau']:.3f}", format_value(round(sweep["maxboxacc_v2"], 2), "maxboxacc_v2"),
+        *(f"{per[d]:.2f}" for d in ("30", "50", "70")), "/".join(f"{taus[d]:.3f}" for d in ("30", "50", "70")),
+        str(sweep["images"]), str(sweep["failed_or_uncached"]),
+    ]  # fmt: skip
+    # bench score with a wsol suite prints the same kind of table (PxAP only where the data has masks)
+    _random_maps(data, tmp_path / "maps")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "wsol_ilsvrc", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "maps-maps on wsol_ilsvrc: wsolevaluation's sweep (step 0.001), values in %" in printed
+    assert "| MaxBoxAcc | best τ | MaxBoxAccV2 |" in printed and "PxAP" not in printed
+
+
+# ---- 5. bench score prints scored / failed / unmatched ------------------------------------------------
+def test_score_prints_scored_failed_and_unmatched_counts(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ids = _random_maps(data, tmp_path / "maps")
+    (tmp_path / "maps" / f"{ids[0]}.npy").unlink()  # missing: failed
+    np.save(tmp_path / "maps" / f"{ids[1]}.npy", np.ones((2, 2, 2), np.float32))  # wrong shape: failed
+    np.save(tmp_path / "maps" / "not_an_image.npy", np.ones((2, 2), np.float32))  # unmatched
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "demo", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f": {len(ids) - 2} images scored, 2 failed, 1 map file matched no image — " in first
+
+
+# ---- 15. the small ones -------------------------------------------------------------------------------
+def test_a_folder_holding_one_run_is_not_called_one_runs(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shutil.copytree(demo / "demo" / "simplecnn_gap", tmp_path / "only" / "simplecnn_gap")
+    assert main(["sweep", str(tmp_path / "only")]) == 2
+    err = capsys.readouterr().err
+    assert "1 runs" not in err and f"holds a run in a subfolder but is not one itself: pass a run folder, e.g. `bench sweep {tmp_path / 'only' / 'simplecnn_gap'}`" in err

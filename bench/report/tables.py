@@ -33,6 +33,8 @@ from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
     "wsol_table",
+    "wsol_result_frame",
+    "wsol_result_title",
     "wsol_caption",
     "RunInfo",
     "load_runs",
@@ -567,6 +569,35 @@ def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
         row["threshold_chosen_on"] = ", ".join(sorted(row.pop("chosen")))
         out.append(row)
     return pd.DataFrame(out, columns=columns).sort_values("label", kind="stable").reset_index(drop=True)
+
+
+def wsol_result_frame(sweep: dict[str, Any]) -> pd.DataFrame:
+    """One run's wsolevaluation results (``sweep.json``) as a one-row table: MaxBoxAcc (δ = 50) and its
+    best τ, MaxBoxAccV2 and its three per-δ values with their best τ (``"τ30/τ50/τ70"``), PxAP (only
+    when the data has masks), the images scored and those failed or without a map. With
+    ``--select-on``, the values are the reported split's at the thresholds chosen on the other split."""
+    source = {**sweep, **(sweep.get("selected") or {})}
+    if sweep.get("selected"):
+        source["best_tau"], source["best_tau_v2"] = source.get("tau"), source.get("tau_v2", {})
+    per_delta = {int(d): v for d, v in (source.get("maxboxacc_v2_per_delta") or {}).items()}
+    taus = {int(d): t for d, t in (source.get("best_tau_v2") or {}).items()}
+    row: dict[str, Any] = {"maxboxacc": _num(source.get("maxboxacc")), "best_tau": source.get("best_tau"),
+                           "maxboxacc_v2": _num(source.get("maxboxacc_v2"))}  # fmt: skip
+    row |= {f"maxboxacc_v2_{d}": _num(per_delta[d]) for d in sorted(per_delta)}
+    row["best_tau_v2"] = "/".join(format_value(taus[d], "best_tau") for d in sorted(taus)) or None
+    if sweep.get("pxap") is not None:
+        row["pxap"] = _num(sweep["pxap"])
+    row |= {"images": int(sweep.get("images") or 0), "failed": int(sweep.get("failed_or_uncached") or 0)}
+    return pd.DataFrame([row])
+
+
+def wsol_result_title(name: str, suite: str, sweep: dict[str, Any], where: str) -> str:
+    """The title of :func:`wsol_result_frame`'s table on the console."""
+    chosen = (sweep.get("selected") or {}).get("split") or MAX_ON_SCORED_SPLIT
+    return (
+        f"{name} on {suite}: wsolevaluation's sweep (step {sweep.get('step')}), values in %, τ chosen on {chosen}"
+        f" — results in {where}"
+    )
 
 
 def wsol_caption(frame: pd.DataFrame) -> str:

@@ -265,7 +265,9 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
 
                     wsol = finish_wsol_run(p, request, run, model, info, config, data, blacklist)
                     if request.verbose:
-                        print(json.dumps(wsol, indent=2))
+                        from bench.report.tables import render, wsol_result_frame, wsol_result_title
+
+                        print(render(wsol_result_frame(wsol), "md", title=wsol_result_title(name, p.name, wsol, str(run.path))))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
