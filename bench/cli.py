@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="score localization maps saved elsewhere (.npy GT-class maps or .npz ranked maps) into a run")
     score.add_argument("maps", type=Path, metavar="MAPS", help="folder of maps, one file per image (see README: Score saved maps)")
-    score.add_argument("--data", type=Path, required=True, help="ILSVRC-layout data root the maps were made on")
+    score.add_argument("--data", type=Path, default=None, help="ILSVRC-layout data root the maps were made on (default: the suite's data, as for bench run)")
     score.add_argument("--suite", default="ilsvrc_loc", help="suite name or .toml path (default: ilsvrc_loc)")
     score.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; the run goes to OUT/SUITE/maps-<folder name>")
     score.add_argument("--name", default=None, help="run name (default: maps-<folder name>)")
@@ -375,8 +375,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from bench.run.score import score_folder
 
+    from bench.core.protocol import load_protocol
+    from bench.run.suite import resolve_data
+
+    data = args.data if args.data is not None else resolve_data(load_protocol(args.suite), None)
     run = score_folder(
-        args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
+        args.maps, data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
     )  # fmt: skip
     summary, suite = run.read_summary(), run.read_manifest()["protocol"]["protocol"]["name"]

@@ -553,3 +553,26 @@ def test_a_folder_holding_one_run_is_not_called_one_runs(demo: Path, tmp_path: P
     assert main(["sweep", str(tmp_path / "only")]) == 2
     err = capsys.readouterr().err
     assert "1 runs" not in err and f"holds a run in a subfolder but is not one itself: pass a run folder, e.g. `bench sweep {tmp_path / 'only' / 'simplecnn_gap'}`" in err
+
+
+# ---- 12. bench score finds the suite's data as bench run does ---------------------------------------
+def test_score_without_data_uses_the_suites_data(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import bench.data.synthetic as synthetic
+
+    asked = []
+    monkeypatch.setattr(synthetic, "ensure_dataset", lambda *a, **k: asked.append(1) or data.parent)  # the demo's generated set
+    _random_maps(data, tmp_path / "maps")
+    assert main(["score", str(tmp_path / "maps"), "--suite", "demo", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert asked and json.loads((tmp_path / "o" / "demo" / "maps-maps" / "manifest.json").read_text())["data"]["root"] == str(data)
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "maps"), "--suite", "ilsvrc_loc", "--out", str(tmp_path / "p"), "--no-progress"]) == 2
+    assert "suite ilsvrc_loc has no default data: pass --data DIR" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
+def test_readme_names_the_demo_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.data.synthetic import default_cache_dir, val_root
+
+    monkeypatch.delenv("BENCH_CACHE", raising=False)
+    readme = (REPO / "README.md").read_text()
+    shown = "~/" + val_root(default_cache_dir()).relative_to(Path.home()).as_posix()
+    assert f"`{shown}`" in readme
