@@ -96,7 +96,7 @@ def test_same_weights_in_two_folders_are_named_by_folder(demo: Path, tmp_path: P
 
 def test_label_flag_is_recorded_and_names_the_row(data: Path, tmp_path: Path) -> None:
     assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--label", "GAP (ours)", "--out", str(tmp_path), *FAST]) == 0
-    assert json.loads((tmp_path / "demo" / "simplecnn_gap" / "manifest.json").read_text())["label"] == "GAP (ours)"
+    assert json.loads((tmp_path / "demo" / "GAP_ours" / "manifest.json").read_text())["label"] == "GAP (ours)"  # --label names the folder
     assert list(paper_table(load_runs([tmp_path]), 1, suite="demo")["label"]) == ["GAP (ours)"]
 
 
@@ -576,3 +576,134 @@ def test_readme_names_the_demo_data_root(monkeypatch: pytest.MonkeyPatch) -> Non
     readme = (REPO / "README.md").read_text()
     shown = "~/" + val_root(default_cache_dir()).relative_to(Path.home()).as_posix()
     assert f"`{shown}`" in readme
+
+
+# ---- 3. timm/ and torchvision/ models: --pretrained/--no-pretrained, --num-classes, offline in one line ---
+def test_timm_offline_fails_fast_in_one_line(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("timm")
+    import bench.models.resolve as resolve
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))  # nothing cached
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr(resolve, "_hub_reachable", lambda *a, **k: False)  # offline, whatever this machine is
+    started = time.monotonic()
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "timm/resnet18", "--out", str(tmp_path / "o"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.monotonic() - started < 20 and len(err.splitlines()) == 1
+    assert err == ("bench run: error: --model timm/resnet18: timm's pretrained weights of resnet18 are not in the Hugging Face cache and "
+                   "huggingface.co cannot be reached; pass --weights FILE, or --no-pretrained for a random init")
+    assert not (tmp_path / "o").exists()
+    assert not hf.HF_HUB_OFFLINE  # the offline switch is restored
+
+
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_random_init_with_the_datas_class_count_is_recorded(library: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip(library)
+    ref = f"{library}/resnet18"
+    args = ["run", "--suite", "demo", "--data", str(data), "--model", ref, "--out", str(tmp_path / "o"), "--limit", "2", "--input-size", "64", *FAST]
+    assert main([*args, "--no-pretrained", "--num-classes", "6"]) == 0
+    run = tmp_path / "o" / "demo" / f"{library}-resnet18-limit2"
+    model = json.loads((run / "manifest.json").read_text())["model"]
+    assert (model["num_classes"], model["pretrained"], model["weights_source"]) == (6, False, "random-init")
+    # a 6-class state dict without --num-classes: the hint names the flag; with it, it loads
+    from bench.models.resolve import ModelOptions, resolve_model
+
+    net, _ = resolve_model(ref, ModelOptions(pretrained=False, num_classes=6))
+    torch = pytest.importorskip("torch")
+    torch.save(net.net.state_dict(), tmp_path / "six.pth")
+    capsys.readouterr()
+    assert main([*args, "--weights", str(tmp_path / "six.pth"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "the file's classifier has 6 outputs, the model's 1000: add --num-classes 6" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--weights", str(tmp_path / "six.pth"), "--num-classes", "6", "--out", str(tmp_path / "q")]) == 0
+
+
+def test_torchvision_pretrained_weights_with_another_class_count_are_refused(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "torchvision/resnet18", "--num-classes", "6", "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "torchvision's pretrained weights have 1000 classes; pass --weights FILE (trained on your classes) or --no-pretrained" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# ---- 9. run folders: a smoke test never blocks the full run; --layer/--reshape/--label name the folder ----
+def test_a_limit_run_does_not_block_the_full_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--out", str(tmp_path), *FAST]
+    assert main([*base, "--limit", "3"]) == 0
+    assert main(base) == 0
+    assert json.loads((tmp_path / "demo" / "simplecnn_gap-limit3" / "summary.json").read_text())["scored"] == 3
+    assert json.loads((tmp_path / "demo" / "simplecnn_gap" / "summary.json").read_text())["scored"] == 12  # the plain full run keeps its name
+
+
+def test_run_folder_names() -> None:
+    from bench.core.protocol import load_protocol
+    from bench.run.suite import run_folder
+
+    demo, out = load_protocol("demo"), Path("r")
+    assert run_folder(out, demo, "simplecnn_gap").path == out / "demo" / "simplecnn_gap"
+    assert run_folder(out, demo.with_method("gradcam"), "m", limit=5).path.name == "m-gradcam-limit5"
+    assert run_folder(out, demo, "timm-vit_tiny", layer="blocks.11.norm1", reshape="vit").path.name == "timm-vit_tiny-layer-blocks.11.norm1-vit"
+    assert run_folder(out, demo, "m", label="GAP (ours) / v2").path.name == "GAP_ours_v2"
+
+
+# ---- 10. flags that do not apply say so ---------------------------------------------------------------
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--reshape", "vit"], "--reshape applies to your own models (timm/, torchvision/, module:factory, file.py:factory); simplecnn_gap is a registry model with fixed settings: drop --reshape"),
+    (["--input-size", "64"], "--input-size applies to your own models"),
+    (["--num-classes", "6"], "--num-classes applies to timm/ and torchvision/ models only"),
+])  # fmt: skip
+def test_flags_that_do_not_apply_are_errors(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--out", str(tmp_path / "o"), *extra, *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_step_without_a_wsol_suite_is_noted(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--limit", "2", "--step", "0.1", "--out", str(tmp_path), *FAST]) == 0
+    assert "note: --step applies to the wsol_* suites' threshold sweep; demo has none, so it is ignored" in capsys.readouterr().err
+
+
+# ---- 13. bench run --help: grouped, defaults shown, examples ---------------------------------------------
+def test_run_help_is_grouped_with_defaults_and_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    groups = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert groups[:1] == ["options"] and [g.split(" (")[0] for g in groups[1:7]] == ["data", "model", "your own model", "method", "speed", "output"]
+    assert "results root; runs go to OUT/SUITE/RUN (default: results)" in " ".join(text.split())
+    assert "(resume unit) (default: 1000)" in " ".join(text.split())
+    examples = text.split("examples:", 1)[1].strip().splitlines()
+    assert len(examples) >= 2 and all(e.strip().startswith("bench run --suite") for e in examples)
+    # every example parses
+    for line in examples:
+        _parser().parse_args(line.split("#")[0].split()[1:])
+
+
+def test_cli_functions_stay_short() -> None:
+    import ast
+
+    for path, names in ((REPO / "bench" / "cli.py", {"_parser", "_add_run"}), (REPO / "bench" / "train.py", {"_train"})):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                assert node.end_lineno - node.lineno < 100, (path.name, node.name, node.end_lineno - node.lineno)
+
+
+def test_train_takes_any_model_reference_and_run_uses_its_checkpoint(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("timm")
+    from bench.train import TrainConfig, train
+
+    ckpt = tmp_path / "r18.pth"
+    config = TrainConfig(model="timm/resnet18", data=data.parent, epochs=1, batch_size=4, workers=0, out=ckpt, progress=False,
+                         pretrained=False, num_classes=6, max_steps=1)  # fmt: skip
+    result = train(config)
+    side = json.loads(Path(f"{ckpt}.json").read_text())
+    assert (side["reference"], side["num_classes"], side["num_outputs"], side["init"]["source"]) == ("timm/resnet18", 6, 6, "random-init")
+    assert "--model timm/resnet18" in side["command"] and "--no-pretrained --num-classes 6" in side["command"]
+    assert result.checkpoint == ckpt
+    # bench run takes the checkpoint: its classes come from the sidecar, the folder from the model
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "timm/resnet18", "--num-classes", "6", "--weights", str(ckpt),
+                 "--limit", "2", "--out", str(tmp_path / "o"), *FAST]) == 0  # fmt: skip
+    assert (tmp_path / "o" / "demo" / "timm-resnet18-limit2" / "summary.json").is_file()
+    with pytest.raises(Exception, match="--num-classes applies to timm/ and torchvision/ models only"):
+        TrainConfig(model="simplecnn_gap", data=data.parent, num_classes=6).recipe()

@@ -283,7 +283,7 @@ def test_model_from_manifest_rebuilds_a_user_model(data: Path, tmp_path: Path) -
     args = ["run", "--suite", "ilsvrc_loc", "--model", "tests.user_models:simplecnn_gap_untrained", "--weights", ckpt,
             "--input-size", "96", "--limit", "2", "--data", str(data), "--out", str(tmp_path), *COMMON]  # fmt: skip
     assert main(args) == 0
-    section = json.loads((tmp_path / "ilsvrc_loc" / "tests.user_models.simplecnn_gap_untrained" / "manifest.json").read_text())["model"]
+    section = json.loads((tmp_path / "ilsvrc_loc" / "tests.user_models.simplecnn_gap_untrained-limit2" / "manifest.json").read_text())["model"]
     assert section["preprocessing"]["input_size"] == 96 and section["preprocessing"]["sources"]["input_size"] == "flag"
     model, info = model_from_manifest(section)
     assert info.sha256 == section["weights_sha256"] and model.spec.input_size == 96

@@ -322,6 +322,8 @@ class UserModel(BenchModel):
         self.detected = detected
         self._num_classes = num_classes
         self._checked = spec.head not in ("gap", "gmp")
+        #: how a timm/ or torchvision/ model was built when not by default (``num_classes``, ``pretrained``)
+        self.build_flags: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int:
@@ -423,6 +425,7 @@ class UserModel(BenchModel):
             "classifier": self.classifier_name,
             "reshape": self.reshape,
             "detected": self.detected,
+            **self.build_flags,
         }
 
 
