@@ -350,3 +350,27 @@ def test_a_user_model_run_resumes_only_with_the_same_setup(data: Path, tmp_path:
     assert "already complete" in capsys.readouterr().out
     assert main([*base, "--input-size", "96"]) == 2
     assert "model_setup" in capsys.readouterr().err
+
+
+def test_a_token_model_without_reshape_gets_the_vit_hint() -> None:
+    """Issue 19 item 11: no (B, K, h, w) pooling feeds the classifier, but a token mean does: the error
+    says --reshape vit (which then works); a CNN without any pooling keeps the generic hint."""
+    torch.manual_seed(0)
+    with pytest.raises(ModelAdapterError) as err:
+        wrap_module(user_models.TinyViT(), reference="vit", input_size=32)
+    message = str(err.value)
+    assert message.endswith("but the classifier pools a token sequence (B, N, C), as a ViT/DeiT does; pass --reshape vit")
+    assert "\n" not in message
+    assert wrap_module(user_models.TinyViT(), reference="vit", input_size=32, reshape="vit").spec.head == "gap"
+
+    class Flat(nn.Module):  # conv -> flatten -> linear: no pooling at all, no tokens
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, stride=4), nn.Linear(4 * 8 * 8, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).flatten(1))
+
+    with pytest.raises(ModelAdapterError) as err:
+        wrap_module(Flat(), reference="flat", input_size=32)
+    assert "--reshape vit" not in str(err.value) and "pass --layer NAME" in str(err.value)
