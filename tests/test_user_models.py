@@ -374,3 +374,20 @@ def test_a_token_model_without_reshape_gets_the_vit_hint() -> None:
     with pytest.raises(ModelAdapterError) as err:
         wrap_module(Flat(), reference="flat", input_size=32)
     assert "--reshape vit" not in str(err.value) and "pass --layer NAME" in str(err.value)
+
+
+def test_a_factory_that_raises_is_one_line_plus_the_users_frame(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 19 item 14: not a 30-line traceback, but the error and the line of the user's code."""
+    factory = tmp_path / "mynet.py"
+    factory.write_text("import torch\n\ndef make():\n    w = torch.zeros(2, 3)\n    return w @ w  # shapes do not fit\n")
+    assert main(["run", "--suite", "demo", "--model", f"{factory}:make", "--data", str(data), "--out", str(tmp_path / "o"), *COMMON]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert err[0].startswith(f"bench run: error: --model {factory}:make: the factory raised RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert err[1] == f'  File "{factory}", line 5, in make: return w @ w  # shapes do not fit'
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\nraise ValueError('half-written file')\n")
+    assert main(["run", "--suite", "demo", "--model", f"{broken}:make", "--data", str(data), "--out", str(tmp_path / "o"), *COMMON]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bench run: error: --model {broken}: importing the file raised ValueError: half-written file", f'  File "{broken}", line 2, in <module>: raise ValueError(\'half-written file\')']
+    assert not (tmp_path / "o").exists()

@@ -192,10 +192,37 @@ def _wrap(net: Any, ref: str, options: ModelOptions, note: str, name: str | None
     )  # fmt: skip
 
 
+def _user_frame(exc: BaseException) -> str:
+    """``  File "F", line N, in FUNC: CODE`` of the innermost frame of ``exc``'s traceback that is the
+    user's own code (outside this package, the standard library and installed packages), else of
+    the innermost frame; empty without a traceback."""
+    import sysconfig
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    skip = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                                                  sysconfig.get_paths()["platlib"], str(Path(__file__).resolve().parents[1])})  # fmt: skip
+    own = [f for f in frames if not str(Path(f.filename).resolve()).startswith(skip)]
+    f = (own or frames)[-1]
+    return f'  File "{f.filename}", line {f.lineno}, in {f.name}: {(f.line or "").strip()}'
+
+
+def _raised(what: str, exc: BaseException) -> ModelAdapterError:
+    """One line saying ``what`` raised which exception, then the user's own frame (:func:`_user_frame`)."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    frame = _user_frame(exc)
+    return ModelAdapterError(f"{what} raised {reason}" + (f"\n{frame}" if frame else ""))
+
+
 def _call_factory(factory: Any, ref: str) -> nn.Module:
     if not callable(factory):
         raise ModelAdapterError(f"{ref}: {factory!r} is not callable (expected a factory returning an nn.Module)")
-    net = factory()
+    try:
+        net = factory()
+    except Exception as exc:  # the user's code: its error in one line plus where in their code
+        raise _raised(f"--model {ref}: the factory", exc) from None
     if not isinstance(net, nn.Module):
         raise ModelAdapterError(f"{ref}: the factory returned {type(net).__name__}, not a torch.nn.Module")
     return net
@@ -215,6 +242,9 @@ def _import_file(path: Path) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise _raised(f"--model {path}: importing the file", exc) from None
     except BaseException:
         del sys.modules[name]
         raise
