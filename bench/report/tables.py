@@ -88,6 +88,7 @@ class RunInfo:
     weights_path: str | None = None
     user_label: str | None = None  # `bench run --label`, recorded in the manifest
     label: str = ""
+    n_classes: int = 0  # classes of the data the run was made on (1000: ImageNet's)
 
     @property
     def localized(self) -> bool:
@@ -122,6 +123,7 @@ def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
                 summary=summary,
                 weights_path=model.get("weights_path"),
                 user_label=manifest.get("label"),
+                n_classes=len(manifest["data"].get("class_ids") or []),
             )
         )
     return assign_labels(infos)
@@ -610,14 +612,17 @@ def wsol_caption(frame: pd.DataFrame) -> str:
     return text
 
 
-def table_caption(paper: int) -> str:
+def table_caption(paper: int, with_paper: bool = False) -> str:
+    """The caption of Table ``paper``; ``with_paper``: the paper's rows are shown (Table 3 then says
+    on which split the paper's numbers are)."""
     return {
         1: "Classification error (%) on the evaluated data (CAM paper Table 1 shape).",
         2: "Localization error (%) on the evaluated data (CAM paper Table 2 shape).",
-        3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape; the paper's numbers are on ILSVRC test).",
+        3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape"
+        + ("; the paper's numbers are on ILSVRC test)." if with_paper else ")."),
     }[paper]
 
 
-def table_title(paper: int) -> str:
+def table_title(paper: int, with_paper: bool = False) -> str:
     """``Table N. <caption>`` for console and Markdown output."""
-    return f"Table {paper}. {table_caption(paper)}"
+    return f"Table {paper}. {table_caption(paper, with_paper)}"

@@ -256,7 +256,11 @@ def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.
         ValueError: any problem with the file, in words a failed record can carry.
     """
     if name.endswith(".npy"):
+        if not data.startswith(b"\x93NUMPY"):  # e.g. text: say so, rather than numpy's advice to unpickle it
+            raise ValueError("not a .npy array file (no NumPy header); save each map with numpy.save")
         return None, _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
+    if not data.startswith(b"PK"):
+        raise ValueError("not a .npz archive (no zip header); save ranked maps with numpy.savez")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         missing = [k for k in ("classes", "maps") if k not in npz.files]
         if missing:
