@@ -435,7 +435,11 @@ def find_protocol_file(suite: str | Path) -> Path:
         return path
     suites = list_suites()
     if str(suite) not in suites:
-        raise ProtocolError(f"unknown suite '{suite}'; known suites: {sorted(suites)} (or pass a path to a .toml file)")
+        import difflib
+
+        close = difflib.get_close_matches(str(suite), list(suites), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ProtocolError(f"unknown suite '{suite}'; {hint}known suites: {sorted(suites)} (or pass a path to a .toml file)")
     return suites[str(suite)]
 
 

@@ -74,14 +74,12 @@ DEFAULT_STEP = 0.001
 
 
 def require_cv2():
-    """The ``cv2`` module, or an ImportError that says how to install it."""
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the wsol_* suites use OpenCV exactly as wsolevaluation does: pip install 'wsol-bench[wsol]' "
-            "(opencv-python-headless)"
-        ) from exc
+    """The ``cv2`` module, or :class:`bench.extras.MissingExtra` (an ImportError) naming the extra."""
+    from bench.extras import require_extras
+
+    require_extras({"wsol": "the wsol_* suites (wsolevaluation's OpenCV resize and contours)"})
+    import cv2
+
     return cv2
 
 

@@ -33,6 +33,8 @@ from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
     "wsol_table",
+    "wsol_result_frame",
+    "wsol_result_title",
     "wsol_caption",
     "RunInfo",
     "load_runs",
@@ -86,6 +88,7 @@ class RunInfo:
     weights_path: str | None = None
     user_label: str | None = None  # `bench run --label`, recorded in the manifest
     label: str = ""
+    n_classes: int = 0  # classes of the data the run was made on (1000: ImageNet's)
 
     @property
     def localized(self) -> bool:
@@ -120,6 +123,7 @@ def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
                 summary=summary,
                 weights_path=model.get("weights_path"),
                 user_label=manifest.get("label"),
+                n_classes=len(manifest["data"].get("class_ids") or []),
             )
         )
     return assign_labels(infos)
@@ -569,6 +573,35 @@ def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns).sort_values("label", kind="stable").reset_index(drop=True)
 
 
+def wsol_result_frame(sweep: dict[str, Any]) -> pd.DataFrame:
+    """One run's wsolevaluation results (``sweep.json``) as a one-row table: MaxBoxAcc (δ = 50) and its
+    best τ, MaxBoxAccV2 and its three per-δ values with their best τ (``"τ30/τ50/τ70"``), PxAP (only
+    when the data has masks), the images scored and those failed or without a map. With
+    ``--select-on``, the values are the reported split's at the thresholds chosen on the other split."""
+    source = {**sweep, **(sweep.get("selected") or {})}
+    if sweep.get("selected"):
+        source["best_tau"], source["best_tau_v2"] = source.get("tau"), source.get("tau_v2", {})
+    per_delta = {int(d): v for d, v in (source.get("maxboxacc_v2_per_delta") or {}).items()}
+    taus = {int(d): t for d, t in (source.get("best_tau_v2") or {}).items()}
+    row: dict[str, Any] = {"maxboxacc": _num(source.get("maxboxacc")), "best_tau": source.get("best_tau"),
+                           "maxboxacc_v2": _num(source.get("maxboxacc_v2"))}  # fmt: skip
+    row |= {f"maxboxacc_v2_{d}": _num(per_delta[d]) for d in sorted(per_delta)}
+    row["best_tau_v2"] = "/".join(format_value(taus[d], "best_tau") for d in sorted(taus)) or None
+    if sweep.get("pxap") is not None:
+        row["pxap"] = _num(sweep["pxap"])
+    row |= {"images": int(sweep.get("images") or 0), "failed": int(sweep.get("failed_or_uncached") or 0)}
+    return pd.DataFrame([row])
+
+
+def wsol_result_title(name: str, suite: str, sweep: dict[str, Any], where: str) -> str:
+    """The title of :func:`wsol_result_frame`'s table on the console."""
+    chosen = (sweep.get("selected") or {}).get("split") or MAX_ON_SCORED_SPLIT
+    return (
+        f"{name} on {suite}: wsolevaluation's sweep (step {sweep.get('step')}), values in %, τ chosen on {chosen}"
+        f" — results in {where}"
+    )
+
+
 def wsol_caption(frame: pd.DataFrame) -> str:
     text = (
         "WSOL benchmark table (Choe et al., CVPR 2020 shape): MaxBoxAccV2 (%) on ILSVRC and CUB, PxAP (%) on "
@@ -579,14 +612,17 @@ def wsol_caption(frame: pd.DataFrame) -> str:
     return text
 
 
-def table_caption(paper: int) -> str:
+def table_caption(paper: int, with_paper: bool = False) -> str:
+    """The caption of Table ``paper``; ``with_paper``: the paper's rows are shown (Table 3 then says
+    on which split the paper's numbers are)."""
     return {
         1: "Classification error (%) on the evaluated data (CAM paper Table 1 shape).",
         2: "Localization error (%) on the evaluated data (CAM paper Table 2 shape).",
-        3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape; the paper's numbers are on ILSVRC test).",
+        3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape"
+        + ("; the paper's numbers are on ILSVRC test)." if with_paper else ")."),
     }[paper]
 
 
-def table_title(paper: int) -> str:
+def table_title(paper: int, with_paper: bool = False) -> str:
     """``Table N. <caption>`` for console and Markdown output."""
-    return f"Table {paper}. {table_caption(paper)}"
+    return f"Table {paper}. {table_caption(paper, with_paper)}"

@@ -61,6 +61,7 @@ from bench.core.protocol import Protocol, load_protocol
 from bench.core.scoring import failed_record, image_record
 from bench.data.dataset import Dataset, GTImage
 from bench.data.open import open_dataset
+from bench.extras import needed_extras, require_extras
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
 from bench.run.engine import summarize_run
 from bench.run.manifest import RunConflict, data_section, new_manifest, now_utc
@@ -255,7 +256,11 @@ def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.
         ValueError: any problem with the file, in words a failed record can carry.
     """
     if name.endswith(".npy"):
+        if not data.startswith(b"\x93NUMPY"):  # e.g. text: say so, rather than numpy's advice to unpickle it
+            raise ValueError("not a .npy array file (no NumPy header); save each map with numpy.save")
         return None, _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
+    if not data.startswith(b"PK"):
+        raise ValueError("not a .npz archive (no zip header); save ranked maps with numpy.savez")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         missing = [k for k in ("classes", "maps") if k not in npz.files]
         if missing:
@@ -371,6 +376,7 @@ def score_folder(
         RunConflict: the run folder holds another run, or another process is writing to it.
     """
     protocol = load_protocol(suite)
+    require_extras(needed_extras(protocols=[protocol]))  # before any file is written
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
     valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)

@@ -19,13 +19,14 @@ from typing import Any
 from bench.data.dataset import Dataset
 from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
+from bench.extras import needed_extras, require_extras
 from bench.runtime import RunError
 from bench.models import BenchModel, WeightsInfo
 from bench.models.resolve import ModelOptions, is_registry_model, resolve_model
 from bench.core.protocol import Protocol, load_protocol
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "check_flags", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 @dataclass(frozen=True)
@@ -80,27 +81,61 @@ def write_tables(protocol: Protocol, out: Path) -> list[Path]:
     return written
 
 
-def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
-    """``OUT/<suite>/<model>`` for CAM runs, ``OUT/<suite>/<model>-<method>`` for gradient-map runs."""
-    suffix = "" if protocol.cam_method == "cam" else f"-{protocol.cam_method}"
-    return RunDir(out / protocol.name / f"{model}{suffix}")
+def run_folder(
+    out: Path, protocol: Protocol, model: str, *, label: str | None = None, limit: int | None = None,
+    layer: str | None = None, reshape: str | None = None,
+) -> RunDir:  # fmt: skip
+    """``OUT/<suite>/<name>``: the name is the ``--label`` (made file-name safe) or else the model, then
+    ``-<method>`` for gradient-map runs, ``-layer-<L>`` with ``--layer``, ``-<reshape>`` with
+    ``--reshape`` and ``-limit<N>`` with ``--limit``, so a smoke test or another layer never shares
+    a folder with the full run. A plain full CAM run is ``OUT/<suite>/<model>``."""
+    name = _file_safe(label) if label else model
+    if protocol.cam_method != "cam":
+        name += f"-{protocol.cam_method}"
+    if layer:
+        name += f"-layer-{_file_safe(layer)}"
+    if reshape:
+        name += f"-{reshape}"
+    if limit is not None:
+        name += f"-limit{limit}"
+    return RunDir(out / protocol.name / name)
+
+
+def _file_safe(text: str) -> str:
+    """``text`` as one folder name: runs of other characters than letters, digits, ``_ . -`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "run"
 
 
 class RunInterrupted(RunError):
     """Ctrl-C during a run; the message says how far it got and how to resume."""
 
 
-# Optional extras: model name prefix -> (extra, module the model imports)
-_EXTRAS = {"efficientnet_lite": ("lite", "efficientnet_lite_pytorch")}
-
-
 def check_extra(name: str) -> None:
-    """Refuse a model whose optional dependency is not installed, naming the extra to install."""
-    import importlib.util
+    """Refuse a model whose optional dependency is not installed, naming the extra to install
+    (:mod:`bench.extras`, the one table of extras)."""
+    require_extras(needed_extras(models=[name]))
 
-    for prefix, (extra, module) in _EXTRAS.items():
-        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
-            raise RunError(f"model {name} needs the optional extra '{extra}': pip install 'wsol-bench[{extra}]'")
+
+#: --model options of user models (not registry or Caffe models): (ModelOptions field, flag)
+_USER_MODEL_FLAGS = (("classifier", "--classifier"), ("reshape", "--reshape"), ("input_size", "--input-size"),
+                     ("mean", "--mean"), ("std", "--std"))  # fmt: skip
+
+
+def check_flags(request: SuiteRequest, protocols: Sequence[Protocol], models: Sequence[Any]) -> None:
+    """Flags that apply to none of the models or suites: an error where the result would look as if
+    they had been applied (model options), a one-line note on stderr where nothing is changed by them."""
+    options = request.model_options
+    user = [m for m in models if not is_registry_model(m)]
+    for field_name, flag in _USER_MODEL_FLAGS:
+        if getattr(options, field_name) is not None and not user:
+            raise RunError(
+                f"{flag} applies to your own models (timm/, torchvision/, module:factory, file.py:factory); "
+                f"{', '.join(map(str, models))} {'is a registry model' if len(models) == 1 else 'are registry models'} with fixed settings: drop {flag}"
+            )
+    if options.num_classes is not None and not any(isinstance(m, str) and m.startswith(("timm/", "torchvision/")) for m in models):
+        raise RunError("--num-classes applies to timm/ and torchvision/ models only (others define their classifier): drop --num-classes")
+    if request.step is not None and not any(p.wsol_evaluation for p in protocols) and request.verbose:
+        print(f"note: --step applies to the wsol_* suites' threshold sweep; {protocols[0].name} has none, so it is ignored", file=sys.stderr)
 
 
 def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] | None:
@@ -212,9 +247,9 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     if len(request.labels) > len(models):
         raise RunError("more --label than --model; give one --label per --model, in order")
     bases = [base, *(load_protocol(c) for c in protocol.companions)]
-    for ref in models:
-        if isinstance(ref, str):
-            check_extra(ref)
+    check_flags(request, bases, models)
+    # every optional extra the suites, the method and the models need, before anything is built or written
+    require_extras(needed_extras(protocols=bases, methods=[request.method], models=models))
     built: list[tuple[BenchModel, WeightsInfo]] = []
     for i, ref in enumerate(models):
         registry = is_registry_model(ref)
@@ -236,7 +271,10 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             for i, (ref, (model, info)) in enumerate(zip(models, built)):
                 name = ref if isinstance(ref, str) else model.spec.name  # as the user named it, for messages
                 p = b.with_method(request.method, request.layer if is_registry_model(ref) else None)
-                run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
+                run = run_folder(  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
+                    request.out, p, model.spec.name, label=request.labels[i] if i < len(request.labels) else None,
+                    limit=config.limit, layer=request.layer, reshape=request.model_options.reshape,
+                )  # fmt: skip
                 choice = None
                 if request.select_on and not p.wsol_evaluation:  # the box threshold, chosen on another split
                     from bench.run.select_on import choose_box_threshold
@@ -272,7 +310,9 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
 
                     wsol = finish_wsol_run(p, request, run, model, info, config, data, blacklist)
                     if request.verbose:
-                        print(json.dumps(wsol, indent=2))
+                        from bench.report.tables import render, wsol_result_frame, wsol_result_title
+
+                        print(render(wsol_result_frame(wsol), "md", title=wsol_result_title(name, p.name, wsol, str(run.path))))
     finally:
         shutdown_distributed()
     if protocol.tables and _is_rank0():
