@@ -72,7 +72,9 @@ def test_factory_model_gives_the_registry_models_records(data: Path, registry_ru
 def test_evaluate_accepts_modules_and_strings(data: Path, registry_run: Path) -> None:
     want = bench.load_run(registry_run).records
     for model in (user_models.simplecnn_gap(), "tests.user_models:simplecnn_gap"):
-        run = bench.evaluate(model, data, progress=False)
+        # the registry run's batch size: a convolution's float32 summation order may depend on the batch
+        # size (oneDNN picks kernels per shape), which moves printed scores at their 6th decimal on some CPUs
+        run = bench.evaluate(model, data, progress=False, batch_size=5, workers=0)
         assert run.records.equals(want)
         assert run.summary["top1_loc_err"] == bench.load_run(registry_run).summary["top1_loc_err"]
 
