@@ -13,7 +13,7 @@ The names are imported on first use (``import bench`` stays light).
 
 from typing import Any
 
-__version__ = "0.1.0"
+from bench.version import __version__
 __all__ = ["Run", "evaluate", "score_maps", "load_run", "__version__"]
 
 
