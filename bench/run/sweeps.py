@@ -136,7 +136,7 @@ def sweep_run(
     ``workers``: processes that sweep the maps (:func:`bench.run.parallel.map_in_processes`,
     streaming one cache shard at a time); None = every core for 1,000 maps or more, else 1
     (a pool takes seconds to start). Results do not depend on it."""
-    from bench.core.sweep import SweepAccumulator
+    from bench.core.sweep import SweepAccumulator, sweep_thresholds
 
     if rules == "wsol":
         return wsol_sweep_run(run, step=step, progress=progress, data_root=data_root, workers=workers)
@@ -151,7 +151,7 @@ def sweep_run(
     upsample = manifest["protocol"]["cam"]["upsample"]
     records = run.read_records()
     by_id = {g.image_id: g for g in valset.images}
-    thresholds = tuple(np.round(np.arange(0.0, 1.0, step), 10).tolist())
+    thresholds = sweep_thresholds(step)
     acc = SweepAccumulator(thresholds=thresholds)
     settings = SweepSettings(thresholds, at, upsample, str(root))
     image_ids = records["image_id"].to_numpy()
