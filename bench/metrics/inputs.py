@@ -76,6 +76,8 @@ def _numpy(x: Any) -> np.ndarray:
 
 def as_box_list(boxes: Any, n: int) -> list[np.ndarray]:
     """``n`` float64 arrays ``(k_i, 4)`` of inclusive xyxy GT boxes, each checked."""
+    if isinstance(boxes, np.ndarray) and boxes.dtype == object:  # an object array of (k_i, 4) arrays
+        boxes = list(boxes)
     if isinstance(boxes, (torch.Tensor, np.ndarray)):
         arr = _numpy(boxes)
         if arr.ndim != 3 or arr.shape[-1] != 4:

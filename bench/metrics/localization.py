@@ -135,6 +135,8 @@ class LocalizationError(Metric):
         ``indices``: the images' dataset indices (the order key; default: the order they come in)."""
         frame = records_frame(records)
         n = len(frame)
+        self._computed = None  # torchmetrics' cached compute() is stale (update() does the same)
+        self._update_count += 1
         if n == 0:
             return
         keys = self._order_keys(n, indices)
