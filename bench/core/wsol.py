@@ -63,6 +63,7 @@ __all__ = [
     "cam_box_hits",
     "gt_mask",
     "gt_mask_arrays",
+    "read_mask_image",
     "mask_histograms",
     "BoxAccumulator",
     "MaskAccumulator",
@@ -204,7 +205,8 @@ def cam_box_hits(
     return image_box_hits(scoremap, scale_gt_boxes(gt_boxes, image_size), thresholds, deltas)
 
 
-def _read_grey(path: Path) -> np.ndarray:
+def read_mask_image(path: Path) -> np.ndarray:
+    """A mask image's grey levels as float32 (``cv2.imread(..., IMREAD_GRAYSCALE)``, as the reference reads it)."""
     cv2 = require_cv2()
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
@@ -214,7 +216,7 @@ def _read_grey(path: Path) -> np.ndarray:
 
 def gt_mask(masks: Sequence[Path], ignore: Path | None, size: int = RESIZE) -> np.ndarray:
     """The reference ``get_mask``: uint8 ``(size, size)``, 1 = foreground, 255 = ignore, 0 = background."""
-    return gt_mask_arrays([_read_grey(p) for p in masks], None if ignore is None else _read_grey(ignore), size)
+    return gt_mask_arrays([read_mask_image(p) for p in masks], None if ignore is None else read_mask_image(ignore), size)
 
 
 def gt_mask_arrays(masks: Sequence[np.ndarray], ignore: np.ndarray | None, size: int = RESIZE) -> np.ndarray:

@@ -291,17 +291,19 @@ class LocalizationError(Metric):
 
     @property
     def records(self) -> pd.DataFrame:
-        """This process's per-image records (``keep_records=True``), in the order they were added:
-        the rows and columns of ``records.csv.gz`` as :func:`bench.run.results.read_records` reads it."""
+        """This process's per-image records (``keep_records=True``) in order-key order (the order they
+        were added, or dataset order with ``indices``): the rows and columns of ``records.csv.gz`` as
+        :func:`bench.run.results.read_records` reads it."""
         if not self._frames:
             return records_frame([])
-        return pd.concat(self._frames, ignore_index=True)
+        frame = pd.concat(self._frames, ignore_index=True)
+        return frame.iloc[np.argsort(np.concatenate(self._keys), kind="stable")].reset_index(drop=True)
 
     def gathered_records(self) -> pd.DataFrame:
         """Every process's records in order-key order (a collective call under
         ``torch.distributed``: every process must call it); this process's alone without a group."""
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0)
-        mine = (keys, self.records)
+        mine = (np.sort(keys, kind="stable"), self.records)
         rank, world = _dist()
         parts = [mine]
         if world > 1:

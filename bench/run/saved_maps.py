@@ -20,14 +20,16 @@ import numpy as np
 from bench.run.results import RunDir
 from bench.runtime import BenchError
 
-__all__ = ["ScoreError", "read_map_file", "files_fingerprint", "is_score_run", "saved_map_files", "saved_gt_maps"]
+__all__ = ["ScoreError", "check_map_array", "class_indices", "read_map_file", "files_fingerprint", "is_score_run", "saved_map_files", "saved_gt_maps"]
 
 
 class ScoreError(BenchError, ValueError):
     """The maps cannot be scored as asked (no maps, mixed kinds, an ambiguous stem)."""
 
 
-def _as_map_array(arr: np.ndarray, what: str, ndim: int) -> np.ndarray:
+def check_map_array(arr: np.ndarray, what: str, ndim: int) -> np.ndarray:
+    """``arr`` if it is a float16/32/64 map of ``ndim`` dimensions, none empty, all finite; else
+    ValueError saying what is wrong (``what`` names it)."""
     if arr.dtype not in (np.float16, np.float32, np.float64):
         raise ValueError(f"{what} has dtype {arr.dtype}; expected float16, float32 or float64")
     if arr.ndim != ndim or 0 in arr.shape:
@@ -39,7 +41,9 @@ def _as_map_array(arr: np.ndarray, what: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _classes(raw: np.ndarray, class_ids: Sequence[str], n: int) -> np.ndarray:
+def class_indices(raw: np.ndarray, class_ids: Sequence[str], n: int) -> np.ndarray:
+    """Class indices in ``[0, n)`` from integers or class-id strings (mapped through ``class_ids``);
+    ValueError otherwise."""
     raw = np.asarray(raw).reshape(-1)
     if raw.dtype.kind in "US":
         index = {w: i for i, w in enumerate(class_ids)}
@@ -67,13 +71,13 @@ def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.
         ValueError: any problem with the file, in words a failed record can carry.
     """
     if name.endswith(".npy"):
-        return None, _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
+        return None, check_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         missing = [k for k in ("classes", "maps") if k not in npz.files]
         if missing:
             raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
-        classes = _classes(npz["classes"], class_ids, len(class_ids))
-        maps = _as_map_array(npz["maps"], "maps", 3)
+        classes = class_indices(npz["classes"], class_ids, len(class_ids))
+        maps = check_map_array(npz["maps"], "maps", 3)
         scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
     if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
         raise ValueError(f"{classes.shape[0]} classes, {maps.shape[0]} maps" + ("" if scores is None else f", {scores.shape[0]} scores") + ": expected one of each per entry")
