@@ -365,3 +365,24 @@ def test_for_suite_and_bad_input_errors() -> None:
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_forward_returns_the_batch_and_accumulates_like_update(data: Path) -> None:
+    """metric(batch) (torchmetrics' forward) gives the batch's numbers and leaves the same global
+    state as update(): records, summary and sweep equal an update()-only object's."""
+    items = Items(data, "grid", seed=31)
+    maps, classes = torch.from_numpy(np.stack(items.maps)), np.stack(items.classes)
+    fwd, upd = LocalizationError("ilsvrc_loc"), LocalizationError("ilsvrc_loc")
+    box_fwd, box_upd = MaxBoxAccV2(step=0.05), MaxBoxAccV2(step=0.05)
+    gt = torch.from_numpy(np.stack(items.gt_maps()))
+    for sl in batches(len(items.ids), 6):
+        args = (maps[sl], items.labels[sl], items.boxes[sl], items.sizes[sl])
+        batch = fwd(*args, classes=classes[sl])
+        alone = LocalizationError("ilsvrc_loc")
+        alone.update(*args, classes=classes[sl])
+        assert batch == alone.compute()
+        upd.update(*args, classes=classes[sl])
+        assert box_fwd(gt[sl], items.boxes[sl], items.sizes[sl]) == box_accuracy(gt[sl], items.boxes[sl], items.sizes[sl], step=0.05)
+        box_upd.update(gt[sl], items.boxes[sl], items.sizes[sl])
+    assert fwd.compute() == upd.compute() and box_fwd.compute() == box_upd.compute()
+    pd.testing.assert_frame_equal(fwd.records, upd.records)

@@ -122,7 +122,6 @@ class LocalizationError(Metric):
         self.class_ids = None if class_ids is None else tuple(str(c) for c in class_ids)
         self.localized = bool(localized)
         self.keep_records = bool(keep_records)
-        self._dtype = torch.float64  # an empty process's list state is made with this dtype
         self.add_state("rows", default=[], dist_reduce_fx="cat")
         self._frames: list[pd.DataFrame] = []
         self._keys: list[np.ndarray] = []
@@ -173,6 +172,30 @@ class LocalizationError(Metric):
         indices: Any = None,
     ) -> None:
         """Score a batch of maps (see the class docstring) and add their records."""
+        self.update_records(self._score(maps, labels, boxes, sizes, classes, scores, image_ids=image_ids, blacklisted=blacklisted), indices)
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``update()`` with the batch, and the summary of this batch alone (the torchmetrics
+        convention; each image is scored once)."""
+        indices = kwargs.pop("indices", None)
+        records = self._score(*args, **kwargs)
+        self.update_records(records, indices)
+        batch = LocalizationError(self.protocol, class_ids=self.class_ids, localized=self.localized, keep_records=False, sync_on_compute=False)
+        batch.update_records(records)
+        return batch.compute()
+
+    def sync(self, *args: Any, **kwargs: Any) -> None:
+        """torchmetrics' sync, with an empty float64 row block on a process that added no image (so
+        that every process sends float64 rows whatever the metric's device and dtype)."""
+        if isinstance(self.rows, list) and not self.rows:
+            self.rows.append(torch.zeros(0, dtype=torch.float64, device=self.device))
+        super().sync(*args, **kwargs)
+
+    def _score(
+        self, maps: Maps, labels: Any, boxes: Any, sizes: Any, classes: Any = None, scores: Any = None, *,
+        image_ids: Any = None, blacklisted: Any = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """The batch's records (:func:`bench.core.scoring.image_record`), not added."""
         n = count_maps(maps)
         label_arr = as_int_vector(labels, n, "labels")
         box_list = as_box_list(boxes, n)
@@ -205,7 +228,7 @@ class LocalizationError(Metric):
             except ValueError as exc:
                 raise MetricInputError(f"image {ids[i]}: {exc}") from None
             records.append(record)
-        self.update_records(records, indices)
+        return records
 
     def _resize(self, maps: Maps, sizes: np.ndarray, ranked: bool, classes: np.ndarray | None) -> list[Any]:
         """Each image's maps ``(m, H, W)`` at its size: one interpolate per (map shape, image size)
