@@ -41,7 +41,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torchvision.models as tvm
 from torch import Tensor, nn

@@ -227,7 +227,7 @@ def is_caffe_model_string(model: str) -> bool:
     return model.startswith("caffe:") or model.lower().endswith(".prototxt")
 
 
-def build_caffe_model(model: str, weights: str | os.PathLike[str] | None = None) -> tuple[Any, Any]:
+def build_caffe_model(model: str, weights: str | os.PathLike[str] | None = None) -> tuple[BenchModel, WeightsInfo]:
     """``(BenchModel, WeightsInfo)`` for ``caffe:NET.pt`` (no ``weights``) or ``DEPLOY.prototxt`` + ``weights``.
 
     The model's name is the file's stem; its paper row comes from the converted file's meta
