@@ -306,6 +306,30 @@ def test_batches_and_order_do_not_change_the_box_sweep(cuts: list[int], seed: in
     assert metric.compute() == other.compute() == expected
 
 
+@pytest.fixture(scope="module")
+def grid_items(data: Path) -> Items:
+    return Items(data, "grid", seed=41)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16), size=st.integers(1, 18))
+def test_any_order_and_batching_with_indices_give_the_same_records_and_summary(grid_items: Items, seed: int, size: int) -> None:
+    """Images fed in any order, in batches of any size, with their dataset indices: the records come
+    back in dataset order and the summary is the in-order one, bit for bit."""
+    items = grid_items
+    maps, classes = torch.from_numpy(np.stack(items.maps)), np.stack(items.classes)
+    reference = LocalizationError("ilsvrc_loc")
+    reference.update(maps, items.labels, items.boxes, items.sizes, classes=classes, image_ids=items.ids)
+    order = np.random.default_rng(seed).permutation(len(items.ids))
+    shuffled = LocalizationError("ilsvrc_loc")
+    for sl in batches(len(order), size):
+        idx = order[sl]
+        shuffled.update(maps[idx], [items.labels[i] for i in idx], [items.boxes[i] for i in idx], [items.sizes[i] for i in idx],
+                        classes=classes[idx], image_ids=[items.ids[i] for i in idx], indices=idx)  # fmt: skip
+    assert shuffled.compute() == reference.compute()
+    pd.testing.assert_frame_equal(shuffled.records, reference.records)
+
+
 # ------------------------------------------------------------------------------------ two processes
 
 
