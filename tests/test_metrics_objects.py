@@ -381,6 +381,10 @@ def test_for_suite_and_bad_input_errors() -> None:
         loc.update(np.zeros((1, 3, 7, 7)), [0], [[[0, 0, 1, 1]]], [[10, 10]], classes=[[0, 1, 2]])
     with pytest.raises(MetricInputError, match="image x: no map for class 9"):
         loc.update(np.ones((1, 5, 7, 7)), [9], [[[0, 0, 1, 1]]], [[10, 10]], classes=[[0, 1, 2, 3, 4]], image_ids=["x"])
+    with pytest.raises(MetricInputError, match=r"maps\[0\] has 1 non-finite values"):
+        bad = np.ones((1, 7, 7), dtype=np.float32)
+        bad[0, 3, 3] = np.nan
+        loc.update(bad, [0], [[[0, 0, 1, 1]]], [[10, 10]])
     loc.reset()
     with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics says so; the summary is of no image
         assert loc.compute()["images"] == 0 and len(loc.records) == 0

@@ -251,6 +251,8 @@ class LocalizationError(Metric):
                 raise MetricInputError(f"maps[{i}] must be {'(k, h, w)' if ranked else '(h, w)'}, got shape {tuple(items[i].shape)}")
             if ranked and m.shape[0] != classes.shape[1]:
                 raise MetricInputError(f"maps[{i}] holds {m.shape[0]} maps for {classes.shape[1]} classes")
+            if m.is_floating_point() and not bool(torch.isfinite(m).all()):  # on the maps' device
+                raise MetricInputError(f"maps[{i}] has {int((~torch.isfinite(m)).sum())} non-finite values (NaN/inf)")
             items[i] = m
             size = (int(sizes[i][1]), int(sizes[i][0]))
             if tuple(m.shape[-2:]) == size:  # as resize_maps: already at the image's size
