@@ -45,7 +45,7 @@ from bench.models.sources import sha256_file
 from bench.run.cam_cache import cam_shard_path, read_cam_shard
 from bench.run.results import RunDir
 from bench.run.rundata import RunDataError, run_dataset
-from bench.run.score import is_score_run, read_map_file, saved_map_files
+from bench.run.saved_maps import is_score_run, read_map_file, saved_map_files
 from bench.runtime import BenchError, RunError, resolve_device
 
 __all__ = ["ReplayError", "ImageMaps", "RunReplay"]
