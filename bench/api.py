@@ -1,6 +1,6 @@
 """The Python API: evaluate a model, score maps, load a run (same code path as the CLI).
 
-``bench.evaluate`` is ``bench run`` (:func:`bench.run.suite.run_named_suite`); ``bench.score_maps``
+``bench.evaluate`` is ``bench run`` (:func:`bench.run.dispatch.run_requested_suite`); ``bench.score_maps``
 is ``bench score`` (:func:`bench.run.score.score_folder`) for a folder of map files, and scores
 in-memory items through the metric objects (:func:`bench.run.in_memory.score_items`) without
 writing anything unless ``out`` is given. Both return a :class:`Run`. For a run folder, ``out=None``
@@ -25,7 +25,8 @@ from bench.models.resolve import ModelOptions
 from bench.run.engine import RunConfig
 from bench.run.results import RunDir
 from bench.run.score import score_folder, write_maps
-from bench.run.suite import SuiteRequest, run_named_suite
+from bench.run.dispatch import run_requested_suite
+from bench.run.suite import SuiteRequest
 from bench.runtime import BenchError, resolve_device
 
 __all__ = ["Run", "BenchError", "evaluate", "score_maps", "load_run"]
@@ -94,6 +95,7 @@ def evaluate(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     pretrained: bool = True,
+    num_classes: int | None = None,
     label: str | None = None,
     gt_layout: str = "auto",
     images: PathLike | None = None,
@@ -112,6 +114,8 @@ def evaluate(
     channels_last: bool = False,
     save_cams: bool = False,
     box_workers: int | None = None,
+    extra_metrics: bool = False,
+    difficult_flags: PathLike | None = None,
     progress: bool = True,
 ) -> Run:
     """Evaluate ``model`` on the data under ``data`` with ``suite``: `bench run`, from Python.
@@ -127,19 +131,22 @@ def evaluate(
         weights: a state-dict file. method: the map method (``cam``, ``gradcam``, ``gradcampp``,
             ``backprop``, library methods); None = the suite's. layer: Grad-CAM layer (registry
             models) or the feature layer of a user model; classifier, reshape, input_size, mean,
-            std, pretrained: how to build and feed a user model. label: the run's name in tables.
+            std, pretrained, num_classes: how to build and feed a user model (num_classes: timm/ and
+            torchvision/ models). label: the run's name in tables.
         gt_layout, images, split, metadata, masks: where and how the ground truth is read.
         select_on: the split on which a threshold is chosen (wsol tau, or a top-5 suite's box
             threshold). step: the wsol threshold grid step (None: the suite's).
         limit: score the first N images only. device: ``'auto'`` (resolved), ``'cpu'``, ``'cuda'``...
         batch_size, workers (DataLoader decode processes; 0 here: none), decode, shard_size, amp,
             channels_last, save_cams, box_workers, progress: as the flags.
+        extra_metrics: also write the saliency scores of the GT-class maps (``saliency.json``).
+        difficult_flags: pointing_*_difficult suites: the EBP flag list (default: torchray's).
 
     Returns:
         The :class:`Run` of the suite itself (companion suites run too, into ``out``).
     """
     model_options = ModelOptions(
-        pretrained=pretrained, classifier=classifier, reshape=reshape, input_size=input_size, mean=mean, std=std,
+        pretrained=pretrained, num_classes=num_classes, classifier=classifier, reshape=reshape, input_size=input_size, mean=mean, std=std,
     )  # fmt: skip
     request = SuiteRequest(
         suite=suite, models=[model], data=Path(data), weights=[Path(weights)] if weights is not None else (),
@@ -151,7 +158,7 @@ def evaluate(
         device=resolve_device(device), batch_size=batch_size, workers=workers, limit=limit, shard_size=shard_size,
         progress=progress, amp=amp, channels_last=channels_last, save_cams=save_cams, box_workers=box_workers, decode=decode,
     )  # fmt: skip
-    runs = run_named_suite(request, config)
+    runs = run_requested_suite(request, config, extra_metrics=extra_metrics, difficult_flags=_path(difficult_flags))
     return load_run(runs[0].path)
 
 

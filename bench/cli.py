@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import signal
@@ -438,7 +439,8 @@ def cmd_list() -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.models.resolve import ModelOptions
     from bench.run.engine import RunConfig
-    from bench.run.suite import SuiteRequest, run_named_suite
+    from bench.run.dispatch import run_requested_suite
+    from bench.run.suite import SuiteRequest
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder for the results")
@@ -476,19 +478,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         select_on=args.select_on,
         step=args.step,
     )
-    from bench.core.protocol import load_protocol
-
-    if load_protocol(args.suite).pointing:  # multi-label saliency suites (pointing_voc07, pointing_coco14, ...)
-        from bench.run.pointing import run_pointing_suite
-
-        run_pointing_suite(request, config, difficult_flags=args.difficult_flags)
-        return 0
-    runs = run_named_suite(request, config)
-    if args.extra_metrics:  # a pass over each finished run's GT-class maps (the map cache with --save-cams)
-        from bench.run.extra_metrics import score_run_saliency
-
+    runs = run_requested_suite(request, config, extra_metrics=args.extra_metrics, difficult_flags=args.difficult_flags)
+    if args.extra_metrics:
         for run in runs:
-            s = score_run_saliency(run.path, device=config.device, data_root=args.data, progress=config.progress)
+            s = json.loads((run.path / "saliency.json").read_text())
             print(f"{run.path}: pointing accuracy {100 * s['pointing_accuracy']:.1f} %, energy pointing game {s['energy_pointing_game']:.3f} (saliency.json)")
     return 0
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Layer of each top-level part of the package (lower imports nothing above it).
 LAYERS: dict[str, int] = {
-    "version": 0, "runtime": 0, "resources": 0, "core": 0,
+    "version": 0, "runtime": 0, "extras": 0, "resources": 0, "core": 0,
     "data": 1, "models": 1,
     "metrics": 2,
     "run": 3, "train": 3,
