@@ -29,7 +29,7 @@ __all__ = ["Run", "evaluate", "score_maps", "load_run"]
 
 _MODEL_OPTIONS = {f.name for f in fields(ModelOptions)} - {"method", "weights", "layer"}
 _CONFIG_OPTIONS = {f.name for f in fields(RunConfig)}
-_REQUEST_OPTIONS = ("method", "layer", "gt_layout", "images", "split", "metadata", "masks", "select_on", "step")
+_REQUEST_OPTIONS = ("method", "layer", "gt_layout", "images", "split", "metadata", "masks", "select_on", "step", "box_threshold")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def evaluate(
         out: results root (None: a new temporary folder).
         **options: ``bench run`` flags by their Python names: ``weights``, ``method``, ``layer``,
             ``classifier``, ``reshape``, ``input_size``, ``mean``, ``std``, ``pretrained``,
-            ``gt_layout``, ``images``, ``split``, ``metadata``, ``masks``, ``select_on``, ``step``, ``limit``, ``device`` (``'auto'`` resolved), ``batch_size``,
+            ``gt_layout``, ``images``, ``split``, ``metadata``, ``masks``, ``select_on``, ``step``, ``box_threshold``, ``limit``, ``device`` (``'auto'`` resolved), ``batch_size``,
             ``workers`` (default 0 here: no DataLoader processes), ``amp``, ``channels_last``,
             ``save_cams``, ``shard_size``, ``box_workers``, ``progress``.
 

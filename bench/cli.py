@@ -56,6 +56,17 @@ def _step(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A box threshold: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a threshold between 0 and 1, e.g. 0.5") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1); give e.g. 0.5")
+    return value
+
+
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -104,8 +115,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="split of CUB (test|train|all) or wsol metadata (test|train-fullsup); default test")
     run.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
     run.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
-    run.add_argument("--select-on", default=None, choices=["train-fullsup"],
-                     help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
+    run.add_argument("--select-on", default=None, choices=["train-fullsup", "test"],
+                     help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc); "
+                          "'test' (crop suites only): the best threshold on the reported split itself, labelled optimistic")
+    run.add_argument("--box-threshold", type=_fraction, default=None,
+                     help="box threshold of top5 suites, 0 <= t < 1 (crop suites: tau on the min-max map; default per backbone, docs/protocol.md)")
     run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
     run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
     run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -147,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
     score.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
     score.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    score.add_argument("--box-threshold", type=_fraction, default=None,
+                       help="box threshold of top5 suites, 0 <= t < 1 (crop suites: tau on the min-max map; default the suite's)")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")
@@ -366,6 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         masks=args.masks,
         select_on=args.select_on,
         step=args.step,
+        box_threshold=args.box_threshold,
     )
     run_named_suite(request, config)
     return 0
@@ -377,6 +394,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     run = score_folder(
         args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
+        box_threshold=args.box_threshold,
     )  # fmt: skip
     print(_summary_table(f"{run.path.name} ({args.maps}) on {run.read_manifest()['protocol']['protocol']['name']} — errors in %, mean IoU 0–1; results in {run.path}", run.read_summary()))
     return 0

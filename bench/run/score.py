@@ -354,6 +354,7 @@ def score_folder(
     shard_size: int = 1000,
     progress: bool = True,
     command: Sequence[str] = (),
+    box_threshold: float | None = None,
 ) -> RunDir:
     """Score the maps under ``maps`` on the data under ``data`` with ``suite``; returns the run folder.
 
@@ -365,12 +366,16 @@ def score_folder(
         run: the run folder itself (overrides ``out``/``name``).
         workers: processes for the per-image work (0 or 1: inline).
         shard_size: images per records shard.
+        box_threshold: the box threshold of a top5 suite (``bench score --box-threshold``; crop suites:
+            tau on the min-max map, default the suite's ``guesses.threshold``), recorded in the protocol.
 
     Raises:
         ScoreError: see :func:`index_maps`. DataError / ProtocolError: bad data or suite.
         RunConflict: the run folder holds another run, or another process is writing to it.
     """
     protocol = load_protocol(suite)
+    if box_threshold is not None:
+        protocol = protocol.with_threshold(box_threshold)
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
     valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)
