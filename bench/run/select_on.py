@@ -47,7 +47,7 @@ def choose_box_threshold(
             have fixed thresholds of their own).
     """
     split = request.select_on
-    if protocol.heuristic != "top5" or protocol.box_rule != "largest_cc":
+    if protocol.heuristic != "top5" or protocol.box_rule not in ("largest_cc", "crop_largest_cc"):
         raise RunError(
             f"--select-on {split}: {protocol.name} uses {protocol.heuristic} / {protocol.box_rule}, whose thresholds are "
             "fixed; --select-on chooses the box threshold of top5 largest_cc suites and the tau of wsol_* suites"
