@@ -407,3 +407,16 @@ def test_rescore_refuses_to_cross_pipelines(photo_crop_run, tmp_path: Path) -> N
     assert main(["rescore", str(run.path), "--protocol", "ilsvrc_loc_crop", "--out", str(tmp_path), "--no-progress"]) == 0
     again = RunDir(tmp_path / "ilsvrc_loc_crop" / run.path.name).read_records()
     assert again.equals(run.read_records())  # the same maps and protocol: the same records
+
+
+def test_wsol_table_has_the_crop_columns(photo_crop_run, tmp_path: Path) -> None:
+    import pandas as pd
+
+    _data, run = photo_crop_run
+    table = tmp_path / "t.csv"
+    assert main(["table", "--wsol", "--runs", str(run.path.parent.parent), "--format", "csv", "--out", str(table)]) == 0
+    row = pd.read_csv(table).iloc[0]
+    crop = json.loads(run.summary_path.read_text())["crop"]
+    assert row["ilsvrc_top1_loc"] == pytest.approx(round(crop["top1_loc_acc"], 2))
+    assert row["ilsvrc_gt_known_loc"] == pytest.approx(round(crop["gt_known_loc_acc"], 2))
+    assert pd.isna(row["ilsvrc_maxboxacc_v2"]) and "crop τ" in row["threshold_chosen_on"]

@@ -74,7 +74,11 @@ HEADERS: dict[str, str] = {
     "p_mcnemar": "McNemar p",
     "source": "Source",
     "ilsvrc_maxboxacc_v2": "ILSVRC MaxBoxAccV2",
+    "ilsvrc_top1_loc": "ILSVRC Top-1 Loc (crop)",
+    "ilsvrc_gt_known_loc": "ILSVRC GT-known Loc (crop)",
     "cub_maxboxacc_v2": "CUB MaxBoxAccV2",
+    "cub_top1_loc": "CUB Top-1 Loc (crop)",
+    "cub_gt_known_loc": "CUB GT-known Loc (crop)",
     "openimages_pxap": "OpenImages PxAP",
     "threshold_chosen_on": "τ chosen on",
 }
