@@ -420,3 +420,29 @@ def test_wsol_table_has_the_crop_columns(photo_crop_run, tmp_path: Path) -> None
     assert row["ilsvrc_top1_loc"] == pytest.approx(round(crop["top1_loc_acc"], 2))
     assert row["ilsvrc_gt_known_loc"] == pytest.approx(round(crop["gt_known_loc_acc"], 2))
     assert pd.isna(row["ilsvrc_maxboxacc_v2"]) and "crop τ" in row["threshold_chosen_on"]
+
+
+def test_select_on_train_fullsup_picks_tau_on_the_other_split(tiny_val: Path, tmp_path: Path) -> None:
+    """cub_loc_crop --select-on train-fullsup: tau is the argmax (smallest of equals) of the held-out
+    split's class-averaged Top-1 Loc curve; both splits hold the same images here, so the reported run
+    reproduces that accuracy exactly."""
+    from bench.data.native_layouts import write_wsol_layout
+    from bench.run.crop_select import crop_threshold_curve
+
+    source = open_dataset(tiny_val)
+    root = tmp_path / "wsol_cub"
+    for split in ("test", "train-fullsup"):
+        write_wsol_layout(source, root, "CUB", split, class_folder=lambda i, c: f"{i + 1:03d}.c{i}")
+    out = tmp_path / "results"
+    assert main(["run", "--suite", "cub_loc_crop", "--model", "simplecnn_gap", "--data", str(root), "--select-on", "train-fullsup",
+                 "--out", str(out), "--workers", "0", *QUIET]) == 0  # fmt: skip
+    run = RunDir(out / "cub_loc_crop" / "simplecnn_gap")
+    side = RunDir(out / "cub_loc_crop" / "simplecnn_gap@train-fullsup")
+    summary = run.read_summary()
+    assert summary["box_threshold_chosen_on"] == "train-fullsup"
+    assert side.read_manifest()["protocol"]["guesses"]["threshold"] == 0.15  # the CUB default for this net
+    curve = crop_threshold_curve(side, load_protocol("cub_loc_crop"), progress=False)
+    best = curve["top1_loc_acc"].max()
+    assert summary["box_threshold"] == curve.loc[curve["top1_loc_acc"] == best, "tau"].min()
+    assert summary["crop"]["box_threshold"] == summary["box_threshold"]
+    assert summary["crop"]["top1_loc_acc"] == pytest.approx(best, abs=1e-9)
