@@ -392,13 +392,18 @@ def test_select_on_test_is_labelled(photo_crop_run, tmp_path: Path) -> None:
                  "--select-on", "test", "--box-threshold", "0.4", *QUIET]) == 2  # fmt: skip
 
 
-def test_gradient_methods_run_on_the_crop_suite(tiny_val: Path, tmp_path: Path) -> None:
+def test_gradient_methods_and_user_models_run_on_the_crop_suite(tiny_val: Path, tmp_path: Path) -> None:
     for method in ("gradcam", "cam"):
         assert main(["run", "--suite", "ilsvrc_loc_crop", "--model", "simplecnn_gap", "--data", str(tiny_val), "--out", str(tmp_path / method),
                      "--method", method, "--workers", "0", *QUIET]) == 0  # fmt: skip
         (path,) = (tmp_path / method / "ilsvrc_loc_crop").glob("simplecnn_gap*/summary.json")
         summary = json.loads(path.read_text())
         assert summary["scored"] == 18 and summary["crop"]["classes"] == 6
+    # a user model (factory outside the registry) gives the registry model's records
+    assert main(["run", "--suite", "ilsvrc_loc_crop", "--model", "tests.user_models:simplecnn_gap", "--data", str(tiny_val),
+                 "--out", str(tmp_path / "user"), "--workers", "0", *QUIET]) == 0  # fmt: skip
+    user = RunDir(tmp_path / "user" / "ilsvrc_loc_crop" / "tests.user_models.simplecnn_gap").read_records()
+    assert user.equals(RunDir(tmp_path / "cam" / "ilsvrc_loc_crop" / "simplecnn_gap").read_records())
 
 
 def test_rescore_refuses_to_cross_pipelines(photo_crop_run, tmp_path: Path) -> None:
