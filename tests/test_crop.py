@@ -451,3 +451,11 @@ def test_select_on_train_fullsup_picks_tau_on_the_other_split(tiny_val: Path, tm
     assert summary["box_threshold"] == curve.loc[curve["top1_loc_acc"] == best, "tau"].min()
     assert summary["crop"]["box_threshold"] == summary["box_threshold"]
     assert summary["crop"]["top1_loc_acc"] == pytest.approx(best, abs=1e-9)
+
+
+def test_crop_runs_are_not_replayed_as_whole_image_maps(photo_crop_run) -> None:
+    from bench.run.replay import ReplayError, RunReplay
+
+    _data, run = photo_crop_run
+    with pytest.raises(ReplayError, match="crop suite"):
+        RunReplay.open(run.path)
