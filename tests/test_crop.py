@@ -459,3 +459,12 @@ def test_crop_runs_are_not_replayed_as_whole_image_maps(photo_crop_run) -> None:
     _data, run = photo_crop_run
     with pytest.raises(ReplayError, match="crop suite"):
         RunReplay.open(run.path)
+
+
+def test_sweeps_refuse_crop_runs(photo_crop_run) -> None:
+    from bench.analysis.run_metrics import RunMetricsError, sweep_run
+
+    _data, run = photo_crop_run
+    for rules in ("harness", "wsol"):
+        with pytest.raises(RunMetricsError, match="centre crop"):
+            sweep_run(run, rules=rules, progress=False)

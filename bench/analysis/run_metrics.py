@@ -46,6 +46,11 @@ def _gt_class_maps(run: RunDir, manifest: dict[str, Any], n_records: int) -> Ite
     `bench score` run's own map files. Raises RunMetricsError now (not on iteration) without either."""
     from bench.run.score import is_score_run, saved_gt_maps
 
+    if manifest.get("protocol", {}).get("input", {}).get("pipeline") == "crop":
+        raise RunMetricsError(
+            f"{run.path}: a crop-suite run's maps are of the 224 centre crop; the sweeps score whole-image maps "
+            "(run the model with a wsol_* or whole-image suite, or choose tau with --select-on)"
+        )
     if is_score_run(manifest):
         return saved_gt_maps(run)
     if not manifest["settings"].get("save_cams"):
