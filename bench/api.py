@@ -104,6 +104,7 @@ def evaluate(
     masks: PathLike | None = None,
     select_on: str | None = None,
     step: float | None = None,
+    box_threshold: float | None = None,
     limit: int | None = None,
     device: str = "auto",
     batch_size: int = 32,
@@ -135,7 +136,8 @@ def evaluate(
             torchvision/ models). label: the run's name in tables.
         gt_layout, images, split, metadata, masks: where and how the ground truth is read.
         select_on: the split on which a threshold is chosen (wsol tau, or a top-5 suite's box
-            threshold). step: the wsol threshold grid step (None: the suite's).
+            threshold). step: the wsol threshold grid step (None: the suite's). box_threshold:
+            the crop suites' fixed tau (None: the suite's per-backbone default).
         limit: score the first N images only. device: ``'auto'`` (resolved), ``'cpu'``, ``'cuda'``...
         batch_size, workers (DataLoader decode processes; 0 here: none), decode, shard_size, amp,
             channels_last, save_cams, box_workers, progress: as the flags.
@@ -152,7 +154,7 @@ def evaluate(
         suite=suite, models=[model], data=Path(data), weights=[Path(weights)] if weights is not None else (),
         gt_layout=gt_layout, images=_path(images), out=_out(out), method=method, layer=layer,
         labels=[label] if label is not None else (), split=split, metadata=_path(metadata), masks=_path(masks),
-        select_on=select_on, step=step, model_options=model_options, verbose=False,
+        select_on=select_on, step=step, box_threshold=box_threshold, model_options=model_options, verbose=False,
     )  # fmt: skip
     config = RunConfig(
         device=resolve_device(device), batch_size=batch_size, workers=workers, limit=limit, shard_size=shard_size,

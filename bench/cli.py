@@ -57,6 +57,17 @@ def _step(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A box threshold: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a threshold between 0 and 1, e.g. 0.5") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1); give e.g. 0.5")
+    return value
+
+
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -162,8 +173,11 @@ def _run_method(group: Any) -> None:
     group.add_argument("--layer", default=None,
                        help="registry models: Grad-CAM layer (module path; default: the last conv block); other models: the "
                             "module whose output is the feature map (default: traced, the input of the global pooling)")  # fmt: skip
-    group.add_argument("--select-on", default=None, choices=["train-fullsup"],
-                       help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
+    group.add_argument("--select-on", default=None, choices=["train-fullsup", "test"],
+                       help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc); "
+                            "'test' (crop suites only): the best threshold on the reported split itself, labelled optimistic")  # fmt: skip
+    group.add_argument("--box-threshold", type=_fraction, default=None,
+                       help="box threshold of top5 suites, 0 <= t < 1 (crop suites: tau on the min-max map; default per backbone, docs/protocol.md)")
     group.add_argument("--step", type=_step, default=None, help="wsol_* suites: threshold grid step, 0 < step < 1 (default: the suite's)")
     group.add_argument("--extra-metrics", action="store_true", help="also score the GT-class maps with the saliency scores (pointing game, energy pointing game, Quantus localisation): saliency.csv.gz and saliency.json in each run folder")
     group.add_argument("--difficult-flags", type=Path, default=None, help="pointing_*_difficult suites: the EBP difficult-subset flag list (default: the one the torchray package ships)")
@@ -218,6 +232,8 @@ def _add_score(sub: Any) -> None:
     score.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
     score.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
     score.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    score.add_argument("--box-threshold", type=_fraction, default=None,
+                       help="box threshold of top5 suites, 0 <= t < 1 (crop suites: tau on the min-max map; default the suite's)")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -477,6 +493,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         masks=args.masks,
         select_on=args.select_on,
         step=args.step,
+        box_threshold=args.box_threshold,
     )
     runs = run_requested_suite(request, config, extra_metrics=args.extra_metrics, difficult_flags=args.difficult_flags)
     if args.extra_metrics:
@@ -496,6 +513,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     run = score_folder(
         args.maps, data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
+        box_threshold=args.box_threshold,
     )  # fmt: skip
     summary, suite = run.read_summary(), run.read_manifest()["protocol"]["protocol"]["name"]
     unmatched = summary.get("unmatched_maps", 0)

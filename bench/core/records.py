@@ -18,6 +18,8 @@ __all__ = [
     "IOU_DIGITS",
     "RECORD_COLUMNS",
     "OPTIONAL_COLUMNS",
+    "CROP_COLUMNS",
+    "record_columns",
     "format_ints",
     "format_floats",
     "format_boxes",
@@ -57,6 +59,17 @@ RECORD_COLUMNS: tuple[str, ...] = (
 
 #: Columns a records file written before they existed may lack (read as empty).
 OPTIONAL_COLUMNS: tuple[str, ...] = ("gt_area_frac",)
+
+#: Columns the records of a crop-pipeline run (``input.pipeline = "crop"``) add after the others:
+#: ``crop_gt_boxes``, the GT boxes in crop pixels as the crop protocol computes them (floats with 6
+#: decimals, ``"x0 y0 x1 y1;..."``; :func:`bench.core.crop.to_crop`).
+CROP_COLUMNS: tuple[str, ...] = ("crop_gt_boxes",)
+
+
+def record_columns(pipeline: str = "resize") -> tuple[str, ...]:
+    """The columns of a run's records, in file order: :data:`RECORD_COLUMNS`, plus :data:`CROP_COLUMNS`
+    for the crop pipeline (other runs' records are unchanged)."""
+    return RECORD_COLUMNS + (CROP_COLUMNS if pipeline == "crop" else ())
 
 
 def format_ints(values: Any) -> str:

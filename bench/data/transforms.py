@@ -224,7 +224,8 @@ class EvalImages(Dataset):
             error = ""
         except Exception as exc:  # every failure becomes a visible 'failed' record
             size = self.transform.size
-            tensor = torch.zeros(3, size, size, dtype=torch.float32)
+            shape = getattr(self.transform, "shape", (3, size, size))  # the crop pipeline's views: more
+            tensor = torch.zeros(*shape, dtype=torch.float32)
             width = height = 0
             error = failure_reason(exc, path)
         return {"index": index, "image": tensor, "width": width, "height": height, "error": error}

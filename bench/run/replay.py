@@ -157,7 +157,7 @@ class RunReplay:
                 f"{manifest['protocol_hash'][:12]}; the manifest was edited"
             )
         if protocol.pipeline != "resize":  # replays redraw one-view CAMs
-            raise ReplayError(f"{run.path}: a '{protocol.pipeline}' run (bench tencrop) cannot be replayed as one-view CAMs")
+            raise ReplayError(f"{run.path}: a '{protocol.pipeline}' run (bench tencrop, or a crop suite) cannot be replayed as one-view CAMs of the whole image")
         return protocol
 
     @staticmethod

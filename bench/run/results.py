@@ -71,7 +71,7 @@ except ImportError:  # pragma: no cover - Windows
 import numpy as np
 import pandas as pd
 
-from bench.core.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, records_to_arrays, typed_records
+from bench.core.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, record_columns, records_to_arrays, typed_records
 
 
 __all__ = [
@@ -143,8 +143,8 @@ def _gzip_bytes(text: str) -> bytes:
     return buf.getvalue()
 
 
-def records_to_csv_gz(records: Sequence[dict[str, Any]]) -> bytes:
-    frame = pd.DataFrame(list(records), columns=RECORD_COLUMNS)
+def records_to_csv_gz(records: Sequence[dict[str, Any]], columns: Sequence[str] = RECORD_COLUMNS) -> bytes:
+    frame = pd.DataFrame(list(records), columns=list(columns))
     return _gzip_bytes(frame.to_csv(index=False, lineterminator="\n"))
 
 
@@ -438,7 +438,14 @@ class RunDir:
         return {int(p.name[6:11]) for p in self.shard_dir.glob("shard-?????.csv.gz")}
 
     def write_shard(self, index: int, records: Sequence[dict[str, Any]]) -> None:
-        atomic_write_bytes(self.shard_path(index), records_to_csv_gz(records))
+        atomic_write_bytes(self.shard_path(index), records_to_csv_gz(records, self._record_columns()))
+
+    def _record_columns(self) -> tuple[str, ...]:
+        """The records' columns for this run's pipeline (its manifest; the crop pipeline adds some)."""
+        pipeline = "resize"
+        if self.manifest_path.is_file():
+            pipeline = self.read_manifest().get("protocol", {}).get("input", {}).get("pipeline", "resize")
+        return record_columns(pipeline)
 
     def merge_shards(self, n_shards: int) -> pd.DataFrame:
         """Concatenate shards 0..n-1 (all must exist) into ``records.csv.gz``; returns the frame."""

@@ -291,6 +291,7 @@ def score_folder(
     shard_size: int = 1000,
     progress: bool = True,
     command: Sequence[str] = (),
+    box_threshold: float | None = None,
 ) -> RunDir:
     """Score the maps under ``maps`` on the data under ``data`` with ``suite``; returns the run folder.
 
@@ -302,6 +303,8 @@ def score_folder(
         run: the run folder itself (overrides ``out``/``name``).
         workers: processes for the per-image work (0 or 1: inline).
         shard_size: images per records shard.
+        box_threshold: the box threshold of a top5 suite (``bench score --box-threshold``; crop suites:
+            tau on the min-max map, default the suite's ``guesses.threshold``), recorded in the protocol.
 
     Raises:
         ScoreError: see :func:`index_maps`. DataError / ProtocolError: bad data or suite.
@@ -309,6 +312,8 @@ def score_folder(
     """
     protocol = load_protocol(suite)
     require_extras(needed_extras(protocols=[protocol]))  # before any file is written
+    if box_threshold is not None:
+        protocol = protocol.with_threshold(box_threshold)
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
     valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)

@@ -48,6 +48,7 @@ class SuiteRequest:
     masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
     select_on: str | None = None  # --select-on: split on which the threshold is chosen (wsol tau, or the box threshold of top5 suites)
     step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
+    box_threshold: float | None = None  # --box-threshold: top5 suites' box threshold (crop suites: tau; default per backbone)
     model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
     verbose: bool = True  # print each summary and the tables (the CLI); the Python API passes False
 
@@ -275,7 +276,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                     request.out, p, model.spec.name, label=request.labels[i] if i < len(request.labels) else None,
                     limit=config.limit, layer=request.layer, reshape=request.model_options.reshape,
                 )  # fmt: skip
-                choice = None
+                p, choice = box_threshold(p, request, model.spec.name, first=b is bases[0])
                 if request.select_on and not p.wsol_evaluation:  # the box threshold, chosen on another split
                     from bench.run.select_on import choose_box_threshold
 
@@ -297,7 +298,7 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                     from bench.run.select_on import record_choice
 
                     summary = record_choice(run, choice)
-                    if request.verbose:
+                    if request.verbose and "box_threshold_top1_loc_acc_on_split" in choice:
                         print(f"{name} on {p.name}: box threshold {choice['box_threshold']:.2f} chosen on {choice['box_threshold_chosen_on']} "
                               f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
                 if i < len(request.labels):
@@ -325,6 +326,27 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             print()
             print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md", title=table_title(2)))
     return runs
+
+
+def box_threshold(p: Protocol, request: SuiteRequest, model_name: str, *, first: bool = True) -> tuple[Protocol, dict[str, Any] | None]:
+    """The run's box threshold: ``--box-threshold``, else (crop suites) the suite's per-backbone default
+    (``[suite] box_thresholds``, :meth:`Protocol.threshold_for`); with what the summary records about it.
+
+    Raises:
+        RunError: ``--box-threshold`` with ``--select-on``, or for a suite whose thresholds are fixed.
+    """
+    if request.box_threshold is not None:
+        if request.select_on:
+            raise RunError("--box-threshold and --select-on exclude each other: give the threshold, or the split to choose it on")
+        if p.heuristic != "top5" or p.box_rule == "cam_release":
+            if first:
+                raise RunError(f"--box-threshold: {p.name} uses {p.heuristic} / {p.box_rule}, whose thresholds are fixed")
+            return p, None
+        return p.with_threshold(request.box_threshold), {"box_threshold": float(request.box_threshold), "box_threshold_chosen_on": "--box-threshold"}
+    if p.pipeline == "crop":
+        tau, why = p.threshold_for(model_name)
+        return p.with_threshold(tau), {"box_threshold": tau, "box_threshold_chosen_on": why}
+    return p, None
 
 
 def _record_label(run: RunDir, label: str) -> None:

@@ -41,6 +41,11 @@ class RunMetricsError(ValueError):
 def _gt_class_maps(run: RunDir, manifest: dict[str, Any], n_records: int) -> Iterator[tuple[int, np.ndarray]]:
     """``(record index, GT-class map (h, w))`` of each scored image: from the CAM cache, or a
     `bench score` run's own map files. Raises RunMetricsError now (not on iteration) without either."""
+    if manifest.get("protocol", {}).get("input", {}).get("pipeline") == "crop":
+        raise RunMetricsError(
+            f"{run.path}: a crop-suite run's maps are of the 224 centre crop; the sweeps score whole-image maps "
+            "(run the model with a wsol_* or whole-image suite, or choose tau with --select-on)"
+        )
     if is_score_run(manifest):
         return saved_gt_maps(run)
     if not manifest["settings"].get("save_cams"):
