@@ -14,7 +14,8 @@ Schema (every table and key; anything else is an error naming the key):
            is what that pipeline does with MATLAB's imresize), mean_image (str: with tencrop_release, a
            mean-image file relative to the data root, e.g. "ilsvrc_2012_mean.mat"; "" = the per-channel
            mean)
-[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp"),
+[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp", or a
+           library method "grad-cam:NAME" | "torchcam:NAME", bench.core.library_methods),
            layer (str: module path for gradcam/gradcampp, "" = the default layer)
 [boxes]    rule ("largest_cc" | "cam_release"), connectivity (4 | 8), jpeg_roundtrip (bool: with
            cam_release, the 8-bit map goes through a quality-75 JPEG as in the release)
@@ -250,6 +251,13 @@ def _check_type(where: str, key: str, value: Any, types: Any) -> None:
         raise ProtocolError(f"{where}: key '{key}' must be {names}, got {value!r}")
 
 
+def _is_library_method(method: Any) -> bool:
+    """``LIB:NAME`` of a method zoo (bench.core.library_methods; syntax only, no import of the library)."""
+    from bench.core.library_methods import is_library_method
+
+    return isinstance(method, str) and is_library_method(method)
+
+
 def _validate(raw: dict[str, Any], where: str) -> Protocol:
     unknown_tables = sorted(set(raw) - set(_SCHEMA))
     if unknown_tables:
@@ -275,6 +283,8 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
             else:
                 values[(table, key)] = default
     for (table, key), choices in _CHOICES.items():
+        if (table, key) == ("cam", "method") and _is_library_method(values[(table, key)]):
+            continue  # grad-cam:NAME / torchcam:NAME; NAME is checked against the library before a run
         if values[(table, key)] not in choices:
             raise ProtocolError(
                 f"{where}: key '{table}.{key}' = {values[(table, key)]!r} is out of range; choose one of {list(choices)}"

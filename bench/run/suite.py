@@ -81,8 +81,9 @@ def write_tables(protocol: Protocol, out: Path) -> list[Path]:
 
 
 def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
-    """``OUT/<suite>/<model>`` for CAM runs, ``OUT/<suite>/<model>-<method>`` for gradient-map runs."""
-    suffix = "" if protocol.cam_method == "cam" else f"-{protocol.cam_method}"
+    """``OUT/<suite>/<model>`` for CAM runs, ``OUT/<suite>/<model>-<method>`` for other map methods
+    (``grad-cam:ScoreCAM`` -> ``<model>-grad-cam-ScoreCAM``)."""
+    suffix = "" if protocol.cam_method == "cam" else "-" + protocol.cam_method.replace(":", "-")  # grad-cam:X -> -grad-cam-X
     return RunDir(out / protocol.name / f"{model}{suffix}")
 
 
@@ -92,6 +93,22 @@ class RunInterrupted(RunError):
 
 # Optional extras: model name prefix -> (extra, module the model imports)
 _EXTRAS = {"efficientnet_lite": ("lite", "efficientnet_lite_pytorch")}
+
+
+def check_library_method(method: str | None) -> None:
+    """Refuse a library method (``grad-cam:NAME``, ``torchcam:NAME``) whose extra is missing or whose NAME
+    the library lacks, in one line (the names that exist / the pip command), before any file is written.
+    (Kept local to this function; the extras table of :func:`check_extra` may absorb it.)"""
+    from bench.core.library_methods import LibraryMethodError, check_method, is_library_method
+
+    if method is None or ":" not in method:
+        return
+    if not is_library_method(method):
+        raise RunError(f"--method {method}: unknown library; use grad-cam:NAME or torchcam:NAME")
+    try:
+        check_method(method)
+    except LibraryMethodError as exc:
+        raise RunError(str(exc)) from None
 
 
 def check_extra(name: str) -> None:
@@ -202,8 +219,10 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     as their feature layer, recorded in the manifest's model section, so their protocol keeps the
     suite's own ``[cam] layer``.
     """
+    check_library_method(request.method)
     base = load_protocol(request.suite)
     protocol = base.with_method(request.method, request.layer)
+    check_library_method(protocol.cam_method)  # a suite file may name one too
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
@@ -215,6 +234,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     for ref in models:
         if isinstance(ref, str):
             check_extra(ref)
+        if ref == "center" and protocol.cam_method != "cam":
+            raise RunError(f"--model center is model-free: it takes no --method (got {protocol.cam_method}); run it without --method")
     built: list[tuple[BenchModel, WeightsInfo]] = []
     for i, ref in enumerate(models):
         registry = is_registry_model(ref)
@@ -264,6 +285,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                               f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
                 if i < len(request.labels):
                     _record_label(run, request.labels[i])
+                elif model.spec.head == "center":  # wsolevaluation's name for the row
+                    _record_label(run, "Center baseline")
                 runs.append(run)
                 if summary is not None and request.verbose:  # rank 0 (or a single process) reports
                     print(_summary_line(name, p, run, summary, already))
