@@ -53,6 +53,9 @@ class CenterModel(BenchModel):
     def num_classes(self) -> int:
         return 0
 
+    def weights_module(self) -> nn.Module:
+        return self.net
+
     def manifest_info(self) -> dict[str, Any]:
         return {"center_sigma": self.sigma, "center_sigma_of": "shorter side of the input frame"}
 
