@@ -347,6 +347,8 @@ def _list_methods() -> None:
     from bench.core.library_methods import LIBRARIES, MANY_PASSES, RANDOM_METHODS, available_methods, method_cost
 
     print(f"map methods (--method): {', '.join(_NATIVE_METHODS)} (native, exact)")
+    print("  slow methods forward the network once per channel of the layer: on EfficientNet-Lite0's default layer"
+          " (K = 1,280) ScoreCAM makes 1,281 forwards per map")
     for prefix, library in LIBRARIES.items():
         names = available_methods(prefix)
         if not names:
