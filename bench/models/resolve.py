@@ -336,6 +336,10 @@ def model_from_manifest(section: Mapping[str, Any], weights: str | os.PathLike[s
         UnknownModelError, WeightsError: as :func:`resolve_model`.
     """
     reference = section.get("reference") or section["name"]
+    if section.get("head") == "center":  # the model-free baseline, at its recorded sigma
+        from bench.models.center import CenterModel
+
+        return CenterModel(section.get("center_sigma", 0.25), section.get("input_size") or 224), WeightsInfo("none", None, None)
     if isinstance(reference, str) and reference.startswith("<") and reference.endswith(">"):
         raise ModelAdapterError(
             f"model {section['name']} was an nn.Module passed from Python ({reference}); it cannot be rebuilt "
