@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.core.library_methods import MANY_PASSES, METHOD_NAMES, available_methods, method_cost  # noqa: E402
 from bench.run.engine import RunConfig  # noqa: E402
-from bench.run.suite import SuiteRequest, run_named_suite  # noqa: E402
+from bench.core.protocol import load_protocol  # noqa: E402
+from bench.run.suite import SuiteRequest, run_folder, run_named_suite  # noqa: E402
 
 SLOWEST = ("torchcam:SSCAM", "torchcam:ISCAM")
 NATIVE = ("cam", "gradcam", "gradcampp")
@@ -40,6 +41,8 @@ START, END = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
 
 def _run(suite: str, model: str, method: str | None, args: argparse.Namespace) -> dict:
     request = SuiteRequest(suite=suite, models=(model,), data=args.data, out=args.out, method=method,
+                           weights=(args.weights,) if args.weights is not None and model != "center" else (),
+                           gt_layout=args.gt_layout, metadata=args.metadata, masks=args.masks, split=args.split,
                            layer=args.layer if method not in (None, "cam") else None, verbose=False,
                            step=args.step if suite == args.wsol_suite else None)  # fmt: skip
     config = RunConfig(device=args.device, batch_size=args.batch_size, workers=0, progress=not args.no_progress)
@@ -47,8 +50,16 @@ def _run(suite: str, model: str, method: str | None, args: argparse.Namespace) -
     summary = json.loads((run.path / "summary.json").read_text())
     sweep_file = run.path / "sweep.json"
     if sweep_file.is_file():
-        summary["maxboxacc_v2"] = json.loads(sweep_file.read_text()).get("maxboxacc_v2")
+        sweep = json.loads(sweep_file.read_text())
+        summary["wsol_score"] = sweep.get("maxboxacc_v2") if sweep.get("maxboxacc_v2") is not None else sweep.get("pxap")
     return summary
+
+
+def _finished(args: argparse.Namespace, model: str, method: str | None, slow: bool) -> bool:
+    """Whether the runs this row needs are finished under ``--out`` (``--finished-only``)."""
+    suites = [args.wsol_suite] if slow and not args.slow_topk else [args.suite, args.wsol_suite]
+    name = "center" if model == "center" else model
+    return all(run_folder(args.out, load_protocol(s).with_method(method), name).is_complete() for s in suites)
 
 
 def _fmt(value: object) -> str:
@@ -64,10 +75,17 @@ def main() -> int:
     parser.add_argument("--wsol-suite", default="wsol_ilsvrc")
     parser.add_argument("--step", type=float, default=None, help="wsol threshold step (default: the suite's, 0.001)")
     parser.add_argument("--layer", default=None)
+    parser.add_argument("--weights", type=Path, default=None, help="weights file of --model (e.g. a model trained on CUB)")
+    parser.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"])
+    parser.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
+    parser.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to (OpenImages)")
+    parser.add_argument("--split", default=None, help="as bench run --split (default: test)")
     parser.add_argument("--methods", nargs="*", default=None, help="default: native, every library method, center")
     parser.add_argument("--slow-topk", action="store_true", help="also run the top-k suite for the many-pass methods")
     parser.add_argument("--slowest", action="store_true", help="also run SSCAM and ISCAM")
     parser.add_argument("--skip-slow", action="store_true", help="do not run the many-pass methods (rows say so)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: table the runs already finished under --out (other rows say 'not run here')")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--md", type=Path, default=None,
@@ -89,13 +107,17 @@ def main() -> int:
         model = "center" if method == "center" else args.model
         m = None if method in ("center", "cam") else method
         slow = method in MANY_PASSES
+        if args.finished_only and not _finished(args, model, m, slow):
+            rows.append((method, {}, {}, "not run here"))
+            continue
         loc = _run(args.suite, model, m, args) if (not slow or args.slow_topk) else {}
         wsol = _run(args.wsol_suite, model, m, args)
         rows.append((method, loc, wsol, ""))
         print(f"{method}: done", file=sys.stderr, flush=True)
 
-    header = ("| Method | Passes per map | GT-known loc. err. | Top-1 loc. err. | Top-5 loc. err. | MaxBoxAccV2 |\n"
-              "| --- | --- | ---: | ---: | ---: | ---: |")  # fmt: skip
+    score = "PxAP" if args.wsol_suite == "wsol_openimages" else "MaxBoxAccV2"
+    header = ("| Method | Passes per map | GT-known loc. err. | Top-1 loc. err. | Top-5 loc. err. | {score} |\n"
+              "| --- | --- | ---: | ---: | ---: | ---: |").format(score=score)  # fmt: skip
     lines = [header]
     for method, loc, wsol, note in rows:
         cost = "—" if method == "center" else ("native" if method in NATIVE else method_cost(method))
@@ -107,9 +129,9 @@ def main() -> int:
         top5 = loc.get("top5_loc_err", NOT_RUN) if loc else NOT_RUN
         if loc.get("gt_class_maps_only"):
             top1 = top5 = "n/a"
-        lines.append(f"| {'Center baseline' if method == 'center' else method} | {cost} | {_fmt(gt_known)} | {_fmt(top1)} | {_fmt(top5)} | {_fmt(wsol.get('maxboxacc_v2'))} |")
+        lines.append(f"| {'Center baseline' if method == 'center' else method} | {cost} | {_fmt(gt_known)} | {_fmt(top1)} | {_fmt(top5)} | {_fmt(wsol.get('wsol_score'))} |")
     scored = next((w.get("scored") for _m, _l, w, n in rows if w), None)
-    text = "\n".join(lines) + f"\n\nErrors and MaxBoxAccV2 in %; {scored} images, model {args.model}, suites {args.suite} and {args.wsol_suite}.\n"
+    text = "\n".join(lines) + f"\n\nErrors and {score} in %; {scored} images, model {args.model}, suites {args.suite} and {args.wsol_suite}.\n"
     if args.md is not None:
         args.md.parent.mkdir(parents=True, exist_ok=True)
         old = args.md.read_text() if args.md.is_file() else ""

@@ -114,8 +114,11 @@ _COST: dict[str, str] = {
     "ShapleyCAM": "1 fwd + 1 bwd + Hessian-vector product", "FinerCAM": "1 fwd + 1 bwd",
     "EigenCAM": "1 fwd (class-independent)", "KPCA_CAM": "1 fwd (class-independent)", "FEM": "1 fwd (class-independent)",
     "RandomCAM": "1 fwd + 1 bwd (random weights)", "CAM": "1 fwd", "SmoothGradCAMpp": "4 fwd + 4 bwd (noisy inputs)",
-    "AblationCAM": "K+1 fwd", "ScoreCAM": "K+1 fwd", "SSCAM": "35 K + 1 fwd (noisy masks)", "ISCAM": "10 K + 1 fwd",
+    "AblationCAM": "K + 2 fwd", "SSCAM": "35 K + 2 fwd (noisy masks)", "ISCAM": "10 K + 2 fwd",
 }  # fmt: skip
+#: Costs that differ between the libraries (counted by benchmarks/methods_speed.py: the extractor's
+#: own forward, torchcam's baseline-score forward, then one per masked input).
+_COST_BY_METHOD: dict[str, str] = {"grad-cam:ScoreCAM": "K + 1 fwd", "torchcam:ScoreCAM": "K + 2 fwd"}
 
 
 class LibraryMethodError(ValueError):
@@ -175,7 +178,7 @@ def check_method(method: str) -> None:
 
 def method_cost(method: str) -> str:
     """Network passes per image and class of a library method (K = the target layer's channels)."""
-    return _COST.get(parse_method(method)[1], "?")
+    return _COST_BY_METHOD.get(method) or _COST.get(parse_method(method)[1], "?")
 
 
 def method_info(method: str) -> dict[str, Any]:
