@@ -113,7 +113,7 @@ _COST: dict[str, str] = {
     "LayerCAM": "1 fwd + 1 bwd", "EigenGradCAM": "1 fwd + 1 bwd", "FullGrad": "1 fwd + 1 bwd (all biases)",
     "ShapleyCAM": "1 fwd + 1 bwd + Hessian-vector product", "FinerCAM": "1 fwd + 1 bwd",
     "EigenCAM": "1 fwd (class-independent)", "KPCA_CAM": "1 fwd (class-independent)", "FEM": "1 fwd (class-independent)",
-    "RandomCAM": "1 fwd + 1 bwd (random weights)", "CAM": "1 fwd", "SmoothGradCAMpp": "4 fwd + 4 bwd (noisy inputs)",
+    "RandomCAM": "1 fwd + 1 bwd (random weights)", "CAM": "1 fwd", "SmoothGradCAMpp": "5 fwd + 4 bwd (noisy inputs)",
     "AblationCAM": "K + 2 fwd", "SSCAM": "35 K + 2 fwd (noisy masks)", "ISCAM": "10 K + 2 fwd",
 }  # fmt: skip
 #: Costs that differ between the libraries (counted by benchmarks/methods_speed.py: the extractor's
