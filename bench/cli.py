@@ -68,6 +68,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+_NATIVE_METHODS = ("cam", "backprop", "gradcam", "gradcampp")
+
+
+def _method(text: str) -> str:
+    """A native method, or LIB:NAME (the library and NAME are checked before the run starts)."""
+    from bench.core.library_methods import is_library_method
+
+    if text in _NATIVE_METHODS or is_library_method(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a method; choose one of {', '.join(_NATIVE_METHODS)}, grad-cam:NAME or torchcam:NAME (see `bench list`)")
+
+
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -168,8 +180,9 @@ def _run_own_model(group: Any) -> None:
 
 
 def _run_method(group: Any) -> None:
-    group.add_argument("--method", default=None, choices=["cam", "backprop", "gradcam", "gradcampp"],
-                       help="localization map (default: the suite's, cam); gradient maps localize any network")
+    group.add_argument("--method", default=None, type=_method,
+                       help="localization map: cam, backprop, gradcam, gradcampp, or a library method grad-cam:NAME / "
+                            "torchcam:NAME (see `bench list`; default: the suite's, cam); gradient maps localize any network")  # fmt: skip
     group.add_argument("--layer", default=None,
                        help="registry models: Grad-CAM layer (module path; default: the last conv block); other models: the "
                             "module whose output is the feature map (default: traced, the input of the global pooling)")  # fmt: skip
@@ -449,7 +462,28 @@ def cmd_list() -> int:
     for name, ep in sorted(plugins.items()):
         print(f"  {name:20s} {ep.value}")
     print("also: timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory")
+    print("  center               model-free centre baseline (isotropic Gaussian; GT-class maps only, no top-k)")
+    _list_methods()
     return 0
+
+
+def _list_methods() -> None:
+    """`bench list`: the map methods, the library ones with their extra and cost (passes per image and class)."""
+    from bench.core.library_methods import LIBRARIES, MANY_PASSES, RANDOM_METHODS, available_methods, method_cost
+
+    print(f"map methods (--method): {', '.join(_NATIVE_METHODS)} (native, exact)")
+    print("  slow methods forward the network once per channel of the layer: on EfficientNet-Lite0's default layer"
+          " (K = 1,280) ScoreCAM makes 1,281 forwards per map")
+    for prefix, library in LIBRARIES.items():
+        names = available_methods(prefix)
+        if not names:
+            print(f"  {prefix}:NAME  not installed: pip install 'wsol-bench[{library.extra}]'")
+            continue
+        print(f"  {prefix}:NAME  ({library.package}; cost per image and class, K = the layer's channels)")
+        for name in names:
+            method = f"{prefix}:{name}"
+            flags = (" [slow: one forward per channel]" if method in MANY_PASSES else "") + (" [random: seeded]" if method in RANDOM_METHODS else "")
+            print(f"    {method:28s} {method_cost(method)}{flags}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ difficult flags) evaluated on the same data through torchvision's VOCDetection /
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -218,3 +219,18 @@ def test_pointing_table_torchray_shape(data: Path, tmp_path: Path) -> None:
     assert (centre["voc07_all"], centre["voc07_difficult"], centre["coco14_all"], centre["coco14_difficult"]) == (69.6, 42.4, 27.8, 19.5)
     # pointing runs are no rows of the CAM paper's tables
     assert main(["table", "--paper", "2", "--runs", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("layout", ["voc07", "coco14"])
+def test_cli_model_center_is_torchrays_centre_baseline(data: Path, tmp_path: Path, layout: str) -> None:
+    """`--model center` on a pointing suite: TorchRay's (W/2, H/2) point, the hand-computed accuracy."""
+    from bench.cli import main
+
+    root = data / ("VOCdevkit" if layout == "voc07" else "coco")
+    out = tmp_path / "results"
+    assert main(["run", "--suite", f"pointing_{layout}", "--model", "center", "--data", str(root), "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+    summary = json.loads((out / f"pointing_{layout}" / "center" / "summary.json").read_text())
+    mean, overall, scored = HAND[layout]
+    assert summary["pointing_accuracy"] == pytest.approx(mean, abs=1e-12)
+    assert summary["pointing_accuracy_overall"] == pytest.approx(overall, abs=1e-12)
+    assert summary["pairs_scored"] == scored

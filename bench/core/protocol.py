@@ -19,7 +19,8 @@ Schema (every table and key; anything else is an error naming the key):
            resize (int, default 256), crop (int, 0 < crop <= resize, default 224), classify ("tencrop" =
            mean softmax of the ten crops of the resize x resize image, "resize" = one view, the whole image
            resized to crop x crop, "crop" = the centre crop itself): these three with pipeline "crop" only
-[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp"),
+[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp", or a
+           library method "grad-cam:NAME" | "torchcam:NAME", bench.core.library_methods),
            layer (str: module path for gradcam/gradcampp, "" = the default layer)
 [boxes]    rule ("largest_cc" | "cam_release" | "crop_largest_cc": the crop protocol's min-max map,
            bilinear to the crop, > threshold, largest 8-connected component, exclusive-end box), connectivity (4 | 8), jpeg_roundtrip (bool: with
@@ -293,6 +294,13 @@ def _check_type(where: str, key: str, value: Any, types: Any) -> None:
         raise ProtocolError(f"{where}: key '{key}' must be {names}, got {value!r}")
 
 
+def _is_library_method(method: Any) -> bool:
+    """``LIB:NAME`` of a method zoo (bench.core.library_methods; syntax only, no import of the library)."""
+    from bench.core.library_methods import is_library_method
+
+    return isinstance(method, str) and is_library_method(method)
+
+
 Values = dict[tuple[str, str], Any]
 
 
@@ -327,6 +335,8 @@ def _read_values(raw: dict[str, Any], where: str) -> Values:
 def _check_choices_and_name(values: Values, where: str) -> None:
     """Keys with a fixed set of values; the version and the name."""
     for (table, key), choices in _CHOICES.items():
+        if (table, key) == ("cam", "method") and _is_library_method(values[(table, key)]):
+            continue  # grad-cam:NAME / torchcam:NAME; NAME is checked against the library before a run
         if values[(table, key)] not in choices:
             raise ProtocolError(
                 f"{where}: key '{table}.{key}' = {values[(table, key)]!r} is out of range; choose one of {list(choices)}"

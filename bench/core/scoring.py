@@ -125,10 +125,10 @@ def topk_cls_hit(guess_classes: Any, labels: Any, k: int) -> np.ndarray:
 def localizes(head: str, method: str) -> bool:
     """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network.
 
-    ``head`` is ``'gap'``, ``'gmp'``, ``'fc'`` (a fully connected head) or ``'maps'`` (a `bench score`
-    run of maps made elsewhere), ``method`` the map method.
+    ``head`` is ``'gap'``, ``'gmp'``, ``'fc'`` (a fully connected head), ``'maps'`` (a `bench score`
+    run of maps made elsewhere) or ``'center'`` (the model-free centre baseline), ``method`` the map method.
     """
-    return head in ("gap", "gmp", "maps") or method != "cam"
+    return head in ("gap", "gmp", "maps", "center") or method != "cam"
 
 
 def gt_area_fraction(gt_boxes: np.ndarray, size: tuple[int, int]) -> float:

@@ -403,6 +403,12 @@ def _module_object(ref: nn.Module, options: ModelOptions) -> tuple[BenchModel, W
     return _wrap(ref, f"<{type(ref).__module__}.{type(ref).__qualname__}>", options, "nn.Module", name=type(ref).__name__), info
 
 
+def _center() -> tuple[BenchModel, WeightsInfo]:
+    from bench.models.center import center_model
+
+    return center_model()
+
+
 def _is_str(ref: Any) -> bool:
     return isinstance(ref, str)
 
@@ -410,6 +416,7 @@ def _is_str(ref: Any) -> bool:
 #: (matches, resolver) in the order tried; the first match builds the model.
 RESOLVERS: list[tuple[Callable[[Any], bool], Resolver]] = [
     (lambda r: isinstance(r, nn.Module), _module_object),
+    (lambda r: r == "center", lambda _r, _o: _center()),
     (lambda r: _is_str(r) and r in MODELS, _registry),
     (_is_caffe, _registry),  # build_model reads caffe:NET.pt / DEPLOY.prototxt (bench.models.caffe)
     (lambda r: _is_str(r) and r.startswith("timm/"), _timm),
@@ -464,6 +471,10 @@ def model_from_manifest(section: Mapping[str, Any], weights: str | os.PathLike[s
         UnknownModelError, WeightsError: as :func:`resolve_model`.
     """
     reference = section.get("reference") or section["name"]
+    if section.get("head") == "center":  # the model-free baseline, at its recorded sigma
+        from bench.models.center import CenterModel
+
+        return CenterModel(section.get("center_sigma", 0.25), section.get("input_size") or 224), WeightsInfo("none", None, None)
     if isinstance(reference, str) and reference.startswith("<") and reference.endswith(">"):
         raise ModelAdapterError(
             f"model {section['name']} was an nn.Module passed from Python ({reference}); it cannot be rebuilt "

@@ -170,7 +170,10 @@ _METHOD_LABELS = {"backprop": "Backprop", "gradcam": "Grad-CAM", "gradcampp": "G
 
 def _method_name(network: str, cam_method: str) -> str:
     """Row name: the network's (paper) name for CAM; 'Backprop on VGGnet' etc. as in the paper's Table 2."""
-    return network if cam_method == "cam" else f"{_METHOD_LABELS[cam_method]} on {network}"
+    if network == "center":  # the model-free baseline, whatever the method field says
+        return "Center baseline"
+    # library methods keep their own name: 'grad-cam:ScoreCAM on EfficientNet-Lite0'
+    return network if cam_method == "cam" else f"{_METHOD_LABELS.get(cam_method, cam_method)} on {network}"
 
 
 def _paper_numbers() -> pd.DataFrame:

@@ -39,7 +39,27 @@ from bench.run.manifest import RunConflict, data_section, model_section, new_man
 from bench.run.results import RunDir, RunLocked, records_to_arrays, to_jsonable
 from bench.runtime import RunError
 
-__all__ = ["RunConfig", "run_suite", "summarize_run"]
+__all__ = ["GT_ONLY", "RunConfig", "gt_class_maps_only", "mark_gt_class_maps_only", "run_suite", "summarize_run"]
+
+#: What the summary says for top-k metrics of a run scored from GT-class maps only.
+GT_ONLY = "n/a (GT-class maps only)"
+_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
+
+
+def gt_class_maps_only(protocol: Protocol, model: BenchModel) -> bool:
+    """Whether a run computes only the GT class's map: the model-free centre baseline (no classes),
+    and library methods on suites whose numbers need only that map (the wsol_* suites: their sweeps
+    take the GT-class map; library methods cost up to thousands of forward passes per map)."""
+    from bench.core.library_methods import is_library_method
+
+    return model.spec.head == "center" or (bool(protocol.wsol_evaluation) and is_library_method(protocol.cam_method))
+
+
+def mark_gt_class_maps_only(summary: dict[str, Any], why: str) -> dict[str, Any]:
+    """Top-k keys None, ``gt_class_maps_only: true`` and a note saying ``why`` (tables show GT_ONLY)."""
+    summary.update({k: None for k in _TOPK_KEYS})
+    summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: {why}")
+    return summary
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,8 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         "amp": config.amp,
         "channels_last": config.channels_last,
         "save_cams": config.save_cams,
+        # Library methods: the library's version changes maps (absent for native methods: identities unchanged).
+        **({"method_library": _library_info(protocol)["version"]} if _library_info(protocol) else {}),
         # GPU decoding changes the input's last bits (nvJPEG, device resize); recorded only then, so
         # runs made before this setting existed still resume.
         **({"decode": "cuda"} if config.resolved_decode() == "cuda" else {}),
@@ -115,6 +137,13 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         # manifest holds it); registry models have none, so their identity is unchanged.
         **({"model_setup": to_jsonable(model.manifest_info())} if model.manifest_info() else {}),
     }
+
+
+def _library_info(protocol: Protocol) -> dict[str, Any] | None:
+    """The manifest's ``method`` section for a library method (library, version, class, seed); else None."""
+    from bench.core.library_methods import is_library_method, method_info
+
+    return method_info(protocol.cam_method) if is_library_method(protocol.cam_method) else None
 
 
 class _BatchScorer:
@@ -134,16 +163,19 @@ class _BatchScorer:
         self.localizes = localizes(model.spec.head, self.method)
         self.ranks = protocol.ranks_needed
         self.save_cams = save_cams
+        self.gt_only = gt_class_maps_only(protocol, model)
 
     def prepare(
         self, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None,
         probs: torch.Tensor | None = None,
     ) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
+        indices = [int(i) for i in batch["index"]]
+        gts = [self.valset.images[i] for i in indices]
+        if self.gt_only:
+            return self._prepare_gt_only(batch, x, gts, indices)
         # probs: class probabilities from other views (the crop pipeline's ten crops), else these logits'
         probs = logits.float().softmax(dim=1) if probs is None else probs
         top_scores, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
-        indices = [int(i) for i in batch["index"]]
-        gts = [self.valset.images[i] for i in indices]
         cams = None
         if self.localizes:
             labels = torch.as_tensor([g.label for g in gts], device=logits.device)
@@ -175,6 +207,30 @@ class _BatchScorer:
             jobs.append(
                 partial(image_record, self.protocol, gt, blacklisted, size, top_classes_np[row], top_scores_np[row], image_cams)
             )
+        return jobs, cached
+
+    def _prepare_gt_only(
+        self, batch: dict[str, Any], x: torch.Tensor, gts: list[Any], indices: list[int]
+    ) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
+        """GT-class maps only (:func:`gt_class_maps_only`): no guesses, records as `bench score` of .npy maps."""
+        wanted = torch.as_tensor([[g.label] for g in gts], device=x.device, dtype=torch.long)
+        cams = produce_maps(self.model, x, wanted, self.method, self.protocol.cam_layer or None, None)
+        cached = None
+        if self.save_cams:
+            decoded = np.array([not e for e in batch["error"]], dtype=bool)
+            cached = {
+                "index": np.asarray(indices, dtype=np.int64)[decoded],
+                "classes": wanted.cpu().numpy().astype(np.int32)[decoded],
+                "cams": cams.cpu().numpy()[decoded],
+            }
+        jobs: list[Callable[[], dict[str, Any]]] = []
+        for row, gt in enumerate(gts):
+            blacklisted = gt.image_id in self.valset.blacklisted
+            if batch["error"][row]:
+                jobs.append(partial(failed_record, gt, blacklisted, batch["error"][row]))
+                continue
+            size = (int(batch["height"][row]), int(batch["width"][row]))
+            jobs.append(partial(image_record, self.protocol, gt, blacklisted, size, None, None, cams[row], [int(gt.label)]))
         return jobs, cached
 
 
@@ -237,6 +293,17 @@ def _settings(config: RunConfig, world: int) -> dict[str, Any]:
     }
 
 
+def _gt_only_settings(protocol: Protocol, model: BenchModel) -> dict[str, Any]:
+    """Settings added for runs that differ from the defaults (absent otherwise: manifests unchanged)."""
+    out: dict[str, Any] = {}
+    if gt_class_maps_only(protocol, model):
+        out["gt_class_maps_only"] = True
+    info = _library_info(protocol)
+    if info is not None:
+        out["seed"] = info["seed"]
+    return out
+
+
 def summarize_run(run: RunDir) -> dict[str, Any]:
     """Recompute ``summary.json`` from the merged per-image records (records first, summary derived)."""
     manifest = run.read_manifest()
@@ -255,12 +322,18 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     summary.update(breakdowns(arrays, manifest["data"].get("class_ids"), localized=localized))
     if manifest["protocol"]["input"].get("pipeline") == "crop":  # the papers' per-class averaged accuracies
         summary["crop"] = {**class_averaged(summary["by_class"]), "box_threshold": manifest["protocol"]["guesses"]["threshold"]}
+    if manifest.get("settings", {}).get("gt_class_maps_only"):
+        why = ("the centre baseline classifies nothing" if manifest["model"]["head"] == "center"
+               else "this suite needs only the GT class's map, the only one computed for a library method")  # fmt: skip
+        mark_gt_class_maps_only(summary, why)
     run.write_summary(summary)
     return summary
 
 
 def _check_model_fits_data(protocol: Protocol, valset: Dataset, model: BenchModel) -> None:
     """Refuse, before any work, a model whose classes cannot score this data or this protocol."""
+    if model.spec.head == "center":  # model-free: no classes to match
+        return
     n_classes = model.num_classes
     top_label = max((g.label for g in valset.images), default=-1)
     if top_label >= n_classes:
@@ -326,8 +399,9 @@ def _run_suite_locked(
             protocol=protocol,
             model=model_section(model, weights),
             data=data_section(valset, n_images),
-            settings=_settings(config, world),
+            settings={**_settings(config, world), **_gt_only_settings(protocol, model)},
             command=command,
+            **({"method": _library_info(protocol)} if _library_info(protocol) else {}),
         ),
         write=rank == 0,
     )

@@ -55,6 +55,7 @@ from bench.metrics.saliency import (
     RelevanceRankAccuracy,
     TopKIntersection,
 )
+from bench.models.center import CENTER, CenterMapSource
 from bench.run.manifest import model_section, new_manifest, now_utc, resume_or_start
 from bench.run.results import RunDir, RunLocked, atomic_write_bytes
 from bench.runtime import RunError
@@ -97,7 +98,7 @@ class MapSource(TypingProtocol):
 
 
 #: Model-free map producers by ``--model`` name (e.g. a centre baseline): name -> factory.
-MAP_SOURCES: dict[str, Callable[[], MapSource]] = {}
+MAP_SOURCES: dict[str, Callable[[], MapSource]] = {CENTER: CenterMapSource}
 
 
 @dataclass

@@ -62,7 +62,7 @@ from bench.data.dataset import Dataset, GTImage
 from bench.data.open import open_dataset
 from bench.extras import needed_extras, require_extras
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
-from bench.run.engine import summarize_run
+from bench.run.engine import GT_ONLY, mark_gt_class_maps_only, summarize_run
 from bench.run.manifest import RunConflict, data_section, new_manifest, now_utc
 from bench.run.results import RunDir, RunLocked, atomic_write_bytes
 from bench.run.saved_maps import ScoreError, is_score_run, read_map_file, saved_gt_maps, saved_map_files
@@ -87,11 +87,8 @@ __all__ = [
 ]
 
 MAP_SUFFIXES = (".npy", ".npz")
-#: What the summary says for top-k metrics of a run scored from GT-class maps only.
-GT_ONLY = "n/a (GT-class maps only)"
 #: Unmatched map files named in the summary (all are counted).
 MAX_NAMED = 20
-_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
 _IMAGE_EXTS = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -377,8 +374,7 @@ def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: Run
     run.write_manifest(manifest)
     summary = summarize_run(run)
     if gt_only:  # no ranked classes: top-k metrics are undefined (None), and the summary says why
-        summary.update({k: None for k in _TOPK_KEYS})
-        summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: .npy maps carry no ranked classes, so top-k classification and localization are not defined")
+        mark_gt_class_maps_only(summary, ".npy maps carry no ranked classes, so top-k classification and localization are not defined")
     summary["unmatched_maps"] = len(index.unmatched)
     summary["unmatched_examples"] = list(index.unmatched[:MAX_NAMED])
     run.write_summary(summary)

@@ -87,12 +87,12 @@ def run_folder(
     layer: str | None = None, reshape: str | None = None,
 ) -> RunDir:  # fmt: skip
     """``OUT/<suite>/<name>``: the name is the ``--label`` (made file-name safe) or else the model, then
-    ``-<method>`` for gradient-map runs, ``-layer-<L>`` with ``--layer``, ``-<reshape>`` with
+    ``-<method>`` for other map methods (``grad-cam:ScoreCAM`` -> ``-grad-cam-ScoreCAM``), ``-layer-<L>`` with ``--layer``, ``-<reshape>`` with
     ``--reshape`` and ``-limit<N>`` with ``--limit``, so a smoke test or another layer never shares
     a folder with the full run. A plain full CAM run is ``OUT/<suite>/<model>``."""
     name = _file_safe(label) if label else model
     if protocol.cam_method != "cam":
-        name += f"-{protocol.cam_method}"
+        name += "-" + protocol.cam_method.replace(":", "-")  # grad-cam:X -> -grad-cam-X
     if layer:
         name += f"-layer-{_file_safe(layer)}"
     if reshape:
@@ -109,6 +109,22 @@ def _file_safe(text: str) -> str:
 
 class RunInterrupted(RunError):
     """Ctrl-C during a run; the message says how far it got and how to resume."""
+
+
+def check_library_method(method: str | None) -> None:
+    """Refuse a library method (``grad-cam:NAME``, ``torchcam:NAME``) whose extra is missing or whose NAME
+    the library lacks, in one line (the names that exist / the pip command), before any file is written.
+    (The extra itself is in :mod:`bench.extras`' table; this also checks NAME against the library.)"""
+    from bench.core.library_methods import LibraryMethodError, check_method, is_library_method
+
+    if method is None or ":" not in method:
+        return
+    if not is_library_method(method):
+        raise RunError(f"--method {method}: unknown library; use grad-cam:NAME or torchcam:NAME")
+    try:
+        check_method(method)
+    except LibraryMethodError as exc:
+        raise RunError(str(exc)) from None
 
 
 def check_extra(name: str) -> None:
@@ -238,8 +254,10 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     as their feature layer, recorded in the manifest's model section, so their protocol keeps the
     suite's own ``[cam] layer``.
     """
+    check_library_method(request.method)
     base = load_protocol(request.suite)
     protocol = base.with_method(request.method, request.layer)
+    check_library_method(protocol.cam_method)  # a suite file may name one too
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
@@ -251,6 +269,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     check_flags(request, bases, models)
     # every optional extra the suites, the method and the models need, before anything is built or written
     require_extras(needed_extras(protocols=bases, methods=[request.method], models=models))
+    if "center" in models and protocol.cam_method != "cam":
+        raise RunError(f"--model center is model-free: it takes no --method (got {protocol.cam_method}); run it without --method")
     built: list[tuple[BenchModel, WeightsInfo]] = []
     for i, ref in enumerate(models):
         registry = is_registry_model(ref)
@@ -303,6 +323,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
                               f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
                 if i < len(request.labels):
                     _record_label(run, request.labels[i])
+                elif model.spec.head == "center":  # wsolevaluation's name for the row
+                    _record_label(run, "Center baseline")
                 runs.append(run)
                 if summary is not None and request.verbose:  # rank 0 (or a single process) reports
                     print(_summary_line(name, p, run, summary, already))
