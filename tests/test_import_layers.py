@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
 #: when a new one appears and when one of these is gone (then delete its line).
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("bench.core.gradmaps", "bench.models"): "gradient maps take a BenchModel and raise CamNotApplicable",
+    ("bench.core.library_methods", "bench.models.user"): "--reshape vit: the user adapter's token folding is the libraries' reshape transform",
     ("bench.run.select_on", "bench.analysis.curves"): "--select-on reads the other split's curves",
     ("bench.run.suite", "bench.report.tables"): "the suite runner prints its tables (issue 18: the CLI should)",
 }

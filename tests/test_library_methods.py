@@ -216,7 +216,7 @@ def test_run_records_library_in_manifest(tmp_path: Path, tiny_val: Path) -> None
     out = tmp_path / "out"
     assert main(["run", "--suite", "demo", "--model", "simplecnn_gap", "--data", str(tiny_val), "--method", "torchcam:GradCAMpp",
                  "--limit", "4", "--out", str(out), "--no-progress", "--workers", "0"]) == 0  # fmt: skip
-    run = out / "demo" / "simplecnn_gap-torchcam-GradCAMpp"
+    run = out / "demo" / "simplecnn_gap-torchcam-GradCAMpp-limit4"  # --limit keys the folder
     manifest = json.loads((run / "manifest.json").read_text())
     from importlib.metadata import version
 
@@ -245,5 +245,5 @@ def test_wsol_suite_computes_only_the_gt_map(tmp_path: Path, tiny_val: Path, mon
     assert main(["run", "--suite", "wsol_ilsvrc", "--model", "simplecnn_gap", "--data", str(tiny_val), "--method", "grad-cam:GradCAM",
                  "--limit", "4", "--out", str(out), "--no-progress", "--workers", "0", "--step", "0.05"]) == 0  # fmt: skip
     assert seen and all(shape[1] == 1 for shape in seen)
-    summary = json.loads((out / "wsol_ilsvrc" / "simplecnn_gap-grad-cam-GradCAM" / "summary.json").read_text())
+    summary = json.loads((out / "wsol_ilsvrc" / "simplecnn_gap-grad-cam-GradCAM-limit4" / "summary.json").read_text())
     assert summary["gt_class_maps_only"] is True and summary["top1_loc_err"] is None and summary["gt_known_loc_err"] is not None
