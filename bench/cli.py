@@ -27,7 +27,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:  # annotations only: the commands import their modules when they run
+    from bench.run.suite import SuiteRequest, SuiteRun
 
 DEFAULT_RESULTS = Path("results")
 
@@ -330,7 +333,7 @@ def cmd_list() -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.models.resolve import ModelOptions
     from bench.run.engine import RunConfig
-    from bench.run.suite import SuiteRequest, run_named_suite
+    from bench.run.suite import SuiteRequest, suite_runs
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder for the results")
@@ -367,18 +370,65 @@ def cmd_run(args: argparse.Namespace) -> int:
         select_on=args.select_on,
         step=args.step,
     )
-    run_named_suite(request, config)
+    for done in suite_runs(request, config):
+        _print_suite_run(done)
+    _print_suite_tables(request)
     return 0
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    from bench.run.score import score_folder
+def _print_suite_run(done: SuiteRun) -> None:
+    """`bench run`'s report of one run: the box threshold chosen, the summary table, the wsol sweep."""
+    if done.summary is None:  # ranks > 0 under torchrun: rank 0 reports
+        return
+    if done.choice is not None:
+        choice = done.choice
+        print(f"{done.name} on {done.protocol.name}: box threshold {choice['box_threshold']:.2f} chosen on {choice['box_threshold_chosen_on']} "
+              f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
+    import pandas as pd
 
+    from bench.report.tables import render
+
+    keys = ["top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err", "mean_iou"]
+    state = "already complete, nothing recomputed" if done.already else "done"
+    title = (
+        f"{done.name} on {done.protocol.name} ({state}): {done.summary.get('scored')} images scored, {done.summary.get('failed')} failed"
+        f" — errors in %, mean IoU 0–1; results in {done.run.path}"
+    )
+    print(render(pd.DataFrame([{k: done.summary.get(k) for k in keys}]), "md", title=title))
+    if done.wsol is not None:
+        import json
+
+        print(json.dumps(done.wsol, indent=2))
+
+
+def _print_suite_tables(request: SuiteRequest) -> None:
+    """After the runs (rank 0): write the suite's tables and print Table 2."""
+    from bench.core.protocol import load_protocol
+    from bench.report.tables import load_runs, paper_table, render, table_title
+    from bench.run.suite import write_tables
+    from bench.runtime import dist_env
+
+    protocol = load_protocol(request.suite)
+    if not protocol.tables or dist_env()[0] != 0:
+        return
+    for path in write_tables(protocol, request.out):
+        print(f"wrote {path}")
+    print()
+    print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md", title=table_title(2)))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench.core.protocol import load_protocol
+    from bench.run.score import score_folder, score_run_dir
+
+    target = score_run_dir(args.maps, load_protocol(args.suite), args.out, args.name)
+    already = target.is_complete() and "finished" in target.read_manifest()
     run = score_folder(
         args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
     )  # fmt: skip
-    print(_summary_table(f"{run.path.name} ({args.maps}) on {run.read_manifest()['protocol']['protocol']['name']} — errors in %, mean IoU 0–1; results in {run.path}", run.read_summary()))
+    state = " (already complete, nothing recomputed)" if already else ""
+    print(_summary_table(f"{run.path.name} ({args.maps}) on {run.read_manifest()['protocol']['protocol']['name']}{state} — errors in %, mean IoU 0–1; results in {run.path}", run.read_summary()))
     return 0
 
 
