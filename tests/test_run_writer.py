@@ -107,6 +107,21 @@ def test_rescore_resumes_and_a_rerun_writes_nothing(cached: Path, tmp_path: Path
     assert _snapshot(resumed) == before
 
 
+def test_wsol_run_rerun_writes_nothing(tiny_val: Path, tmp_path: Path) -> None:
+    """A wsol_* run's sweep is not redone when sweep.json is newer than the summary with the same
+    step; another --step redoes it."""
+    args = ["run", "--suite", "wsol_ilsvrc", "--model", "simplecnn_gap", "--data", str(tiny_val), "--out", str(tmp_path),
+            "--step", "0.05", "--workers", "0", *QUIET]  # fmt: skip
+    assert main(args) == 0
+    run = tmp_path / "wsol_ilsvrc" / "simplecnn_gap"
+    before = _snapshot(run)
+    assert main(args) == 0
+    assert _snapshot(run) == before
+    assert main([*args[:-4], "0.1", *args[-3:]]) == 0
+    assert json.loads((run / "sweep.json").read_text())["step"] == 0.1
+    assert _snapshot(run)["records.csv.gz"] == before["records.csv.gz"]
+
+
 # ---- bench score: rerun, resume, refusal ----------------------------------------------------------
 def _write_maps(data: Path, folder: Path, size: tuple[int, int] = (14, 14), seed: int = 0) -> None:
     """One GT-class map per image (a smooth bump at a random place), named by image stem."""
