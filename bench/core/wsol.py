@@ -139,7 +139,7 @@ def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float]) -> tuple[l
     for tau in thresholds:
         t = int(tau * qmax)
         if t not in cache:
-            boxes, best = _contour_boxes(((q > t) * np.uint8(255)).astype(np.uint8), cv2)
+            boxes, best = _contour_boxes(cv2.threshold(q, t, 255, cv2.THRESH_BINARY)[1], cv2)  # q > t -> 255, else 0
             cache[t] = (none, none) if best < 0 else (boxes[best : best + 1], boxes)
         lg, al = cache[t]
         largest.append(lg)
