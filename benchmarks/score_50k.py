@@ -16,7 +16,9 @@ plus noise on a 28 x 28 feature grid, resized bilinearly to 224 like a CAM, seed
 
 The score runs in a fresh child process (``bench score ... --workers W``); its own peak RSS
 (``VmHWM``) and those of its worker processes (the largest, ``RUSAGE_CHILDREN``) are reported with
-the wall time, the machine's load average at the start, and the numbers the run computed.
+the wall time, the CPU seconds of the score and its workers (on a shared machine the wall time
+depends on the other jobs; ``cpu_s / cores`` is the wall time the same work needs on free cores),
+the machine's load average at the start, and the numbers the run computed.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ def child(args: list[str]) -> int:
     from bench.cli import main as bench_main
 
     code = bench_main(["score", *args])
-    print(json.dumps([own_peak_rss_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime  # this process and its worker processes
+    print(json.dumps([own_peak_rss_kb(), kids.ru_maxrss, cpu]))
     return code
 
 
@@ -136,7 +140,7 @@ def main() -> int:
         if proc.returncode != 0:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
             return proc.returncode
-        own, workers = json.loads(proc.stdout.strip().splitlines()[-1])
+        own, workers, cpu = json.loads(proc.stdout.strip().splitlines()[-1])
         run = work / "results" / "wsol_ilsvrc" / "maps-maps"
         summary = json.loads((run / "summary.json").read_text())
         sweep = json.loads((run / "sweep.json").read_text())
@@ -150,6 +154,8 @@ def main() -> int:
             "load_avg_1min_at_start": round(load, 2),
             "wall_s": round(seconds, 1),
             "maps_per_s": round(args.n / seconds, 1),
+            "cpu_s": round(cpu, 1),  # CPU seconds of the score and its workers: what other jobs disturb least
+            "cpu_ms_per_map": round(1000 * cpu / args.n, 2),
             "peak_rss_mb": round(own / 1024, 1),
             "peak_rss_worker_mb": round(workers / 1024, 1),
             "scored": summary.get("scored"),

@@ -427,10 +427,10 @@ def score_folder(
                 manifest_update=lambda m: m["maps"].update(fingerprint=_fingerprint(_all_digests(writer, tasks, index.folder))),
                 summary_update=partial(_score_summary_keys, index),
             )
-    if protocol.wsol_evaluation:  # wsol_* suites: wsolevaluation's sweeps of the saved GT-class maps, as `bench run` does
-        from bench.run.wsol_suite import sweep_finished_run
+        if protocol.wsol_evaluation:  # wsol_* suites: wsolevaluation's sweeps of the saved GT-class maps, as `bench run` does
+            from bench.run.wsol_suite import sweep_finished_run
 
-        sweep_finished_run(protocol, run, progress=progress)
+            sweep_finished_run(protocol, run, progress=progress)  # an up-to-date sweep is kept as it is
     return run
 
 
