@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -21,11 +21,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from bench.core.crop import view_probabilities
 from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
 from bench.data.dataset import Dataset
 from bench.data.device_decode import EncodedImages, collate_encoded, decode_batch, resolve_decode
+from bench.data.crop_views import CropViews
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.run.box_pool import box_pool_kind, make_box_pool, submit_job
 from bench.run.parallel import default_workers
@@ -127,9 +129,11 @@ class _BatchScorer:
         self.save_cams = save_cams
 
     def prepare(
-        self, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None
+        self, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None,
+        probs: torch.Tensor | None = None,
     ) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
-        probs = logits.float().softmax(dim=1)
+        # probs: class probabilities from other views (the crop pipeline's ten crops), else these logits'
+        probs = logits.float().softmax(dim=1) if probs is None else probs
         top_scores, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
         indices = [int(i) for i in batch["index"]]
         gts = [self.valset.images[i] for i in indices]
@@ -256,6 +260,8 @@ def run_suite(
     nothing recomputed and nothing written.
     """
     protocol.require_resize_pipeline("bench run")  # the ten-crop release pipeline: bench tencrop
+    if protocol.pipeline == "crop" and config.resolved_decode() == "cuda":
+        config = replace(config, decode="cpu")  # the crop views are made from PIL's resize, on the CPU
     _check_model_fits_data(protocol, valset, model)
     world = dist_env()[1]
     device = torch.device(config.device)
@@ -303,7 +309,9 @@ def _evaluate(
     indices: list[int],
 ) -> None:
     """Stream the images ``indices`` through the model; each shard goes to ``writer`` once complete."""
-    transform = InputTransform(model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias)
+    transform = InputTransform(
+        model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias
+    ) if protocol.pipeline != "crop" else CropViews(protocol.crop_resize, protocol.crop_size, protocol.classify, model.spec.mean, model.spec.std)
     on_device_decode = config.resolved_decode() == "cuda"
     loader = _loader(valset, indices, transform, config, device)
     scorer = _BatchScorer(protocol, model, valset, config.save_cams)
@@ -335,10 +343,14 @@ def _evaluate(
                 if on_device_decode:
                     batch = decode_batch(batch, transform, device)
                 x = batch["image"].to(device, non_blocking=True)
+                views = None
+                if x.ndim == 5:  # crop pipeline (bench.data.crop_views): view 0 is localized, the rest classify
+                    x, views = x[:, 0], x[:, 1:]
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits, features = forward(model, x, config.amp)
-                jobs, cached = scorer.prepare(batch, x, logits, features)
+                probs = None if views is None else view_probabilities(model, views, config.amp)
+                jobs, cached = scorer.prepare(batch, x, logits, features, probs)
                 results = [submit_job(pool, job) for job in jobs]
                 in_flight.append(([int(i) for i in batch["index"]], results, cached))
                 drain(keep=1)  # at most one batch in the pool while the next one runs
