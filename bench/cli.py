@@ -28,7 +28,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # annotations only: the commands import their modules when they run
+    from bench.core.protocol import Protocol
+    from bench.run.suite import SuiteRun
 
 DEFAULT_RESULTS = Path("results")
 
@@ -529,7 +533,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         step=args.step,
         box_threshold=args.box_threshold,
     )
-    runs = run_requested_suite(request, config, extra_metrics=args.extra_metrics, difficult_flags=args.difficult_flags)
+    runs = run_requested_suite(request, config, extra_metrics=args.extra_metrics, difficult_flags=args.difficult_flags,
+                               on_run=_print_suite_run, on_tables=lambda protocol, written: _print_suite_tables(protocol, args.out, written))  # fmt: skip
     if args.extra_metrics:
         for run in runs:
             s = json.loads((run.path / "saliency.json").read_text())
@@ -537,22 +542,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    from bench.run.score import score_folder
+def _print_suite_run(done: SuiteRun) -> None:
+    """`bench run`'s report of one run: the box threshold chosen, the summary table, the wsol sweep."""
+    if done.summary is None:  # ranks > 0 under torchrun: rank 0 reports
+        return
+    if done.choice is not None and "box_threshold_top1_loc_acc_on_split" in done.choice:  # chosen by --select-on
+        choice = done.choice
+        print(f"{done.name} on {done.protocol.name}: box threshold {choice['box_threshold']:.2f} chosen on {choice['box_threshold_chosen_on']} "
+              f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
+    import pandas as pd
 
+    from bench.report.tables import render
+
+    keys = ["top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err", "mean_iou"]
+    state = "already complete, nothing recomputed" if done.already else "done"
+    title = (
+        f"{done.name} on {done.protocol.name} ({state}): {done.summary.get('scored')} images scored, {done.summary.get('failed')} failed"
+        f" — errors in %, mean IoU 0–1; results in {done.run.path}"
+    )
+    print(render(pd.DataFrame([{k: done.summary.get(k) for k in keys}]), "md", title=title))
+    if done.wsol is not None:
+        from bench.report.tables import wsol_result_frame, wsol_result_title
+
+        print(render(wsol_result_frame(done.wsol), "md", title=wsol_result_title(done.name, done.protocol.name, done.wsol, str(done.run.path))))
+
+
+def _print_suite_tables(protocol: Protocol, out: Path, written: list[Path]) -> None:
+    """After the runs (rank 0): the suite's table files written, and Table 2 of the runs under ``out``."""
+    from bench.report.tables import load_runs, paper_table, render, table_title
+
+    for path in written:
+        print(f"wrote {path}")
+    print()
+    print(render(paper_table(load_runs([out]), 2, suite=protocol.name), "md", title=table_title(2)))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
     from bench.core.protocol import load_protocol
+    from bench.run.score import score_folder, score_run_dir
     from bench.run.suite import resolve_data
 
-    data = args.data if args.data is not None else resolve_data(load_protocol(args.suite), None)
+    protocol = load_protocol(args.suite)
+    data = args.data if args.data is not None else resolve_data(protocol, None)
+    target = score_run_dir(args.maps, protocol, args.out, args.name)
+    already = target.is_complete() and "finished" in target.read_manifest()
     run = score_folder(
         args.maps, data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
         box_threshold=args.box_threshold,
     )  # fmt: skip
+    state = " (already complete, nothing recomputed)" if already else ""
     summary, suite = run.read_summary(), run.read_manifest()["protocol"]["protocol"]["name"]
     unmatched = summary.get("unmatched_maps", 0)
     counts = f"{summary.get('scored')} images scored, {summary.get('failed')} failed, {unmatched} map file{'' if unmatched == 1 else 's'} matched no image"
-    print(_summary_table(f"{run.path.name} ({args.maps}) on {suite}: {counts} — errors in %, mean IoU 0–1; results in {run.path}", summary))
+    print(_summary_table(f"{run.path.name} ({args.maps}) on {suite}{state}: {counts} — errors in %, mean IoU 0–1; results in {run.path}", summary))
     if (run.path / "sweep.json").is_file():  # wsol_* suites: wsolevaluation's sweep of the maps
         import json
 

@@ -128,7 +128,7 @@ from bench.data.dataset import IMAGE_EXTENSIONS, DataError, Dataset
 from bench.data.open import open_dataset
 from bench.data.transforms import EvalImages, InputTransform, decode_rgb
 from bench.core.scoring import topk_cls_hit
-from bench.runtime import RunError, library_versions, resolve_device
+from bench.runtime import RunError, atomic_write, atomic_write_bytes, dist_env, library_versions, resolve_device
 from bench.models import BenchModel, ModelSpec, WeightsInfo, build_backbone_init, build_model, get_spec
 from bench.models.sources import sha256_file
 from bench.models.surgery import SurgeryNet
@@ -660,12 +660,7 @@ def evaluate_top1(
 # --------------------------------------------------------------------------- distributed
 
 
-def _dist_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment (1 process without it)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return rank, world, local
+# rank, world size, local rank: bench.runtime.dist_env
 
 
 # --------------------------------------------------------------------------- output
@@ -676,20 +671,9 @@ def sidecar_path(checkpoint: Path) -> Path:
     return Path(f"{checkpoint}.json")
 
 
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _save_checkpoint(model: BenchModel, path: Path) -> None:
     sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.weights_module().state_dict().items()}
-    _atomic_write_bytes(path, lambda tmp: torch.save(sd, tmp))
+    atomic_write(path, lambda fh: torch.save(sd, fh))
 
 
 @dataclass
@@ -728,7 +712,7 @@ def train(config: TrainConfig) -> TrainResult:
     t_start = time.perf_counter()
     spec = get_spec(config.model) if is_registry_name(config.model) else None
     recipe = config.recipe()
-    rank, world, local_rank = _dist_env()
+    rank, world, local_rank = dist_env()
     if recipe.batch_size % world:
         raise TrainError(
             f"--batch-size {recipe.batch_size} (the global batch) must be divisible by the "
@@ -1007,9 +991,8 @@ def _write_checkpoint(model: BenchModel, checkpoint: Path, info: dict[str, Any])
         "bytes": checkpoint.stat().st_size,
     }
     text = json.dumps(info, indent=2) + "\n"
-    _atomic_write_bytes(sidecar_path(checkpoint), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_bytes(sidecar_path(checkpoint), text.encode("utf-8"))
     return checkpoint
-
 
 
 def _dataset_sha256(root: Path) -> str | None:

@@ -882,7 +882,9 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)  # companions are looked up by name in ./protocols, then the shipped suites
         assert main(args) == 0
+        before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(out.rglob("*")) if f.is_file()}
         assert main(args) == 0  # rerunning the same command keeps the finished runs
+        assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(out.rglob("*")) if f.is_file()} == before  # and writes nothing
         inline = [*args[:-4], "--out", str(tmp_path / "inline"), "--device", "cpu", "--box-workers", "0"]
         assert main(inline) == 0
     model, _ = build_model(model_arg, weights=e2e["model"])

@@ -197,3 +197,43 @@ def test_openimages_masks_several_instances_ignore_and_empty_ignore(tmp_path) ->
     p3, r3 = 250 / (250 + n_bg + 1), 1.0
     expected = 100 * (p1 * r1 + p2 * (r2 - r1) + p3 * (r3 - r2))
     assert acc.pxap() == pytest.approx(expected, rel=1e-12)
+
+
+def test_batched_contour_boxes_equal_opencvs_per_contour_calls() -> None:
+    """scoremap_boxes computes boxes and areas of all thresholds' contours in one numpy pass; they
+    equal cv2.boundingRect / cv2.contourArea called per contour (the reference's loop), the largest
+    being the first of equal areas, on smooth, noisy, holed and edge-touching maps."""
+    import torch
+
+    def reference(scoremap: np.ndarray, thresholds: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        q = (scoremap * 255).astype(np.uint8)
+        largest, every = [], []
+        none = np.zeros((1, 4), dtype=np.int64)
+        for tau in thresholds:
+            binary = ((q > int(tau * q.max())) * np.uint8(255)).astype(np.uint8)
+            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+            if not contours:
+                largest.append(none)
+                every.append(none)
+                continue
+            h, w = binary.shape
+            boxes = np.array([(x, y, min(x + bw, w - 1), min(y + bh, h - 1)) for x, y, bw, bh in map(cv2.boundingRect, contours)])
+            areas = [cv2.contourArea(c) for c in contours]
+            k = areas.index(max(areas))  # the first of equal maxima
+            largest.append(boxes[k : k + 1])
+            every.append(boxes)
+        return largest, every
+
+    rng = np.random.default_rng(0)
+    thresholds = wsol.wsol_thresholds(0.01)
+    for i in range(12):
+        grid = rng.random((int(rng.integers(2, 29)), int(rng.integers(2, 29)))).astype(np.float32)
+        if i % 3 == 0:
+            grid[:, :2] = 1.0  # foreground on the map's edge
+        cam = torch.nn.functional.interpolate(torch.from_numpy(grid)[None, None], size=(224, 224), mode="bilinear", align_corners=False)[0, 0].numpy()
+        if i % 4 == 1:
+            cam = cam + 0.3 * rng.random(cam.shape, dtype=np.float32)  # many small contours and holes, equal areas
+        scoremap = wsol.normalize_scoremap(cam)
+        got, want = wsol.scoremap_boxes(scoremap, thresholds), reference(scoremap, thresholds)
+        for a, b in zip(got[0] + got[1], want[0] + want[1]):
+            np.testing.assert_array_equal(a, b)

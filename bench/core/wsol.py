@@ -108,22 +108,41 @@ def normalize_scoremap(cam: np.ndarray) -> np.ndarray:
     return m
 
 
-def _contour_boxes(binary: np.ndarray, cv2) -> tuple[np.ndarray, int]:
-    """All contour boxes of a binary uint8 map and the index of the largest-area contour
-    (``(0, 4)`` and -1 when there is none)."""
-    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-    if len(contours) == 0:
-        return np.zeros((0, 4), dtype=np.int64), -1
-    height, width = binary.shape
-    boxes = np.empty((len(contours), 4), dtype=np.int64)
-    best, best_area = 0, -1.0
-    for k, c in enumerate(contours):
-        x, y, w, h = cv2.boundingRect(c)
-        boxes[k] = (x, y, min(x + w, width - 1), min(y + h, height - 1))
-        area = cv2.contourArea(c)
-        if area > best_area:  # Python's max(): the first of equal maxima
-            best, best_area = k, area
-    return boxes, best
+def _contour_boxes(contours: Sequence[Sequence[np.ndarray]], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes and largest contour of several binary maps' contours at once (one numpy pass per map
+    instead of two OpenCV calls per contour: the same numbers).
+
+    ``contours[j]``: the ``cv2.findContours`` contours of the j-th binary map of a ``shape =
+    (height, width)`` score map. Returns ``boxes`` ``(K, 4)`` int64 of all contours in order, each
+    ``cv2.boundingRect`` ``(x, y, w, h)`` as ``(x, y, min(x + w, width - 1), min(y + h, height - 1))``;
+    ``counts`` (J,) contours per map; ``best`` (J,) the index into ``boxes`` of each map's largest
+    contour by ``cv2.contourArea`` (the first of equal maxima, as Python's ``max``), -1 for a map
+    without contours. ``boundingRect`` of integer points is ``(min x, min y, max x - min x + 1,
+    max y - min y + 1)``; ``contourArea`` is the shoelace formula, whose integer terms float64 sums
+    exactly in any order, so areas and their ties are OpenCV's."""
+    height, width = shape
+    counts = np.array([len(cs) for cs in contours], dtype=np.int64)
+    flat = [c for cs in contours for c in cs]
+    best = np.full(len(contours), -1, dtype=np.int64)
+    if not flat:
+        return np.zeros((0, 4), dtype=np.int64), counts, best
+    lengths = np.array([len(c) for c in flat], dtype=np.int64)
+    pts = np.concatenate(flat).reshape(-1, 2).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    x, y = pts[:, 0], pts[:, 1]
+    x0, y0 = np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts)
+    x1, y1 = np.maximum.reduceat(x, starts), np.maximum.reduceat(y, starts)
+    boxes = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
+    nxt = np.arange(1, len(pts) + 1)
+    nxt[starts + lengths - 1] = starts  # each polygon closes on its first point
+    area2 = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, starts))  # twice the area, exact integers
+    has = np.flatnonzero(counts)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
+    top = np.maximum.reduceat(area2, first)
+    owner = np.repeat(np.arange(len(has)), counts[has])
+    index = np.arange(len(area2))
+    best[has] = np.minimum.reduceat(np.where(area2 == top[owner], index, len(area2)), first)
+    return boxes, counts, best
 
 
 def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -132,18 +151,21 @@ def scoremap_boxes(scoremap: np.ndarray, thresholds: Sequence[float]) -> tuple[l
     cv2 = require_cv2()
     q = (scoremap * 255).astype(np.uint8)
     qmax = q.max()
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    largest: list[np.ndarray] = []
-    every: list[np.ndarray] = []
+    levels = [int(tau * qmax) for tau in thresholds]
+    distinct = list(dict.fromkeys(levels))  # each binary map is traced once, in first-use order
+    traced = [cv2.findContours(cv2.threshold(q, t, 255, cv2.THRESH_BINARY)[1], cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+              for t in distinct]  # fmt: skip  # q > t -> 255, else 0
+    boxes, counts, best = _contour_boxes(traced, q.shape)
+    ends = np.cumsum(counts)
     none = np.zeros((1, 4), dtype=np.int64)
-    for tau in thresholds:
-        t = int(tau * qmax)
-        if t not in cache:
-            boxes, best = _contour_boxes(((q > t) * np.uint8(255)).astype(np.uint8), cv2)
-            cache[t] = (none, none) if best < 0 else (boxes[best : best + 1], boxes)
-        lg, al = cache[t]
-        largest.append(lg)
-        every.append(al)
+    per_level: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for j, t in enumerate(distinct):
+        if best[j] < 0:
+            per_level[t] = (none, none)
+        else:
+            per_level[t] = (boxes[best[j] : best[j] + 1], boxes[ends[j] - counts[j] : ends[j]])
+    largest = [per_level[t][0] for t in levels]
+    every = [per_level[t][1] for t in levels]
     return largest, every
 
 

@@ -160,6 +160,10 @@ class GTImage:
     boxes: np.ndarray  # (n, 4) int64 xyxy inclusive 0-based
     masks: tuple[Path, ...] = ()
     ignore: Path | None = None
+    #: ``(width, height)`` in pixels as the annotation states it (wsol ``image_sizes.txt``, VOC
+    #: ``<size>``), None when it states none. Not part of equality or of the GT fingerprint: a
+    #: layout that states sizes and one that does not describe the same ground truth.
+    size: tuple[int, int] | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GTImage):
@@ -204,6 +208,9 @@ class Dataset:
     metadata_dir: Path | None = None  # wsol metadata folder given (None: found under the root)
     masks_dir: Path | None = None  # masks folder given (None: found under the root)
     blacklist_path: Path | None = None  # blacklist file, when one was read from a file
+    #: False: opened for scoring saved maps (``open_dataset(images_required=False)``); annotated
+    #: images without a file are kept (their ``path`` is where the file would be)
+    images_required: bool = True
 
     def __len__(self) -> int:
         return len(self.images)
@@ -269,6 +276,7 @@ class Dataset:
             "masks": _relative(self.masks_dir, self.root) if self.masks_dir is not None else None,
             "blacklist": _relative(self.blacklist_path, self.root) if self.blacklist_path is not None else None,
             "fingerprint": self.fingerprint(),
+            **({} if self.images_required else {"images_required": False}),
         }
 
 

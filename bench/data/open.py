@@ -179,6 +179,7 @@ def open_dataset(
     classes: ClassesArg = None,
     metadata: PathLike | None = None,
     masks: PathLike | None = None,
+    images_required: bool = True,
 ) -> Dataset:
     """Load and validate the data set under ``root``.
 
@@ -194,8 +195,13 @@ def open_dataset(
         metadata: wsol metadata folder (default: found under the root).
         masks: folder the wsol mask paths are relative to (default: found under the root).
 
-    Every annotated image needs a file; in layouts without splits, every image file also needs an
-    annotation. All problems are collected and raised as one :class:`DataError`.
+        images_required: False for scoring saved maps (`bench score`): an annotated image without a
+            file is kept (``path`` = where its file would be; ``size`` from the annotation, if it
+            states one) instead of being a ``missing-image`` problem, and no image folder is needed.
+
+    Every annotated image needs a file (unless ``images_required`` is False); in layouts without
+    splits, every image file also needs an annotation. All problems are collected and raised as one
+    :class:`DataError`. Each image carries the size its annotation states (``GTImage.size``).
     """
     root_p = Path(root).absolute()
     images_arg, metadata_arg, masks_arg = _absolute(images), _absolute(metadata), _absolute(masks)
@@ -209,7 +215,7 @@ def open_dataset(
     found: dict[str, str] = {}
     subdir: dict[str, str] = {}
     if img_dir is None:
-        if images_arg is None and not gt.paths:
+        if images_arg is None and not gt.paths and images_required:
             problems.append(
                 Problem("no-images-dir", str(root_p), "no image folder: tried " + ", ".join(IMAGE_DIRS), "pass images= pointing to the images")
             )
@@ -230,9 +236,13 @@ def open_dataset(
 
     src = gt.source
     where_imgs = str(img_dir) if img_dir is not None else str(root_p)
+    absent: dict[str, str] = {}  # image_id -> where its file would be (images_required=False)
     for image_id in sorted(i for i in ann_ids if i not in resolved and i not in found):
         base = str(gt.image_bases[0]) if gt.image_bases else str(root_p)
         expected = os.path.join(base, gt.paths[image_id]) if image_id in gt.paths else os.path.join(where_imgs, image_id + ".JPEG")
+        if not images_required:
+            absent[image_id] = expected
+            continue
         problems.append(
             Problem(
                 "missing-image",
@@ -256,7 +266,7 @@ def open_dataset(
     out: list[GTImage] = []
     for image_id in sorted(gt.records):
         label, boxes = gt.records[image_id]
-        path = resolved.get(image_id) or found.get(image_id)
+        path = resolved.get(image_id) or found.get(image_id) or absent.get(image_id)
         if path is None:
             continue
         sub = "" if image_id in resolved else subdir.get(image_id, "")
@@ -275,7 +285,7 @@ def open_dataset(
             rels, ign = gt.masks[image_id]
             mask_paths = tuple(_find_file(mask_bases, r, problems, image_id) for r in rels)
             ignore = _find_file(mask_bases, ign, problems, image_id) if ign else None
-        out.append(GTImage(image_id, Path(path), label, boxes, mask_paths, ignore))
+        out.append(GTImage(image_id, Path(path), label, boxes, mask_paths, ignore, gt.sizes.get(image_id)))
     if gt.layout == "wsol" and gt.masks and not problems:
         out = _boxes_from_masks(out, gt, problems)
     out, clipped = fit_boxes_to_images(out, gt, problems)
@@ -299,6 +309,7 @@ def open_dataset(
         metadata_dir=metadata_arg,
         masks_dir=masks_arg,
         blacklist_path=blacklist_path,
+        images_required=images_required,
     )
 
 
@@ -407,4 +418,5 @@ def reopen(description: Mapping[str, Any], root: PathLike | None = None) -> Data
         classes=classes,
         metadata=under(description.get("metadata")),
         masks=under(description.get("masks")),
+        images_required=bool(description.get("images_required", True)),
     )

@@ -8,7 +8,6 @@ the shard is complete, so a killed run resumes by skipping finished shards. Unde
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -22,7 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from bench.core.crop import class_averaged, view_probabilities
+from bench.core.crop import view_probabilities
 from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
@@ -32,19 +31,14 @@ from bench.data.crop_views import CropViews
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.run.box_pool import box_pool_kind, make_box_pool, submit_job
 from bench.run.parallel import default_workers
-from bench.core.metrics import breakdowns, summarize
 from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
-from bench.run.manifest import RunConflict, data_section, model_section, new_manifest, now_utc, resume_or_start
-from bench.run.results import RunDir, RunLocked, records_to_arrays, to_jsonable
-from bench.runtime import RunError
+from bench.run.manifest import data_section, model_section, new_manifest
+from bench.run.results import RunDir, to_jsonable
+from bench.run.writer import GT_ONLY, RunWriter, mark_gt_class_maps_only, summarize_run
+from bench.runtime import RunError, dist_env
 
 __all__ = ["GT_ONLY", "RunConfig", "gt_class_maps_only", "mark_gt_class_maps_only", "run_suite", "summarize_run"]
-
-#: What the summary says for top-k metrics of a run scored from GT-class maps only.
-GT_ONLY = "n/a (GT-class maps only)"
-_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
-
 
 def gt_class_maps_only(protocol: Protocol, model: BenchModel) -> bool:
     """Whether a run computes only the GT class's map: the model-free centre baseline (no classes),
@@ -53,13 +47,6 @@ def gt_class_maps_only(protocol: Protocol, model: BenchModel) -> bool:
     from bench.core.library_methods import is_library_method
 
     return model.spec.head == "center" or (bool(protocol.wsol_evaluation) and is_library_method(protocol.cam_method))
-
-
-def mark_gt_class_maps_only(summary: dict[str, Any], why: str) -> dict[str, Any]:
-    """Top-k keys None, ``gt_class_maps_only: true`` and a note saying ``why`` (tables show GT_ONLY)."""
-    summary.update({k: None for k in _TOPK_KEYS})
-    summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: {why}")
-    return summary
 
 
 @dataclass(frozen=True)
@@ -93,16 +80,10 @@ class RunConfig:
         return resolve_decode(self.decode, self.device)
 
 
-def _dist_info() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
-
-
 def _init_distributed(device: torch.device) -> torch.device:
     """Under torchrun: join the process group (gloo on CPU, nccl on CUDA); one GPU per local rank."""
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", dist_env()[2])
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -237,16 +218,12 @@ class _BatchScorer:
 class _ShardSink:
     """Collects records (and cached CAMs) by shard; writes a shard the moment it is complete."""
 
-    def __init__(self, run: RunDir, shard_size: int, n_images: int, save_cams: bool):
-        self.run = run
-        self.shard_size = shard_size
-        self.n_images = n_images
+    def __init__(self, writer: RunWriter, save_cams: bool):
+        self.writer = writer
+        self.shard_size = writer.shard_size
         self.save_cams = save_cams
         self.records: dict[int, list[dict[str, Any]]] = {}
         self.cams: dict[int, list[dict[str, np.ndarray]]] = {}
-
-    def _shard_len(self, shard: int) -> int:
-        return min((shard + 1) * self.shard_size, self.n_images) - shard * self.shard_size
 
     def add(self, indices: list[int], records: list[dict[str, Any]], cached: dict[str, np.ndarray] | None) -> None:
         touched = []
@@ -261,10 +238,10 @@ class _ShardSink:
                 part = None if cached is None else {k: v[rows] for k, v in cached.items()}
                 self.cams.setdefault(shard, []).append(part)
         for shard in touched:
-            if len(self.records[shard]) == self._shard_len(shard):
-                if self.save_cams:
-                    write_cam_shard(self.run, shard, [c for c in self.cams.pop(shard) if c is not None])
-                self.run.write_shard(shard, self.records.pop(shard))
+            if len(self.records[shard]) == len(self.writer.shard_range(shard)):
+                parts = [c for c in self.cams.pop(shard) if c is not None] if self.save_cams else None
+                side = None if parts is None else partial(write_cam_shard, self.writer.run, shard, parts)
+                self.writer.write_shard(shard, self.records.pop(shard), write_side=side)
 
     def check_empty(self) -> None:
         if self.records:  # pragma: no cover - every shard is complete once the loader is exhausted
@@ -304,32 +281,6 @@ def _gt_only_settings(protocol: Protocol, model: BenchModel) -> dict[str, Any]:
     return out
 
 
-def summarize_run(run: RunDir) -> dict[str, Any]:
-    """Recompute ``summary.json`` from the merged per-image records (records first, summary derived)."""
-    manifest = run.read_manifest()
-    frame = run.read_records()
-    arrays = records_to_arrays(frame)
-    localized = localizes(manifest["model"]["head"], manifest["protocol"]["cam"]["method"])
-    summary: dict[str, Any] = {
-        "suite": manifest["protocol"]["protocol"]["name"],
-        "model": manifest["model"]["name"],
-        "protocol_hash": manifest["protocol_hash"],
-        "data_fingerprint": manifest["data"]["fingerprint"],
-    }
-    summary.update(summarize(**{k: v for k, v in arrays.items() if k != "gt_area_frac"}, localized=localized))
-    if not localized:
-        summary["note"] = "fully connected head: CAM does not apply; localization needs gradient-based maps (--method gradcam|gradcampp|backprop)"
-    summary.update(breakdowns(arrays, manifest["data"].get("class_ids"), localized=localized))
-    if manifest["protocol"]["input"].get("pipeline") == "crop":  # the papers' per-class averaged accuracies
-        summary["crop"] = {**class_averaged(summary["by_class"]), "box_threshold": manifest["protocol"]["guesses"]["threshold"]}
-    if manifest.get("settings", {}).get("gt_class_maps_only"):
-        why = ("the centre baseline classifies nothing" if manifest["model"]["head"] == "center"
-               else "this suite needs only the GT class's map, the only one computed for a library method")  # fmt: skip
-        mark_gt_class_maps_only(summary, why)
-    run.write_summary(summary)
-    return summary
-
-
 def _check_model_fits_data(protocol: Protocol, valset: Dataset, model: BenchModel) -> None:
     """Refuse, before any work, a model whose classes cannot score this data or this protocol."""
     if model.spec.head == "center":  # model-free: no classes to match
@@ -360,41 +311,24 @@ def run_suite(
 ) -> dict[str, Any] | None:
     """Run one model on one suite into ``run``; resumes finished shards. Returns the summary (rank 0).
 
-    Rank 0 holds the run folder's lock (``RunDir.lock``) throughout: a second run on the same folder
-    is refused (RunConflict naming the holder's pid); a killed run's stale lock is taken over.
+    The folder is written by :class:`bench.run.writer.RunWriter`: rank 0 holds its lock throughout
+    (a second run on the same folder is refused with RunConflict naming the holder's pid; a killed
+    run's stale lock is taken over); a finished run with the same identity is reported as it is,
+    nothing recomputed and nothing written.
     """
     protocol.require_resize_pipeline("bench run")  # the ten-crop release pipeline: bench tencrop
     if protocol.pipeline == "crop" and config.resolved_decode() == "cuda":
         config = replace(config, decode="cpu")  # the crop views are made from PIL's resize, on the CPU
-    try:
-        with run.lock(enabled=_dist_info()[0] == 0):
-            return _run_suite_locked(protocol, valset, model, weights, run, config, command)
-    except RunLocked as exc:
-        raise RunConflict(str(exc)) from None
-
-
-def _run_suite_locked(
-    protocol: Protocol,
-    valset: Dataset,
-    model: BenchModel,
-    weights: WeightsInfo,
-    run: RunDir,
-    config: RunConfig,
-    command: Sequence[str] = (),
-) -> dict[str, Any] | None:
     _check_model_fits_data(protocol, valset, model)
-    rank, world = _dist_info()
+    world = dist_env()[1]
     device = torch.device(config.device)
     if world > 1:
         device = _init_distributed(device)
     n_images = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
-    n_shards = (n_images + config.shard_size - 1) // config.shard_size
     identity = _identity(protocol, model, weights, valset, n_images, config)
 
-    manifest = resume_or_start(
-        run,
-        identity,
-        lambda: new_manifest(
+    def make_manifest() -> dict[str, Any]:
+        return new_manifest(
             identity=identity,
             protocol=protocol,
             model=model_section(model, weights),
@@ -402,82 +336,85 @@ def _run_suite_locked(
             settings={**_settings(config, world), **_gt_only_settings(protocol, model)},
             command=command,
             **({"method": _library_info(protocol)} if _library_info(protocol) else {}),
-        ),
-        write=rank == 0,
+        )
+
+    with RunWriter.open(run, identity, make_manifest, n_images=n_images, shard_size=config.shard_size,
+                        distributed=True, barrier=dist.barrier if world > 1 else None) as writer:  # fmt: skip
+        if writer.complete:
+            return writer.summary
+        indices = writer.indices()
+        if indices:
+            _evaluate(protocol, valset, model, config, device, writer, indices)
+        return writer.finish()
+
+
+def _loader(valset: Dataset, indices: list[int], transform: InputTransform, config: RunConfig, device: torch.device) -> DataLoader:
+    """The decode workers' loader over ``indices`` (on CUDA with GPU decoding they only read and check files)."""
+    on_device_decode = config.resolved_decode() == "cuda"
+    return DataLoader(
+        EncodedImages(valset.images, indices) if on_device_decode else EvalImages(valset.images, indices, transform),
+        batch_size=config.batch_size,
+        shuffle=False,
+        num_workers=config.resolved_workers(),
+        pin_memory=device.type == "cuda" and not on_device_decode,
+        persistent_workers=False,
+        collate_fn=collate_encoded if on_device_decode else None,
     )
-    if world > 1:
-        dist.barrier()
 
-    done = run.done_shards()
-    todo_shards = [k for k in range(n_shards) if k % world == rank and k not in done]
-    indices = [i for k in todo_shards for i in range(k * config.shard_size, min((k + 1) * config.shard_size, n_images))]
 
-    if indices:
-        transform = InputTransform(
-            model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias
-        ) if protocol.pipeline != "crop" else CropViews(protocol.crop_resize, protocol.crop_size, protocol.classify, model.spec.mean, model.spec.std)
-        # On CUDA the workers only read and check files; decode_batch decodes the JPEGs on the GPU.
-        on_device_decode = config.resolved_decode() == "cuda"
-        loader = DataLoader(
-            EncodedImages(valset.images, indices) if on_device_decode else EvalImages(valset.images, indices, transform),
-            batch_size=config.batch_size,
-            shuffle=False,
-            num_workers=config.resolved_workers(),
-            pin_memory=device.type == "cuda" and not on_device_decode,
-            persistent_workers=False,
-            collate_fn=collate_encoded if on_device_decode else None,
-        )
-        scorer = _BatchScorer(protocol, model, valset, config.save_cams)
-        model.eval().to(device)
-        if config.channels_last:
-            model.to(memory_format=torch.channels_last)
-        sink = _ShardSink(run, config.shard_size, n_images, config.save_cams)
-        bar = tqdm(
-            total=len(indices),
-            desc=f"{model.spec.name} on {protocol.name}" + (f" [rank {rank}]" if world > 1 else ""),
-            unit="img",
-            disable=not config.progress,
-            position=rank,
-        )
-        pool = make_box_pool(*box_pool_kind(config.device, config.box_workers))
-        in_flight: deque[tuple[list[int], list[Any], dict[str, np.ndarray] | None]] = deque()
+def _evaluate(
+    protocol: Protocol, valset: Dataset, model: BenchModel, config: RunConfig, device: torch.device, writer: RunWriter,
+    indices: list[int],
+) -> None:
+    """Stream the images ``indices`` through the model; each shard goes to ``writer`` once complete."""
+    transform = InputTransform(
+        model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias
+    ) if protocol.pipeline != "crop" else CropViews(protocol.crop_resize, protocol.crop_size, protocol.classify, model.spec.mean, model.spec.std)
+    on_device_decode = config.resolved_decode() == "cuda"
+    loader = _loader(valset, indices, transform, config, device)
+    scorer = _BatchScorer(protocol, model, valset, config.save_cams)
+    model.eval().to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    sink = _ShardSink(writer, config.save_cams)
+    rank, world = writer.rank, writer.world
+    bar = tqdm(
+        total=len(indices),
+        desc=f"{model.spec.name} on {protocol.name}" + (f" [rank {rank}]" if world > 1 else ""),
+        unit="img",
+        disable=not config.progress,
+        position=rank,
+    )
+    pool = make_box_pool(*box_pool_kind(config.device, config.box_workers))
+    in_flight: deque[tuple[list[int], list[Any], dict[str, np.ndarray] | None]] = deque()
 
-        def drain(keep: int) -> None:
-            while len(in_flight) > keep:
-                batch_indices, results, cached = in_flight.popleft()
-                records = [r.result() if isinstance(r, Future) else r for r in results]
-                sink.add(batch_indices, records, cached)
-                bar.update(len(batch_indices))
+    def drain(keep: int) -> None:
+        while len(in_flight) > keep:
+            batch_indices, results, cached = in_flight.popleft()
+            records = [r.result() if isinstance(r, Future) else r for r in results]
+            sink.add(batch_indices, records, cached)
+            bar.update(len(batch_indices))
 
-        try:
-            with grad_context(protocol.cam_method):
-                for batch in loader:
-                    if on_device_decode:
-                        batch = decode_batch(batch, transform, device)
-                    x = batch["image"].to(device, non_blocking=True)
-                    views = None
-                    if x.ndim == 5:  # crop pipeline (bench.data.crop_views): view 0 is localized, the rest classify
-                        x, views = x[:, 0], x[:, 1:]
-                    if config.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    logits, features = forward(model, x, config.amp)
-                    probs = None if views is None else view_probabilities(model, views, config.amp)
-                    jobs, cached = scorer.prepare(batch, x, logits, features, probs)
-                    results = [submit_job(pool, job) for job in jobs]
-                    in_flight.append(([int(i) for i in batch["index"]], results, cached))
-                    drain(keep=1)  # at most one batch in the pool while the next one runs
-                drain(keep=0)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
-        sink.check_empty()
-
-    if world > 1:
-        dist.barrier()
-    if rank != 0:
-        return None
-    run.merge_shards(n_shards)
-    manifest["finished"] = now_utc()
-    run.write_manifest(manifest)
-    return summarize_run(run)
+    try:
+        with grad_context(protocol.cam_method):
+            for batch in loader:
+                if on_device_decode:
+                    batch = decode_batch(batch, transform, device)
+                x = batch["image"].to(device, non_blocking=True)
+                views = None
+                if x.ndim == 5:  # crop pipeline (bench.data.crop_views): view 0 is localized, the rest classify
+                    x, views = x[:, 0], x[:, 1:]
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                logits, features = forward(model, x, config.amp)
+                probs = None if views is None else view_probabilities(model, views, config.amp)
+                jobs, cached = scorer.prepare(batch, x, logits, features, probs)
+                results = [submit_job(pool, job) for job in jobs]
+                in_flight.append(([int(i) for i in batch["index"]], results, cached))
+                drain(keep=1)  # at most one batch in the pool while the next one runs
+            drain(keep=0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    sink.check_empty()

@@ -30,12 +30,12 @@ from bench.core.scoring import failed_record
 from bench.data.dataset import Dataset, image_header_size
 from bench.metrics import LocalizationError, MaxBoxAccV2, MetricInputError, PxAP
 from bench.run.saved_maps import ScoreError, check_map_array, class_indices
-from bench.run.score import GT_ONLY, MAX_NAMED
+from bench.run.score import MAX_NAMED
+from bench.run.writer import GT_ONLY, mark_gt_class_maps_only
 from bench.run.wsol_suite import ON_TEST
 
 __all__ = ["InMemoryScore", "score_items"]
 
-_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,7 @@ def score_items(
     summary: dict[str, Any] = {"suite": protocol.name, "model": name, "protocol_hash": protocol.hash, "data_fingerprint": valset.fingerprint()}
     summary.update(loc.compute())
     if kinds == {"npy"}:  # as a score run of .npy maps: top-k undefined, and the summary says why
-        summary.update({k: None for k in _TOPK_KEYS})
-        summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: .npy maps carry no ranked classes, so top-k classification and localization are not defined")
+        mark_gt_class_maps_only(summary, ".npy maps carry no ranked classes, so top-k classification and localization are not defined")
     summary["unmatched_maps"] = len(unmatched)
     summary["unmatched_examples"] = sorted(unmatched)[:MAX_NAMED]
     sweep = None

@@ -1,6 +1,6 @@
 """The run manifest: what a run folder holds, written when the folder is created.
 
-Every producer of run folders (``bench run``, ``bench score``, ``bench tencrop``) builds its manifest
+Every producer of run folders (``bench run``, ``bench score``, ``bench tencrop``, ``bench rescore``) builds its manifest
 from these sections, so every run describes its model and data the same way and the readers
 (:mod:`bench.run.rundata`, :mod:`bench.run.replay`, the reports) need one code path. The format is
 in ``docs/protocol.md`` (manifest).
@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.core.protocol import Protocol
+from bench.data.dataset import Dataset
+from bench.models import BenchModel, WeightsInfo
 from bench.run.results import RunDir
 from bench.runtime import RunError, host_facts, library_versions
 
@@ -32,7 +34,7 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def model_section(model: Any, weights: Any) -> dict[str, Any]:
+def model_section(model: BenchModel, weights: WeightsInfo) -> dict[str, Any]:
     """The manifest's ``model``: spec fields, where the weights came from and their SHA-256; user
     models add their reference, preprocessing, layer, classifier and reshape (``manifest_info``)."""
     spec = model.spec
@@ -50,7 +52,7 @@ def model_section(model: Any, weights: Any) -> dict[str, Any]:
     }
 
 
-def data_section(dataset: Any, n_images: int) -> dict[str, Any]:
+def data_section(dataset: Dataset, n_images: int) -> dict[str, Any]:
     """The manifest's ``data``: everything :func:`bench.run.rundata.run_dataset` needs to rebuild the
     data set (``describe``), its GT fingerprint, the class ids, and the counts of this run."""
     return {

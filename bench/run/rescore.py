@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
 from bench.run.cam_cache import read_cam_shard
 from bench.core.scoring import failed_record, image_record
-from bench.run.engine import summarize_run
-from bench.run.manifest import RunConflict, now_utc
+from bench.run.manifest import now_utc
 from bench.run.rundata import RunDataError, run_dataset
 from bench.core.protocol import Protocol, protocol_from_dict
-from bench.run.results import RunDir, RunLocked
+from bench.run.results import RunDir
+from bench.run.writer import RunWriter
+from bench.data.dataset import Dataset
 from bench.core.records import parse_floats, parse_ints
 
 __all__ = ["rescore_run", "RescoreError"]
@@ -37,19 +39,10 @@ def rescore_run(
     """Rescore ``source``'s cached CAMs with ``protocol`` into ``target``; returns the new summary.
 
     ``data_root``: the data root if it moved since the run (its GT fingerprint must match).
-    Holds ``target``'s lock for the whole rescoring, like a run (a concurrent writer is refused).
+    ``target`` is written by :class:`bench.run.writer.RunWriter` (its lock held throughout, a
+    concurrent writer refused; an interrupted rescore resumes; a finished one is left as it is).
     """
     protocol.require_resize_pipeline("bench rescore")  # cached CAMs are one-view CAMs
-    try:
-        with target.lock():
-            return _rescore_locked(source, protocol, target, progress=progress, data_root=data_root)
-    except RunLocked as exc:
-        raise RunConflict(str(exc)) from None
-
-
-def _rescore_locked(
-    source: RunDir, protocol: Protocol, target: RunDir, *, progress: bool, data_root: Path | str | None
-) -> dict[str, Any]:
     manifest = source.read_manifest()
     if not manifest["settings"].get("save_cams"):
         raise RescoreError(f"{source.path} has no CAM cache; rerun it with `bench run ... --save-cams`")
@@ -71,53 +64,51 @@ def _rescore_locked(
         valset = run_dataset(manifest, data_root=data_root, blacklist=protocol.blacklist or None, where=str(source.path))
     except RunDataError as exc:
         raise RescoreError(str(exc)) from None
-    by_id = {g.image_id: g for g in valset.images}
     records = source.read_records()
-    shard_size = manifest["settings"]["shard_size"]
-    n_images = len(records)
-    n_shards = (n_images + shard_size - 1) // shard_size
-
     identity = dict(manifest["identity"], protocol_hash=protocol.hash)
-    if target.exists() and target.read_manifest().get("identity") != identity:
-        raise RunConflict(f"{target.path} already holds a different run; choose another --out or delete it")
-    new_manifest = dict(manifest)
-    new_manifest.update(
-        identity=identity,
-        protocol_hash=protocol.hash,
-        protocol=protocol.resolved(),
-        protocol_file=protocol.source,
-        rescored_from=str(source.path),
-        started=now_utc(),
-    )
-    new_manifest.pop("finished", None)
-    target.write_manifest(new_manifest)
 
-    bar = tqdm(total=n_images, desc=f"rescore {manifest['model']['name']} with {protocol.name}", unit="img", disable=not progress)
-    for shard in range(n_shards):
-        if shard in target.done_shards():
-            bar.update(min(shard_size, n_images - shard * shard_size))
+    def make_manifest() -> dict[str, Any]:
+        made = dict(manifest)
+        made.update(
+            identity=identity,
+            protocol_hash=protocol.hash,
+            protocol=protocol.resolved(),
+            protocol_file=protocol.source,
+            rescored_from=str(source.path),
+            started=now_utc(),
+        )
+        made.pop("finished", None)
+        return made
+
+    with RunWriter.open(target, identity, make_manifest, n_images=len(records), shard_size=manifest["settings"]["shard_size"]) as writer:
+        if writer.complete:
+            return writer.summary  # type: ignore[return-value]  # one process: always a summary
+        desc = f"rescore {manifest['model']['name']} with {protocol.name}"
+        with tqdm(total=len(writer.indices()), desc=desc, unit="img", disable=not progress) as bar:
+            for shard in writer.todo:
+                out = _rescore_shard(source, protocol, valset, records, writer.shard_range(shard), shard, cached_ranks)
+                writer.write_shard(shard, out)
+                bar.update(len(out))
+        return writer.finish()  # type: ignore[return-value]
+
+
+def _rescore_shard(source: RunDir, protocol: Protocol, valset: Dataset, records: pd.DataFrame, rows: range, shard: int,
+                   cached_ranks: int) -> list[dict[str, Any]]:  # fmt: skip
+    """The records of one shard (images ``rows``) from the source's records and cached CAMs."""
+    cache = read_cam_shard(source, shard)
+    position = {int(i): row for row, i in enumerate(cache["index"])}
+    out: list[dict[str, Any]] = []
+    for index, row in zip(rows, records.iloc[rows.start : rows.stop].itertuples(index=False)):
+        gt = valset.get(row.image_id)
+        blacklisted = gt.image_id in valset.blacklisted
+        if row.status != "ok":
+            out.append(failed_record(gt, blacklisted, row.error))
             continue
-        cache = read_cam_shard(source, shard)
-        position = {int(i): row for row, i in enumerate(cache["index"])}
-        out = []
-        for row in records.iloc[shard * shard_size : (shard + 1) * shard_size].itertuples(index=False):
-            gt = by_id[row.image_id]
-            blacklisted = gt.image_id in valset.blacklisted
-            if row.status != "ok":
-                out.append(failed_record(gt, blacklisted, row.error))
-                continue
-            index = shard * shard_size + len(out)
-            cached_classes = cache["classes"][position[index]]
-            top5 = parse_ints(row.top5_classes)
-            if list(cached_classes[:cached_ranks]) != list(top5[:cached_ranks]) or cached_classes[-1] != gt.label:
-                raise RescoreError(f"{source.path}: cached CAMs of {gt.image_id} do not match its record; the cache is stale or corrupt")
-            maps = torch.from_numpy(cache["cams"][position[index]].astype(np.float32))
-            size = (int(row.height), int(row.width))
-            out.append(image_record(protocol, gt, blacklisted, size, top5, parse_floats(row.top5_scores), maps, cached_classes))
-        target.write_shard(shard, out)
-        bar.update(len(out))
-    bar.close()
-    target.merge_shards(n_shards)
-    new_manifest["finished"] = now_utc()
-    target.write_manifest(new_manifest)
-    return summarize_run(target)
+        cached_classes = cache["classes"][position[index]]
+        top5 = parse_ints(row.top5_classes)
+        if list(cached_classes[:cached_ranks]) != list(top5[:cached_ranks]) or cached_classes[-1] != gt.label:
+            raise RescoreError(f"{source.path}: cached CAMs of {gt.image_id} do not match its record; the cache is stale or corrupt")
+        maps = torch.from_numpy(cache["cams"][position[index]].astype(np.float32))
+        size = (int(row.height), int(row.width))
+        out.append(image_record(protocol, gt, blacklisted, size, top5, parse_floats(row.top5_scores), maps, cached_classes))
+    return out

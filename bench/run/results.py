@@ -57,7 +57,6 @@ import os
 import secrets
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +71,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, record_columns, records_to_arrays, typed_records
+from bench.runtime import atomic_write_bytes, current_umask
 
 
 __all__ = [
@@ -86,38 +86,7 @@ __all__ = [
     "find_runs",
 ]
 
-# ---- atomic writes -----------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; a run's files get the mode any new file gets (0666 minus the umask)
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def current_umask() -> int:
-    """The process's file-mode creation mask (from /proc on Linux; elsewhere set-and-restore)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # pragma: no cover - non-Linux
-    os.umask(mask)
-    return mask
-
-
+# ---- atomic writes: bench.runtime.atomic_write_bytes (one writer for runs, checkpoints and sidecars)
 def to_jsonable(obj: Any) -> Any:
     """``obj`` with numpy scalars and arrays as Python numbers and lists, and every dict key as text."""
     if isinstance(obj, dict):

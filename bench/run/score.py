@@ -40,6 +40,7 @@ process pool (``workers``).
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import sys
@@ -62,11 +63,11 @@ from bench.data.dataset import Dataset, GTImage
 from bench.data.open import open_dataset
 from bench.extras import needed_extras, require_extras
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
-from bench.run.engine import GT_ONLY, mark_gt_class_maps_only, summarize_run
-from bench.run.manifest import RunConflict, data_section, new_manifest, now_utc
-from bench.run.results import RunDir, RunLocked, atomic_write_bytes
+from bench.run.manifest import RunConflict, data_section, new_manifest
+from bench.run.results import RunDir, atomic_write_bytes
 from bench.run.saved_maps import ScoreError, is_score_run, read_map_file, saved_gt_maps, saved_map_files
 from bench.run.saved_maps import files_fingerprint as _fingerprint
+from bench.run.writer import GT_ONLY, RunWriter, mark_gt_class_maps_only
 
 __all__ = [
     "MAP_SUFFIXES",
@@ -81,6 +82,7 @@ __all__ = [
     "saved_map_files",
     "score_image",
     "score_folder",
+    "score_run_dir",
     "write_maps",
     "is_score_run",
     "saved_gt_maps",
@@ -196,8 +198,25 @@ class ScoreTask:
     map_file: str | None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """Original ``(H, W)`` from the file header (pixels are not decoded)."""
+def _image_size(gt: GTImage) -> tuple[int, int]:
+    """Original ``(H, W)``: from the image file's header (pixels are not decoded) when the file is
+    there, else from the size the annotation states (``GTImage.size``: wsolevaluation's
+    ``image_sizes.txt``, VOC ``<size>``), so saved maps score without the images.
+
+    Raises:
+        ImageDecodeError: no file and no stated size, or an unreadable / oversized image.
+    """
+    path = Path(gt.path)
+    if gt.size is not None and not os.path.lexists(path):
+        width, height = gt.size
+        if width * height > MAX_PIXELS:
+            raise ImageDecodeError(f"image of {width}x{height} pixels (annotation) exceeds the {MAX_PIXELS}-pixel limit")
+        return height, width
+    if not os.path.lexists(path):
+        raise ImageDecodeError(
+            f"no image file at {path} and the annotations state no size for it (wsolevaluation image_sizes.txt, "
+            "VOC <size>); add the image or its size"
+        )
     check_image_file(path)
     try:
         with Image.open(path) as im:
@@ -217,14 +236,21 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
     gt, blacklisted = task.gt, task.blacklisted
     if task.map_file is None:
         return failed_record(gt, blacklisted, "no map file for this image under the maps folder"), None
-    try:
-        size = _image_size(Path(gt.path))
-    except ImageDecodeError as exc:
-        return failed_record(gt, blacklisted, f"image: {exc}"), None
-    digest = None
+    # The map file is read (and hashed) even when the image fails: the run's fingerprint covers every
+    # matched file, as the readers of its maps (saved_gt_maps) check it.
+    data, read_error = b"", None
     try:
         data = (context.folder / task.map_file).read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
+    except OSError as exc:
+        read_error = exc
+    digest = None if read_error is not None else hashlib.sha256(data).hexdigest()
+    try:
+        size = _image_size(gt)
+    except ImageDecodeError as exc:
+        return failed_record(gt, blacklisted, f"image: {exc}"), digest
+    try:
+        if read_error is not None:
+            raise read_error
         classes, maps, scores = read_map_file(data, task.map_file, context.class_ids)
         if classes is None:
             return image_record(context.protocol, gt, blacklisted, size, None, None, maps, [gt.label]), digest
@@ -271,6 +297,12 @@ def _results(context: ScoreContext, tasks: Sequence[ScoreTask], workers: int) ->
         yield from pool.map(fn, tasks, chunksize=chunk)
 
 
+def score_run_dir(maps: str | os.PathLike[str], protocol: Protocol, out: str | os.PathLike[str] | None = None, name: str | None = None) -> RunDir:
+    """The run folder of a score: ``OUT/<suite>/<name>``, ``name`` defaulting to ``maps-<maps folder name>``."""
+    run_name = name or f"maps-{Path(maps).expanduser().absolute().name}"
+    return RunDir(Path(out if out is not None else "results") / protocol.name / run_name)
+
+
 def score_folder(
     maps: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -292,6 +324,11 @@ def score_folder(
 ) -> RunDir:
     """Score the maps under ``maps`` on the data under ``data`` with ``suite``; returns the run folder.
 
+    Image files are needed only for images whose size the annotations do not state (module docstring).
+    The folder is written by :class:`bench.run.writer.RunWriter`: the same command again finds the run
+    complete and writes nothing; an interrupted score resumes at its first unfinished shard; other
+    maps (other files matched, or a scored file whose content changed) are refused, naming them.
+
     Args:
         maps: the maps folder (module docstring for names and formats).
         data: the data root (as for `bench run`).
@@ -305,7 +342,7 @@ def score_folder(
 
     Raises:
         ScoreError: see :func:`index_maps`. DataError / ProtocolError: bad data or suite.
-        RunConflict: the run folder holds another run, or another process is writing to it.
+        RunConflict: the run folder holds another run (other maps included), or another process is writing to it.
     """
     protocol = load_protocol(suite)
     require_extras(needed_extras(protocols=[protocol]))  # before any file is written
@@ -313,76 +350,147 @@ def score_folder(
         protocol = protocol.with_threshold(box_threshold)
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
-    valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks)
+    valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks,
+                          images_required=False)  # fmt: skip
     index = index_maps(maps, valset)
     if run is None:
-        run_name = name or f"maps-{index.folder.name}"
-        run = RunDir(Path(out if out is not None else "results") / protocol.name / run_name)
-    try:
-        with run.lock():
-            return _score_locked(protocol, valset, index, run, workers, shard_size, progress, command)
-    except RunLocked as exc:
-        raise RunConflict(str(exc)) from None
-
-
-def _score_locked(protocol: Protocol, valset: Dataset, index: MapIndex, run: RunDir, workers: int, shard_size: int,
-                  progress: bool, command: Sequence[str]) -> RunDir:  # fmt: skip
-    if run.exists():
-        raise RunConflict(f"{run.path} already holds a run; choose another --out or delete that folder")
-    context = ScoreContext(protocol, valset.class_ids, index.folder)
+        run = score_run_dir(maps, protocol, out, name)
     tasks = [ScoreTask(g, g.image_id in valset.blacklisted, index.files.get(g.image_id)) for g in valset.images]
-    n = len(tasks)
-    gt_only = index.kind == "npy"
-    manifest = new_manifest(
-        identity={"protocol_hash": protocol.hash, "model": run.path.name, "maps_folder": str(index.folder), "data_fingerprint": valset.fingerprint(), "images": n, "shard_size": shard_size},
+    identity = {"protocol_hash": protocol.hash, "model": run.path.name, "maps_folder": str(index.folder),
+                "data_fingerprint": valset.fingerprint(), "images": len(tasks), "shard_size": shard_size}  # fmt: skip
+    make_manifest = partial(_score_manifest, protocol, valset, index, run, identity, workers, shard_size, command)
+    with RunWriter.open(run, identity, make_manifest, n_images=len(tasks), shard_size=shard_size) as writer:
+        _refuse_other_maps(run, index, tasks)
+        if not writer.complete:
+            _score_shards(writer, protocol, valset, index, tasks, workers, progress)
+            writer.finish(
+                manifest_update=lambda m: m["maps"].update(fingerprint=_fingerprint(_all_digests(writer, tasks, index.folder))),
+                summary_update=partial(_score_summary_keys, index),
+            )
+        if protocol.wsol_evaluation:  # wsol_* suites: wsolevaluation's sweeps of the saved GT-class maps, as `bench run` does
+            from bench.run.wsol_suite import sweep_finished_run
+
+            sweep_finished_run(protocol, run, progress=progress)  # an up-to-date sweep is kept as it is
+    return run
+
+
+def _score_manifest(protocol: Protocol, valset: Dataset, index: MapIndex, run: RunDir, identity: dict[str, Any], workers: int,
+                    shard_size: int, command: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    """A new score run's manifest (the maps' fingerprint is set when the run finishes)."""
+    return new_manifest(
+        identity=identity,
         protocol=protocol,
         model={
             "name": run.path.name, "paper_name": None, "family": f"{run.path.name}-maps", "head": "maps",
             "input_size": None, "grid": None, "weights_source": "maps", "weights_path": None, "weights_sha256": None,
         },
-        maps={"folder": str(index.folder), "kind": index.kind, "gt_class_only": gt_only, "files_matched": len(index.files),
+        maps={"folder": str(index.folder), "kind": index.kind, "gt_class_only": index.kind == "npy", "files_matched": len(index.files),
               "unmatched": len(index.unmatched), "index_file": "map_files.csv", "fingerprint": None},
-        data=data_section(valset, n),  # the engine's data section, so bench.run.rundata reopens score runs too
+        data=data_section(valset, len(valset.images)),  # the engine's data section, so bench.run.rundata reopens score runs too
         settings={"workers": workers, "shard_size": shard_size, "save_cams": False, "seed": None, "max_pixels": MAX_PIXELS},
         command=command,
     )  # fmt: skip
-    run.write_manifest(manifest)
-    lines = ["image_id,map_file"] + [f"{t.gt.image_id},{t.map_file or ''}" for t in tasks]
-    atomic_write_bytes(run.path / "map_files.csv", ("\n".join(lines) + "\n").encode())
 
-    digests: list[tuple[str, str]] = []
-    shard: list[dict[str, Any]] = []
-    written = 0
-    n_shards = (n + shard_size - 1) // shard_size
-    bar = tqdm(total=n, desc=f"score {index.folder.name} on {protocol.name}", unit="img", disable=not progress)
+
+def _map_files_csv(tasks: Sequence[ScoreTask]) -> bytes:
+    """``map_files.csv``: per image (data-set order), the map file used, relative to the maps folder."""
+    lines = ["image_id,map_file"] + [f"{t.gt.image_id},{t.map_file or ''}" for t in tasks]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _refuse_other_maps(run: RunDir, index: MapIndex, tasks: Sequence[ScoreTask]) -> None:
+    """Write ``map_files.csv`` for a new run; for an existing one, refuse other maps than it scored:
+    another file matched to an image, or a scored file whose bytes changed (files whose size and
+    modification time are unchanged are taken as unchanged; the others are hashed again)."""
+    path = run.path / "map_files.csv"
+    listing = _map_files_csv(tasks)
+    if not path.is_file():
+        atomic_write_bytes(path, listing)
+        return
+    before = dict(line.split(",", 1) for line in path.read_text().splitlines()[1:] if line)
+    now = {t.gt.image_id: t.map_file or "" for t in tasks}
+    differ = [i for i in now if before.get(i, "") != now[i]]
+    changed = [rel for k in run.done_shards() for rel, digest, size, mtime in _side_entries(run, k)
+               if not _same_file(index.folder / rel, digest, size, mtime)]  # fmt: skip
+    if differ or changed:
+        what = []
+        if differ:
+            what.append(f"{len(differ)} image(s) match another map file than in that run ({', '.join(differ[:3])}"
+                        + (" ..." if len(differ) > 3 else "") + ")")  # fmt: skip
+        if changed:
+            what.append(f"{len(changed)} scored map file(s) changed since ({', '.join(changed[:3])}" + (" ..." if len(changed) > 3 else "") + ")")
+        raise RunConflict(
+            f"{run.path} already holds a score of other maps: {'; '.join(what)}. Give this score another name "
+            "(--name NAME) or results root (--out DIR), or delete that folder to score again"
+        )
+
+
+def _side_name(shard: int) -> str:
+    """A shard's map digests, beside its records: ``records/shard-00000.maps.json``."""
+    return f"shard-{shard:05d}.maps.json"
+
+
+def _side_entries(run: RunDir, shard: int) -> list[tuple[str, str, int, int]]:
+    """``(map file, SHA-256, size, mtime_ns)`` of the files a finished shard read (empty for shards
+    written before the digests were kept)."""
+    path = run.shard_dir / _side_name(shard)
+    if not path.is_file():
+        return []
+    return [(str(r), str(d), int(n), int(t)) for r, d, n, t in json.loads(path.read_text())["files"]]
+
+
+def _same_file(path: Path, digest: str, size: int, mtime_ns: int) -> bool:
     try:
-        for task, (record, digest) in zip(tasks, _results(context, tasks, workers)):
+        st = path.stat()
+        if st.st_size == size and st.st_mtime_ns == mtime_ns:
+            return True
+        return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
+
+
+def _all_digests(writer: RunWriter, tasks: Sequence[ScoreTask], folder: Path) -> list[tuple[str, str]]:
+    """``(map file, SHA-256)`` of every file the run read, from the shards' digest files (shards without
+    one, written before they were kept, are hashed now)."""
+    pairs: list[tuple[str, str]] = []
+    for k in range(writer.n_shards):
+        if (writer.run.shard_dir / _side_name(k)).is_file():
+            pairs.extend((rel, digest) for rel, digest, _n, _t in _side_entries(writer.run, k))
+            continue
+        for i in writer.shard_range(k):  # pragma: no cover - run folders of older versions
+            rel = tasks[i].map_file
+            if rel is not None and (folder / rel).is_file():
+                pairs.append((rel, hashlib.sha256((folder / rel).read_bytes()).hexdigest()))
+    return pairs
+
+
+def _score_shards(writer: RunWriter, protocol: Protocol, valset: Dataset, index: MapIndex, tasks: Sequence[ScoreTask],
+                  workers: int, progress: bool) -> None:  # fmt: skip
+    """Score this run's unfinished shards; each shard's records go to ``writer`` with the digests of
+    the map files it read (``records/shard-K.maps.json``: file, SHA-256, size, mtime)."""
+    context = ScoreContext(protocol, valset.class_ids, index.folder)
+    todo = [tasks[i] for i in writer.indices()]
+    shards = iter(writer.todo)
+    shard, records, files = next(shards, None), [], []
+    with tqdm(total=len(todo), desc=f"score {index.folder.name} on {protocol.name}", unit="img", disable=not progress) as bar:
+        for task, (record, digest) in zip(todo, _results(context, todo, workers)):
             if digest is not None and task.map_file is not None:
-                digests.append((task.map_file, digest))
-            shard.append(record)
-            if len(shard) == shard_size:
-                run.write_shard(written, shard)
-                written, shard = written + 1, []
+                st = (index.folder / task.map_file).stat()
+                files.append([task.map_file, digest, st.st_size, st.st_mtime_ns])
+            records.append(record)
             bar.update(1)
-        if shard:
-            run.write_shard(written, shard)
-    finally:
-        bar.close()
-    run.merge_shards(n_shards)
-    manifest["maps"]["fingerprint"] = _fingerprint(digests)
-    manifest["finished"] = now_utc()
-    run.write_manifest(manifest)
-    summary = summarize_run(run)
-    if gt_only:  # no ranked classes: top-k metrics are undefined (None), and the summary says why
+            if shard is not None and len(records) == len(writer.shard_range(shard)):
+                side = {_side_name(shard): (json.dumps({"files": files}) + "\n").encode()}
+                writer.write_shard(shard, records, side_files=side)
+                shard, records, files = next(shards, None), [], []
+
+
+def _score_summary_keys(index: MapIndex, summary: dict[str, Any], _records: Any) -> None:
+    """What a score run's summary adds: top-k keys None for GT-class maps, the unmatched map files."""
+    if index.kind == "npy":  # no ranked classes: top-k metrics are undefined (None), and the summary says why
         mark_gt_class_maps_only(summary, ".npy maps carry no ranked classes, so top-k classification and localization are not defined")
     summary["unmatched_maps"] = len(index.unmatched)
     summary["unmatched_examples"] = list(index.unmatched[:MAX_NAMED])
-    run.write_summary(summary)
-    if protocol.wsol_evaluation:  # wsol_* suites: wsolevaluation's sweeps of the saved GT-class maps, as `bench run` does
-        from bench.run.wsol_suite import sweep_finished_run
-
-        sweep_finished_run(protocol, run, progress=progress)
-    return run
 
 
 # --------------------------------------------------------------------------- in-memory maps -> files

@@ -26,7 +26,9 @@ from typing import Any
 from bench.analysis.curves import DEFAULT_THRESHOLDS, threshold_curve
 from bench.core.protocol import Protocol
 from bench.data.open import open_dataset
+from bench.models import BenchModel, WeightsInfo
 from bench.run.engine import RunConfig, run_suite
+from bench.run.request import SuiteRequest
 from bench.run.results import RunDir
 from bench.runtime import RunError
 
@@ -37,7 +39,8 @@ ON_TEST = "test (best on the reported split itself: optimistic)"
 
 
 def choose_box_threshold(
-    protocol: Protocol, request: Any, run: RunDir, model: Any, info: Any, config: RunConfig, data: Path, blacklist: Path | None
+    protocol: Protocol, request: SuiteRequest, run: RunDir, model: BenchModel, info: WeightsInfo, config: RunConfig, data: Path,
+    blacklist: Path | None,
 ) -> tuple[Protocol, dict[str, Any]]:
     """Run ``model`` on ``request.select_on`` and return the protocol with the box threshold that
     maximises top-1 localization accuracy there, and what was chosen (for the summary).
@@ -80,6 +83,7 @@ def choose_box_threshold(
 def record_choice(run: RunDir, choice: dict[str, Any]) -> dict[str, Any]:
     """Add the chosen threshold and where it was chosen to the run's ``summary.json``; returns it."""
     summary = run.read_summary()
-    summary.update(choice)
-    run.write_summary(summary)
+    if any(summary.get(k) != v for k, v in choice.items()):  # a rerun of a finished run writes nothing
+        summary.update(choice)
+        run.write_summary(summary)
     return summary

@@ -11,46 +11,25 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from bench.data.dataset import Dataset
 from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
 from bench.extras import needed_extras, require_extras
-from bench.runtime import RunError
+from bench.runtime import RunError, dist_env
 from bench.models import BenchModel, WeightsInfo
-from bench.models.resolve import ModelOptions, is_registry_model, resolve_model
+from bench.models.resolve import is_registry_model, resolve_model
 from bench.core.protocol import Protocol, load_protocol
+from bench.run.request import SuiteRequest
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "RunInterrupted", "check_classes", "check_extra", "check_flags", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
-
-
-@dataclass(frozen=True)
-class SuiteRequest:
-    """What `bench run` was asked for; None/empty means "the suite's default"."""
-
-    suite: str
-    models: Sequence[Any] = ()  # registry names, model strings (bench.models.resolve) or nn.Modules
-    data: Path | None = None
-    weights: Sequence[Path] = ()
-    gt_layout: str = "auto"
-    images: Path | None = None
-    out: Path = Path("results")
-    method: str | None = None  # --method: overrides the suite's [cam] method (recorded in the protocol)
-    layer: str | None = None  # --layer: Grad-CAM layer (registry models); feature layer of user models
-    labels: Sequence[str] = ()  # --label: one per model, in order (the run's name in tables)
-    split: str | None = None  # --split: test (default of split layouts), train-fullsup, train, all
-    metadata: Path | None = None  # --metadata: wsol metadata folder
-    masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
-    select_on: str | None = None  # --select-on: split on which the threshold is chosen (wsol tau, or the box threshold of top5 suites)
-    step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
-    box_threshold: float | None = None  # --box-threshold: top5 suites' box threshold (crop suites: tau; default per backbone)
-    model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
-    verbose: bool = True  # print each summary and the tables (the CLI); the Python API passes False
+__all__ = ["SuiteRequest", "SuiteRun", "RunInterrupted", "suite_runs", "check_classes", "check_extra", "check_flags", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -226,24 +205,40 @@ def check_classes(name: str, model_ids: Sequence[str] | None, dataset: Dataset) 
     )
 
 
-def _summary_line(name: str, protocol: Protocol, run: RunDir, summary: dict, already: bool) -> str:
-    """The run's one titled, compact summary table (Markdown) for the console."""
-    import pandas as pd
+@dataclass(frozen=True)
+class SuiteRun:
+    """One run of a suite request, as :func:`suite_runs` hands it back (the CLI prints it).
 
-    from bench.report.tables import render
+    ``summary`` is None on ranks > 0 under ``torchrun`` (rank 0 writes and reports); ``already``:
+    the run was complete before, nothing was recomputed; ``choice``: the box threshold chosen with
+    ``--select-on``, given by ``--box-threshold`` or a crop suite's per-backbone default; ``wsol``: the sweep results (``sweep.json``) of a wsol_* suite.
+    """
 
-    keys = ["top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err", "gt_known_loc_err", "mean_iou"]
-    frame = pd.DataFrame([{k: summary.get(k) for k in keys}])
-    state = "already complete, nothing recomputed" if already else "done"
-    title = (
-        f"{name} on {protocol.name} ({state}): {summary.get('scored')} images scored, {summary.get('failed')} failed"
-        f" — errors in %, mean IoU 0–1; results in {run.path}"
-    )
-    return render(frame, "md", title=title)
+    name: str  # the model as the user named it
+    protocol: Protocol
+    run: RunDir
+    summary: dict[str, Any] | None
+    already: bool
+    choice: dict[str, Any] | None = None
+    wsol: dict[str, Any] | None = None
 
 
-def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
-    """Run the suite (and its companions) for every model; returns the run folders.
+def _build_models(request: SuiteRequest, protocol: Protocol, models: Sequence[str | nn.Module]) -> list[tuple[BenchModel, WeightsInfo]]:
+    """Resolve every model of the request (their extras are checked before, by :func:`suite_runs`)."""
+    built: list[tuple[BenchModel, WeightsInfo]] = []
+    for i, ref in enumerate(models):
+        options = replace(
+            request.model_options,
+            weights=request.weights[i] if i < len(request.weights) else None,
+            layer=None if is_registry_model(ref) else request.layer,
+            method=protocol.cam_method,
+        )
+        built.append(resolve_model(ref, options))
+    return built
+
+
+def suite_runs(request: SuiteRequest, config: RunConfig) -> Iterator[SuiteRun]:
+    """Run the suite (and its companions) for every model, yielding each run as it finishes.
 
     Everything that can be checked is checked before any file is written: the suite files, the
     model names, their optional extras and weights, the class ids against the data's.
@@ -252,7 +247,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     ``module:factory``, ``file.py:factory``, ``timm/``, ``torchvision/``, entry points, nn.Modules).
     Registry and Caffe models take ``--layer`` as the protocol's Grad-CAM layer; other models take it
     as their feature layer, recorded in the manifest's model section, so their protocol keeps the
-    suite's own ``[cam] layer``.
+    suite's own ``[cam] layer``. Nothing is printed: the caller reports what it gets
+    (:func:`run_named_suite` for the Python API, ``bench run`` in :mod:`bench.cli`).
     """
     check_library_method(request.method)
     base = load_protocol(request.suite)
@@ -271,18 +267,8 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
     require_extras(needed_extras(protocols=bases, methods=[request.method], models=models))
     if "center" in models and protocol.cam_method != "cam":
         raise RunError(f"--model center is model-free: it takes no --method (got {protocol.cam_method}); run it without --method")
-    built: list[tuple[BenchModel, WeightsInfo]] = []
-    for i, ref in enumerate(models):
-        registry = is_registry_model(ref)
-        options = replace(
-            request.model_options,
-            weights=request.weights[i] if i < len(request.weights) else None,
-            layer=None if registry else request.layer,
-            method=protocol.cam_method,
-        )
-        built.append(resolve_model(ref, options))
+    built = _build_models(request, protocol, models)
     data = resolve_data(protocol, request.data)
-    runs: list[RunDir] = []
     try:
         for b in bases:
             blacklist = (data / b.blacklist) if b.blacklist else None
@@ -290,63 +276,76 @@ def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
             for ref, (model, info) in zip(models, built):
                 check_classes(ref if isinstance(ref, str) else model.spec.name, model_class_ids(model, info), valset)
             for i, (ref, (model, info)) in enumerate(zip(models, built)):
-                name = ref if isinstance(ref, str) else model.spec.name  # as the user named it, for messages
                 p = b.with_method(request.method, request.layer if is_registry_model(ref) else None)
-                run = run_folder(  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
-                    request.out, p, model.spec.name, label=request.labels[i] if i < len(request.labels) else None,
-                    limit=config.limit, layer=request.layer, reshape=request.model_options.reshape,
-                )  # fmt: skip
-                p, choice = box_threshold(p, request, model.spec.name, first=b is bases[0])
-                if request.select_on and not p.wsol_evaluation:  # the box threshold, chosen on another split
-                    from bench.run.select_on import choose_box_threshold
-
-                    if b is bases[0] or (p.heuristic == "top5" and p.box_rule == "largest_cc"):
-                        p, choice = choose_box_threshold(p, request, run, model, info, _run_config(p, config), data, blacklist)
-                    else:
-                        print(f"--select-on {request.select_on}: {p.name} keeps its own fixed thresholds ({p.heuristic})", file=sys.stderr)
-                already = run.is_complete()
-                try:
-                    summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
-                except KeyboardInterrupt:
-                    n = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
-                    total = (n + config.shard_size - 1) // config.shard_size
-                    raise RunInterrupted(
-                        f"interrupted after {len(run.done_shards())} of {total} shards of {name} on {p.name} "
-                        f"({run.path}); rerun the same command to resume"
-                    ) from None
-                if choice is not None and summary is not None:
-                    from bench.run.select_on import record_choice
-
-                    summary = record_choice(run, choice)
-                    if request.verbose and "box_threshold_top1_loc_acc_on_split" in choice:
-                        print(f"{name} on {p.name}: box threshold {choice['box_threshold']:.2f} chosen on {choice['box_threshold_chosen_on']} "
-                              f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
-                if i < len(request.labels):
-                    _record_label(run, request.labels[i])
-                elif model.spec.head == "center":  # wsolevaluation's name for the row
-                    _record_label(run, "Center baseline")
-                runs.append(run)
-                if summary is not None and request.verbose:  # rank 0 (or a single process) reports
-                    print(_summary_line(name, p, run, summary, already))
-                if summary is not None and p.wsol_evaluation:
-                    from bench.run.wsol_suite import finish_wsol_run
-
-                    wsol = finish_wsol_run(p, request, run, model, info, config, data, blacklist)
-                    if request.verbose:
-                        from bench.report.tables import render, wsol_result_frame, wsol_result_title
-
-                        print(render(wsol_result_frame(wsol), "md", title=wsol_result_title(name, p.name, wsol, str(run.path))))
+                yield _run_one(request, config, p, b is bases[0], valset, ref, model, info, i, data, blacklist)
     finally:
         shutdown_distributed()
+
+
+def _run_one(
+    request: SuiteRequest, config: RunConfig, p: Protocol, first_suite: bool, valset: Dataset, ref: str | nn.Module,
+    model: BenchModel, info: WeightsInfo, i: int, data: Path, blacklist: Path | None,
+) -> SuiteRun:
+    """One model on one suite: the optional box-threshold choice, the run, its label and wsol sweep."""
+    name = ref if isinstance(ref, str) else model.spec.name  # as the user named it, for messages
+    run = run_folder(  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
+        request.out, p, model.spec.name, label=request.labels[i] if i < len(request.labels) else None,
+        limit=config.limit, layer=request.layer, reshape=request.model_options.reshape,
+    )  # fmt: skip
+    p, choice = box_threshold(p, request, model.spec.name, first=first_suite)
+    if request.select_on and not p.wsol_evaluation:  # the box threshold, chosen on another split
+        from bench.run.select_on import choose_box_threshold
+
+        if first_suite or (p.heuristic == "top5" and p.box_rule == "largest_cc"):
+            p, choice = choose_box_threshold(p, request, run, model, info, _run_config(p, config), data, blacklist)
+        else:
+            print(f"--select-on {request.select_on}: {p.name} keeps its own fixed thresholds ({p.heuristic})", file=sys.stderr)
+    already = run.is_complete()
+    try:
+        summary = run_suite(p, valset, model, info, run, _run_config(p, config), command=sys.argv)
+    except KeyboardInterrupt:
+        n = len(valset.images) if config.limit is None else min(config.limit, len(valset.images))
+        total = (n + config.shard_size - 1) // config.shard_size
+        raise RunInterrupted(
+            f"interrupted after {len(run.done_shards())} of {total} shards of {name} on {p.name} "
+            f"({run.path}); rerun the same command to resume"
+        ) from None
+    if choice is not None and summary is not None:
+        from bench.run.select_on import record_choice
+
+        summary = record_choice(run, choice)
+    if i < len(request.labels):
+        _record_label(run, request.labels[i])
+    elif model.spec.head == "center":  # wsolevaluation's name for the row
+        _record_label(run, "Center baseline")
+    wsol = None
+    if summary is not None and p.wsol_evaluation:
+        from bench.run.wsol_suite import finish_wsol_run
+
+        wsol = finish_wsol_run(p, request, run, model, info, config, data, blacklist)
+    return SuiteRun(name, p, run, summary, already, choice if summary is not None else None, wsol)
+
+
+def run_named_suite(
+    request: SuiteRequest,
+    config: RunConfig,
+    *,
+    on_run: Callable[[SuiteRun], None] | None = None,
+    on_tables: Callable[[Protocol, list[Path]], None] | None = None,
+) -> list[RunDir]:
+    """Run the suite (and its companions) for every model (:func:`suite_runs`), then write the suite's
+    tables (rank 0); returns the run folders. Prints nothing: ``on_run`` gets each finished run,
+    ``on_tables`` the suite and the table files written (the CLI prints them)."""
+    runs = []
+    for done in suite_runs(request, config):
+        if on_run is not None:
+            on_run(done)
+        runs.append(done.run)
+    protocol = load_protocol(request.suite)
     if protocol.tables and _is_rank0():
         written = write_tables(protocol, request.out)
-        if request.verbose:
-            for path in written:
-                print(f"wrote {path}")
-            from bench.report.tables import load_runs, paper_table, render, table_title
-
-            print()
-            print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md", title=table_title(2)))
+        if on_tables is not None:
+            on_tables(protocol, written)
     return runs
 
 
@@ -382,12 +381,8 @@ def _record_label(run: RunDir, label: str) -> None:
 
 def _run_config(protocol: Protocol, config: RunConfig) -> RunConfig:
     """wsol suites score the cached GT-class maps after the run: they always keep a CAM cache."""
-    from dataclasses import replace
-
     return replace(config, save_cams=True) if protocol.wsol_evaluation else config
 
 
 def _is_rank0() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
+    return dist_env()[0] == 0

@@ -6,8 +6,8 @@ back at the original size), so it runs here, image by image (ten crops = one bat
 run folder of the same layout (``manifest.json``, ``records/`` shards, ``records.csv.gz``,
 ``summary.json``; :mod:`bench.run.results`) that ``bench table`` / ``bench compare`` read like any
 run. Records come from the engine's own per-image path (:func:`bench.core.scoring.image_record`,
-:func:`bench.run.engine.summarize_run`) applied to maps that are already at the original size. Resumable by shard; a run folder holding
-a different run is refused. ``bench show`` / ``bench report`` cannot replay these runs (their
+:class:`bench.run.writer.RunWriter`) applied to maps that are already at the original size. Resumable by shard; a run folder holding
+a different run is refused; a finished one is reported as it is (nothing written). ``bench show`` / ``bench report`` cannot replay these runs (their
 galleries redraw one-view CAMs) and say so.
 """
 
@@ -33,10 +33,10 @@ from bench.models.caffe.model import CaffeCamNet
 from bench.models.caffe.tencrop import TenCropResult, load_mean_image, register_jpeg_rule, tencrop_maps
 from bench.models.registry import BenchModel
 from bench.models.sources import WeightsInfo, sha256_file
-from bench.run.engine import summarize_run
-from bench.run.manifest import RunConflict, data_section, model_section, new_manifest, now_utc, resume_or_start
+from bench.run.manifest import data_section, model_section, new_manifest
+from bench.run.results import RunDir
+from bench.run.writer import RunWriter
 from bench.runtime import RunError
-from bench.run.results import RunDir, RunLocked
 
 __all__ = ["run_tencrop_suite", "run_tencrop_named", "tencrop_record", "score_tencrop"]
 
@@ -121,7 +121,6 @@ def run_tencrop_suite(
         raise RunError(f"{model.spec.name} predicts {model.num_classes} classes; the data has labels up to {top_label} (and top-5 needs 5)")
     mean_image, mean_sha = _mean_image(protocol, valset)
     n_images = len(valset.images) if limit is None else min(limit, len(valset.images))
-    n_shards = (n_images + shard_size - 1) // shard_size
     identity = {
         "protocol_hash": protocol.hash,
         "model": model.spec.name,
@@ -132,57 +131,51 @@ def run_tencrop_suite(
         "pipeline": protocol.pipeline,
         "mean_image_sha256": mean_sha,
     }
-    try:
-        with run.lock():
-            manifest = resume_or_start(
-                run,
-                identity,
-                lambda: new_manifest(
-                    identity=identity,
-                    protocol=protocol,
-                    model=model_section(model, weights),
-                    data=data_section(valset, n_images),
-                    settings={
-                        "pipeline": protocol.pipeline, "device": device, "limit": limit, "shard_size": shard_size,
-                        "mean_image": protocol.mean_image or None, "mean_image_sha256": mean_sha,
-                        "jpeg_roundtrip": protocol.jpeg_roundtrip, "max_pixels": MAX_PIXELS,
-                        "torch_threads": torch.get_num_threads(), "save_cams": False, "seed": None,
-                    },  # fmt: skip
-                    command=command,
-                ),
-            )
-            done = run.done_shards()
-            todo = [k for k in range(n_shards) if k not in done]
-            model.eval()
-            pool = ThreadPoolExecutor(max_workers=box_workers) if box_workers > 0 else None
-            try:
-                with tqdm(total=sum(min((k + 1) * shard_size, n_images) - k * shard_size for k in todo),
-                          desc=f"{model.spec.name} on {protocol.name}", unit="img", disable=not progress) as bar:  # fmt: skip
-                    for k in todo:
-                        pending: deque[dict[str, Any] | Future] = deque()
-                        records: list[dict[str, Any]] = []
 
-                        def drain(keep: int) -> None:
-                            while len(pending) > keep:
-                                item = pending.popleft()
-                                records.append(item.result() if isinstance(item, Future) else item)
-                                bar.update(1)
+    def make_manifest() -> dict[str, Any]:
+        return new_manifest(
+            identity=identity,
+            protocol=protocol,
+            model=model_section(model, weights),
+            data=data_section(valset, n_images),
+            settings={
+                "pipeline": protocol.pipeline, "device": device, "limit": limit, "shard_size": shard_size,
+                "mean_image": protocol.mean_image or None, "mean_image_sha256": mean_sha,
+                "jpeg_roundtrip": protocol.jpeg_roundtrip, "max_pixels": MAX_PIXELS,
+                "torch_threads": torch.get_num_threads(), "save_cams": False, "seed": None,
+            },  # fmt: skip
+            command=command,
+        )
 
-                        for gt in valset.images[k * shard_size : min((k + 1) * shard_size, n_images)]:
-                            blacklisted = gt.image_id in valset.blacklisted
-                            pending.append(tencrop_record(protocol, model, gt, blacklisted, mean_image, device, pool))
-                            drain(keep=2 * box_workers)  # bounded: full-size maps wait in memory
-                        drain(keep=0)
-                        run.write_shard(k, records)
-            finally:
-                if pool is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
-            run.merge_shards(n_shards)
-            manifest["finished"] = now_utc()
-            run.write_manifest(manifest)
-            return summarize_run(run)
-    except RunLocked as exc:
-        raise RunConflict(str(exc)) from None
+    with RunWriter.open(run, identity, make_manifest, n_images=n_images, shard_size=shard_size) as writer:
+        if writer.complete:
+            return writer.summary  # type: ignore[return-value]  # rank 0: always a summary
+        model.eval()
+        pool = ThreadPoolExecutor(max_workers=box_workers) if box_workers > 0 else None
+        try:
+            with tqdm(total=len(writer.indices()), desc=f"{model.spec.name} on {protocol.name}", unit="img",
+                      disable=not progress) as bar:  # fmt: skip
+                for k in writer.todo:
+                    pending: deque[dict[str, Any] | Future] = deque()
+                    records: list[dict[str, Any]] = []
+
+                    def drain(keep: int) -> None:
+                        while len(pending) > keep:
+                            item = pending.popleft()
+                            records.append(item.result() if isinstance(item, Future) else item)
+                            bar.update(1)
+
+                    for i in writer.shard_range(k):
+                        gt = valset.images[i]
+                        blacklisted = gt.image_id in valset.blacklisted
+                        pending.append(tencrop_record(protocol, model, gt, blacklisted, mean_image, device, pool))
+                        drain(keep=2 * box_workers)  # bounded: full-size maps wait in memory
+                    drain(keep=0)
+                    writer.write_shard(k, records)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return writer.finish()  # type: ignore[return-value]
 
 
 def run_tencrop_named(

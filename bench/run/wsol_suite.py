@@ -13,6 +13,7 @@ split is optimistic.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,9 @@ import pandas as pd
 
 from bench.core.protocol import Protocol
 from bench.data.open import open_dataset
+from bench.models import BenchModel, WeightsInfo
 from bench.run.engine import RunConfig, run_suite
+from bench.run.request import SuiteRequest
 from bench.run.results import RunDir, atomic_write_json
 from bench.run.sweeps import wsol_sweep_run
 
@@ -51,22 +54,48 @@ def select_threshold(chosen: dict[str, Any], curves: pd.DataFrame) -> dict[str, 
     return out
 
 
+def fresh_sweep(run: RunDir, step: float, chosen_on: str) -> dict[str, Any] | None:
+    """The run's ``sweep.json`` when it is up to date: same step, threshold chosen on ``chosen_on``,
+    written after the run's summary (so after the records it sweeps); else None. A rerun that finds
+    it recomputes and writes nothing."""
+    path, curves = run.path / "sweep.json", run.path / "sweep_curves.csv"
+    if not (path.is_file() and curves.is_file() and run.summary_path.is_file()):
+        return None
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    newer = path.stat().st_mtime_ns >= run.summary_path.stat().st_mtime_ns
+    same = held.get("step") == step and held.get("rules") == "wsol" and held.get("threshold_chosen_on") == chosen_on
+    return held if newer and same else None
+
+
 def sweep_finished_run(protocol: Protocol, run: RunDir, *, step: float | None = None, progress: bool = True) -> dict[str, Any]:
     """wsolevaluation's sweeps of a finished run's GT-class maps (its map cache, or a score run's saved
     maps), written to sweep.json / sweep_curves.csv; the threshold is the maximum over tau on the
-    scored split, and sweep.json says so. ``step`` defaults to the suite's."""
-    results = wsol_sweep_run(run, step=protocol.wsol_step if step is None else step, progress=progress)
+    scored split, and sweep.json says so. ``step`` defaults to the suite's. An up-to-date sweep
+    (:func:`fresh_sweep`) is returned as it is."""
+    step = protocol.wsol_step if step is None else step
+    held = fresh_sweep(run, step, ON_TEST)
+    if held is not None:
+        return held
+    results = wsol_sweep_run(run, step=step, progress=progress)
     results["threshold_chosen_on"] = ON_TEST
     atomic_write_json(run.path / "sweep.json", results)
     return results
 
 
 def finish_wsol_run(
-    protocol: Protocol, request: Any, run: RunDir, model: Any, info: Any, config: RunConfig, data: Path, blacklist: Path | None
+    protocol: Protocol, request: SuiteRequest, run: RunDir, model: BenchModel, info: WeightsInfo, config: RunConfig, data: Path,
+    blacklist: Path | None,
 ) -> dict[str, Any]:
     """Sweep the finished run; with ``request.select_on``, also run and sweep that split and
     report the test split at its thresholds. Returns the sweep results (as in sweep.json)."""
     step = request.step if request.step is not None else protocol.wsol_step
+    side = RunDir(run.path.parent / f"{run.path.name}@{request.select_on}") if request.select_on else None
+    held = fresh_sweep(run, step, request.select_on or ON_TEST)
+    if held is not None and (side is None or side.is_complete()):
+        return held  # nothing recomputed, nothing written
     results = sweep_finished_run(protocol, run, step=step, progress=config.progress)
     curves = pd.read_csv(run.path / "sweep_curves.csv")
     if request.select_on:
@@ -74,7 +103,7 @@ def finish_wsol_run(
             data, layout=request.gt_layout, images=request.images, split=request.select_on, blacklist=blacklist,
             metadata=None, masks=request.masks,
         )
-        side = RunDir(run.path.parent / f"{run.path.name}@{request.select_on}")
+        assert side is not None
         run_suite(protocol, other, model, info, side, replace(config, save_cams=True), command=sys.argv)
         chosen = wsol_sweep_run(side, step=step, progress=config.progress)
         results["threshold_chosen_on"] = request.select_on
