@@ -111,3 +111,30 @@ def test_gt_known_at_fixed_threshold_moves_with_sigma_but_the_sweep_barely() -> 
     taus = np.arange(0.0, 1.0, 0.02)
     best = {s: max(iou(largest_cc_box(center_map(side, side, s).numpy(), t)[0]) for t in taus) for s in (0.10, 0.25)}
     assert best[0.10] > 0.95 and best[0.25] > 0.95
+
+
+def test_center_on_the_crop_suite_boxes_the_thresholded_disc(tmp_path: Path, tiny_val: Path) -> None:
+    """`--model center` on ilsvrc_loc_crop: no classification (no ten-crop views are classified), and
+    every image's box is the disc {min-max map > tau} of the 224 Gaussian, in crop pixels (exclusive end)."""
+    import gzip
+
+    import pandas as pd
+
+    from bench.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "ilsvrc_loc_crop", "--model", "center", "--data", str(tiny_val), "--out", str(out),
+                 "--workers", "0", "--no-progress"]) == 0  # fmt: skip
+    run = out / "ilsvrc_loc_crop" / "center"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["top1_loc_err"] is None and summary["crop"]["top1_loc_acc"] is None
+    tau = summary["crop"]["box_threshold"]
+    m = center_map(224, 224, DEFAULT_SIGMA, dtype=torch.float64).numpy()
+    ys, xs = np.nonzero((m - m.min()) / (m.max() - m.min()) > tau)
+    want = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    with gzip.open(run / "records.csv.gz", "rt") as fh:
+        records = pd.read_csv(fh, dtype=str)
+    boxes = np.array([[int(v) for v in b.split()] for b in records["gtk_box"]])
+    # the run's map is float32: a pixel whose normalised value lies within float32 rounding of tau may
+    # fall on the other side, which moves the disc's box by at most one pixel
+    assert len(boxes) == 18 and np.abs(boxes - want).max() <= 1

@@ -407,7 +407,8 @@ def _evaluate(
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits, features = forward(model, x, config.amp)
-                probs = None if views is None else view_probabilities(model, views, config.amp)
+                # the other views only classify: none for runs of GT-class maps only (the centre baseline has no classes)
+                probs = None if views is None or scorer.gt_only else view_probabilities(model, views, config.amp)
                 jobs, cached = scorer.prepare(batch, x, logits, features, probs)
                 results = [submit_job(pool, job) for job in jobs]
                 in_flight.append(([int(i) for i in batch["index"]], results, cached))
