@@ -277,24 +277,11 @@ def image_record(
     from bench.core.boxes import boxes_for_maps
     from bench.core.maps import resize_maps
 
-    height, width = size
-    record = _record(gt.image_id, gt.label, blacklisted, "ok", width=width, height=height)
-    record["gt_area_frac"] = f"{gt_area_fraction(gt.boxes, size):.6f}"
+    record, guess_classes = _record_head(protocol, gt, blacklisted, size, top_classes, top_scores)
     slots = protocol.slots if top_classes is not None else ()
-    guess_classes = np.array([top_classes[s.rank] for s in slots], dtype=np.int64)
-    if top_classes is not None:
-        record.update(
-            top5_classes=format_ints(top_classes),
-            top5_scores=format_floats(top_scores) if top_scores is not None else "",
-            guess_classes=format_ints(guess_classes),
-        )
     if maps is None:
         return record
-    if map_classes is None:
-        map_classes = [int(c) for c in top_classes[: protocol.ranks_needed]] + [int(gt.label)]
-    map_classes = [int(c) for c in map_classes]
-    if len(map_classes) != len(maps):
-        raise ValueError(f"{len(maps)} maps but {len(map_classes)} map classes")
+    map_classes = _map_classes(protocol, gt, top_classes, maps, map_classes)
 
     def first_map(cls: int, what: str) -> int:
         if cls not in map_classes:
@@ -325,6 +312,38 @@ def image_record(
     return record
 
 
+def _record_head(
+    protocol: Protocol, gt: Any, blacklisted: bool, size: tuple[int, int], top_classes: np.ndarray | None,
+    top_scores: np.ndarray | None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """A record's columns that need no map: identity, original ``(height, width)``, GT area, the ranked
+    classes and scores and the guessed classes (one per protocol slot; none without ranked classes).
+    Returns ``(record, guess_classes)``."""
+    height, width = size
+    record = _record(gt.image_id, gt.label, blacklisted, "ok", width=width, height=height)
+    record["gt_area_frac"] = f"{gt_area_fraction(gt.boxes, size):.6f}"
+    slots = protocol.slots if top_classes is not None else ()
+    guess_classes = np.array([top_classes[s.rank] for s in slots], dtype=np.int64)
+    if top_classes is not None:
+        record.update(
+            top5_classes=format_ints(top_classes),
+            top5_scores=format_floats(top_scores) if top_scores is not None else "",
+            guess_classes=format_ints(guess_classes),
+        )
+    return record, guess_classes
+
+
+def _map_classes(protocol: Protocol, gt: Any, top_classes: np.ndarray | None, maps: Any, map_classes: Any) -> list[int]:
+    """The class index of each map: ``map_classes`` as ints, by default the engine's order (the top
+    ``ranks_needed`` classes, then the GT class). Raises ValueError when their count is not the maps'."""
+    if map_classes is None:
+        map_classes = [int(c) for c in top_classes[: protocol.ranks_needed]] + [int(gt.label)]
+    map_classes = [int(c) for c in map_classes]
+    if len(map_classes) != len(maps):
+        raise ValueError(f"{len(maps)} maps but {len(map_classes)} map classes")
+    return map_classes
+
+
 def _crop_record(
     protocol: Protocol,
     gt: Any,
@@ -347,26 +366,12 @@ def _crop_record(
     """
     from bench.core.crop import crop_iou, crop_map_box, to_crop
 
-    height, width = size
-    record = _record(gt.image_id, gt.label, blacklisted, "ok", width=width, height=height)
-    record["gt_area_frac"] = f"{gt_area_fraction(gt.boxes, size):.6f}"
+    record, guess_classes = _record_head(protocol, gt, blacklisted, size, top_classes, top_scores)
     crop_gt = to_crop(boxes=gt.boxes, image_size=size, resize=protocol.crop_resize, crop=protocol.crop_size).boxes
     record["crop_gt_boxes"] = ";".join(format_floats(b) for b in crop_gt)
-    guess_classes = np.zeros(0, dtype=np.int64)
-    if top_classes is not None:
-        guess_classes = np.array([top_classes[s.rank] for s in protocol.slots], dtype=np.int64)
-        record.update(
-            top5_classes=format_ints(top_classes),
-            top5_scores=format_floats(top_scores) if top_scores is not None else "",
-            guess_classes=format_ints(guess_classes),
-        )
     if maps is None:
         return record
-    if map_classes is None:
-        map_classes = [int(c) for c in top_classes[: protocol.ranks_needed]] + [int(gt.label)]
-    map_classes = [int(c) for c in map_classes]
-    if len(map_classes) != len(maps):
-        raise ValueError(f"{len(maps)} maps but {len(map_classes)} map classes")
+    map_classes = _map_classes(protocol, gt, top_classes, maps, map_classes)
     if int(gt.label) not in map_classes:
         raise ValueError(f"no map for class {gt.label} (the GT class); the maps are of classes {map_classes}")
     box, empty = crop_map_box(maps[map_classes.index(int(gt.label))], protocol.thresholds[0], protocol.crop_size)
