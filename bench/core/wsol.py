@@ -228,8 +228,8 @@ def _kernel_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`image_box_hits` by the compiled kernel; undecided V1 levels are traced by OpenCV."""
     q = (scoremap * 255).astype(np.uint8)
-    qmax = q.max()
-    levels = np.array([int(tau * qmax) for tau in thresholds], dtype=np.int64)
+    # int(tau * max) of every tau: the same float64 products, truncated (all are >= 0)
+    levels = (np.asarray(thresholds, dtype=np.float64) * float(q.max())).astype(np.int64)
     v1_box, v1_ok, v2_best, _ = wsol_kernel.level_hits(q, gt, levels, deltas)
     todo = [int(t) for t in np.unique(levels) if not v1_ok[t]]
     if todo:

@@ -125,80 +125,95 @@ def _foreground(q, gt, needed, area2, euler4, dump, dump_boxes):  # noqa: ANN001
     Returns ``outer[t]`` (best IoU of the outer boxes, -1 when none), ``v1[t]`` (the largest
     contour's box ``x1, y1, x2, y2`` clipped as wsolevaluation does) and ``ok[t]`` (False: V1 not
     decided here). When ``dump >= 0`` the boxes of level ``dump`` are written to ``dump_boxes``;
-    their count is returned."""
+    their count is returned. Pixels live in a grid padded by one background pixel (index
+    ``(r + 1) * (w + 2) + c + 1``), so neighbours need no bounds checks."""
     h, w = q.shape
-    n = h * w
+    w2 = w + 2
+    n = (h + 2) * w2
     order, starts = _order(q, True)
-    parent = np.full(n, -1, dtype=np.int64)
-    size = np.zeros(n, dtype=np.int64)
-    bx1 = np.zeros(n, dtype=np.int64)
-    by1 = np.zeros(n, dtype=np.int64)
-    bx2 = np.zeros(n, dtype=np.int64)
-    by2 = np.zeros(n, dtype=np.int64)
-    loc = np.zeros(n, dtype=np.int64)
-    eul = np.zeros(n, dtype=np.int64)
-    active = np.empty(n, dtype=np.int64)
-    pos = np.full(n, -1, dtype=np.int64)
+    offs = np.array([-w2 - 1, -w2, -w2 + 1, 1, w2 + 1, w2, w2 - 1, -1], dtype=np.int64)  # ring order
+    parent = np.full(n, -1, dtype=np.int32)
+    size = np.zeros(n, dtype=np.int32)
+    bx1 = np.zeros(n, dtype=np.int32)
+    by1 = np.zeros(n, dtype=np.int32)
+    bx2 = np.zeros(n, dtype=np.int32)
+    by2 = np.zeros(n, dtype=np.int32)
+    loc = np.zeros(n, dtype=np.int32)
+    eul = np.zeros(n, dtype=np.int32)
+    active = np.empty(n, dtype=np.int32)
+    pos = np.full(n, -1, dtype=np.int32)
     nact = 0
-    win = np.zeros((h + 1) * (w + 1), dtype=np.int64)  # window (i, j): pixels (i-1..i, j-1..j)
+    win = np.zeros(n, dtype=np.uint8)  # window P: padded pixels P-w2-1 (bit0), P-w2 (1), P-1 (2), P (3)
     outer = np.full(256, -1.0)
     v1 = np.zeros((256, 4), dtype=np.int64)
     ok = np.zeros(256, dtype=np.bool_)
     ndump = 0
     for v in range(255, 0, -1):
         for k in range(starts[v], starts[v + 1]):
-            p = order[k]
-            r = p // w
-            c = p - r * w
-            parent[p] = p
-            size[p] = 1
-            bx1[p] = c
-            bx2[p] = c
-            by1[p] = r
-            by2[p] = r
-            loc[p] = 0
-            eul[p] = 0
-            active[nact] = p
-            pos[p] = nact
-            nact += 1
-            for dr in range(-1, 2):
-                rr = r + dr
-                if rr < 0 or rr >= h:
+            i = order[k]
+            r = i // w
+            c = i - r * w
+            p = (r + 1) * w2 + c + 1
+            root = -1  # p joins the first present neighbour's component; a new one if none
+            # ring neighbours in turn are 4-adjacent, so a run of present ones is one component
+            # already: one find per run (a full ring is one run, looked up at its first pixel)
+            prev = parent[p + offs[7]] >= 0
+            full = True
+            for j in range(8):
+                pn = parent[p + offs[j]]
+                here = pn >= 0
+                if not here:
+                    full = False
+                start = here and not prev
+                prev = here
+                if not (start or (j == 7 and full)) or pn == root:
                     continue
-                for dc in range(-1, 2):
-                    cc = c + dc
-                    if (dr == 0 and dc == 0) or cc < 0 or cc >= w:
-                        continue
-                    nb = rr * w + cc
-                    if parent[nb] < 0:
-                        continue
-                    ra = _find(parent, p)
-                    rb = _find(parent, nb)
-                    if ra == rb:
-                        continue
-                    if size[ra] < size[rb]:
-                        ra, rb = rb, ra
-                    parent[rb] = ra
-                    size[ra] += size[rb]
-                    bx1[ra] = min(bx1[ra], bx1[rb])
-                    by1[ra] = min(by1[ra], by1[rb])
-                    bx2[ra] = max(bx2[ra], bx2[rb])
-                    by2[ra] = max(by2[ra], by2[rb])
-                    loc[ra] += loc[rb]
-                    eul[ra] += eul[rb]
-                    last = active[nact - 1]
-                    active[pos[rb]] = last
-                    pos[last] = pos[rb]
-                    pos[rb] = -1
-                    nact -= 1
-            root = _find(parent, p)
-            # the 4 windows holding p: (r+1, c+1) bit0, (r+1, c) bit1, (r, c+1) bit2, (r, c) bit3
-            w1 = w + 1
-            for j in range(4):
-                wi = (r + 1 - (j >> 1)) * w1 + c + 1 - (j & 1)
-                bit = 1 << j
+                rb = _find(parent, pn)
+                if rb == root:
+                    continue
+                if root < 0:
+                    root = rb
+                    parent[p] = rb
+                    size[rb] += 1
+                    bx1[rb] = min(bx1[rb], c)
+                    by1[rb] = min(by1[rb], r)
+                    bx2[rb] = max(bx2[rb], c)
+                    by2[rb] = max(by2[rb], r)
+                    continue
+                ra = root
+                if size[ra] < size[rb]:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+                size[ra] += size[rb]
+                bx1[ra] = min(bx1[ra], bx1[rb])
+                by1[ra] = min(by1[ra], by1[rb])
+                bx2[ra] = max(bx2[ra], bx2[rb])
+                by2[ra] = max(by2[ra], by2[rb])
+                loc[ra] += loc[rb]
+                eul[ra] += eul[rb]
+                last = active[nact - 1]
+                active[pos[rb]] = last
+                pos[last] = pos[rb]
+                pos[rb] = -1
+                nact -= 1
+                root = ra
+            if root < 0:
+                root = p
+                parent[p] = p
+                size[p] = 1
+                bx1[p] = c
+                bx2[p] = c
+                by1[p] = r
+                by2[p] = r
+                loc[p] = 0
+                eul[p] = 0
+                active[nact] = p
+                pos[p] = nact
+                nact += 1
+            for j in range(4):  # p is bit 3 of window p, 2 of p + 1, 1 of p + w2, 0 of p + w2 + 1
+                wi = p + (1 if j == 2 or j == 0 else 0) + (w2 if j < 2 else 0)
                 old = win[wi]
-                new = old | bit
+                new = old | (1 << j)
                 win[wi] = new
                 loc[root] += area2[new] - area2[old]
                 eul[root] += euler4[new] - euler4[old]
@@ -249,60 +264,59 @@ def _foreground(q, gt, needed, area2, euler4, dump, dump_boxes):  # noqa: ANN001
             v1[t, 1] = by1[top]
             v1[t, 2] = min(bx2[top] + 1, w - 1)
             v1[t, 3] = min(by2[top] + 1, h - 1)
-    for t in range(255, 256):  # q > 255 is never true: no contour
-        if needed[t]:
-            outer[t] = _best_iou(0, 0, 0, 0, gt)
-            ok[t] = True
+    if needed[255]:  # q > 255 is never true: no contour
+        outer[255] = _best_iou(0, 0, 0, 0, gt)
+        ok[255] = True
     return outer, v1, ok, ndump
 
 
 @njit(cache=True, nogil=True)
 def _holes(q, gt, needed, dump, dump_boxes):  # noqa: ANN001, ANN202, PLR0912
     """Hole borders at every level ``t`` (background ``q <= t``), ``t`` from 0 up: ``hole[t]`` the
-    best IoU of the hole boxes (-1 when no hole)."""
+    best IoU of the hole boxes (-1 when no hole). Padded grid as in :func:`_foreground`."""
     h, w = q.shape
-    n = h * w
+    w2 = w + 2
+    n = (h + 2) * w2
     order, starts = _order(q, False)
-    parent = np.full(n, -1, dtype=np.int64)
-    size = np.zeros(n, dtype=np.int64)
-    bx1 = np.zeros(n, dtype=np.int64)
-    by1 = np.zeros(n, dtype=np.int64)
-    bx2 = np.zeros(n, dtype=np.int64)
-    by2 = np.zeros(n, dtype=np.int64)
+    offs = np.array([-w2, -1, 1, w2], dtype=np.int64)
+    parent = np.full(n, -1, dtype=np.int32)
+    size = np.zeros(n, dtype=np.int32)
+    bx1 = np.zeros(n, dtype=np.int32)
+    by1 = np.zeros(n, dtype=np.int32)
+    bx2 = np.zeros(n, dtype=np.int32)
+    by2 = np.zeros(n, dtype=np.int32)
     edge = np.zeros(n, dtype=np.bool_)
-    active = np.empty(n, dtype=np.int64)  # the roots that do not touch the edge
-    pos = np.full(n, -1, dtype=np.int64)
+    active = np.empty(n, dtype=np.int32)  # the roots that do not touch the edge
+    pos = np.full(n, -1, dtype=np.int32)
     nact = 0
     hole = np.full(256, -1.0)
     ndump = 0
     for v in range(0, 255):
         for k in range(starts[v], starts[v + 1]):
-            p = order[k]
-            r = p // w
-            c = p - r * w
-            parent[p] = p
-            size[p] = 1
-            bx1[p] = c
-            bx2[p] = c
-            by1[p] = r
-            by2[p] = r
-            edge[p] = r == 0 or c == 0 or r == h - 1 or c == w - 1
-            if not edge[p]:
-                active[nact] = p
-                pos[p] = nact
-                nact += 1
-            for d in range(4):
-                rr = r + (-1 if d == 0 else (1 if d == 1 else 0))
-                cc = c + (-1 if d == 2 else (1 if d == 3 else 0))
-                if rr < 0 or rr >= h or cc < 0 or cc >= w:
+            i = order[k]
+            r = i // w
+            c = i - r * w
+            p = (r + 1) * w2 + c + 1
+            on_edge = r == 0 or c == 0 or r == h - 1 or c == w - 1
+            root = -1  # p joins the first present neighbour's region; a new one if none
+            for j in range(4):
+                nb = p + offs[j]
+                pn = parent[nb]
+                if pn < 0 or pn == root:
                     continue
-                nb = rr * w + cc
-                if parent[nb] < 0:
+                rb = _find(parent, pn)
+                if rb == root:
                     continue
-                ra = _find(parent, p)
-                rb = _find(parent, nb)
-                if ra == rb:
+                if root < 0:
+                    root = rb
+                    parent[p] = rb
+                    size[rb] += 1
+                    bx1[rb] = min(bx1[rb], c)
+                    by1[rb] = min(by1[rb], r)
+                    bx2[rb] = max(bx2[rb], c)
+                    by2[rb] = max(by2[rb], r)
                     continue
+                ra = root
                 if size[ra] < size[rb]:
                     ra, rb = rb, ra
                 parent[rb] = ra
@@ -311,18 +325,39 @@ def _holes(q, gt, needed, dump, dump_boxes):  # noqa: ANN001, ANN202, PLR0912
                 by1[ra] = min(by1[ra], by1[rb])
                 bx2[ra] = max(bx2[ra], bx2[rb])
                 by2[ra] = max(by2[ra], by2[rb])
-                for s in (ra, rb):  # drop both from the hole list; re-add the root if still a hole
-                    if pos[s] >= 0:
-                        last = active[nact - 1]
-                        active[pos[s]] = last
-                        pos[last] = pos[s]
-                        pos[s] = -1
-                        nact -= 1
-                edge[ra] = edge[ra] or edge[rb]
-                if not edge[ra]:
-                    active[nact] = ra
-                    pos[ra] = nact
+                if pos[rb] >= 0:  # rb is no root any more
+                    last = active[nact - 1]
+                    active[pos[rb]] = last
+                    pos[last] = pos[rb]
+                    pos[rb] = -1
+                    nact -= 1
+                if edge[rb] and not edge[ra]:  # the merged region touches the edge: no hole
+                    edge[ra] = True
+                    last = active[nact - 1]
+                    active[pos[ra]] = last
+                    pos[last] = pos[ra]
+                    pos[ra] = -1
+                    nact -= 1
+                root = ra
+            if root < 0:
+                parent[p] = p
+                size[p] = 1
+                bx1[p] = c
+                bx2[p] = c
+                by1[p] = r
+                by2[p] = r
+                edge[p] = on_edge
+                if not on_edge:
+                    active[nact] = p
+                    pos[p] = nact
                     nact += 1
+            elif on_edge and not edge[root]:
+                edge[root] = True
+                last = active[nact - 1]
+                active[pos[root]] = last
+                pos[last] = pos[root]
+                pos[root] = -1
+                nact -= 1
         t = v
         if dump == t:
             for a in range(nact):
