@@ -154,3 +154,36 @@ def test_hits_equal_opencv_path_on_cam_like_maps() -> None:
         scoremap = cam_like(rng, (0.0, 0.3, 1.0)[i % 3])
         assert_same_hits(scoremap, _gt(rng, 224, 224), thresholds)
     assert_same_hits(np.zeros((224, 224), dtype=np.float32), np.array([[0, 0, 10, 10]]), thresholds)  # no contour
+
+
+def test_without_numba_the_opencv_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With numba missing (AVAILABLE False) image_box_hits never calls the kernel and still gives
+    the same hits."""
+    rng = np.random.default_rng(2)
+    scoremap, gt, thresholds = cam_like(rng, 0.3), _gt(rng, 224, 224), wsol.wsol_thresholds(0.01)
+    want = wsol.image_box_hits(scoremap, gt, thresholds)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the kernel ran without numba")
+
+    monkeypatch.setattr(wsol_kernel, "AVAILABLE", False)
+    monkeypatch.setattr(wsol_kernel, "level_hits", refuse)
+    got = wsol.image_box_hits(scoremap, gt, thresholds)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_sweep_results_equal_opencv_path() -> None:
+    """The accumulated sweep (what sweep.json and sweep_curves.csv hold) from both paths, equal."""
+    rng = np.random.default_rng(3)
+    thresholds = wsol.wsol_thresholds(0.001)
+    fast, ref = wsol.BoxAccumulator(thresholds), wsol.BoxAccumulator(thresholds)
+    for i in range(8):
+        cam = cv2.resize(rng.random((14, 14)).astype(np.float32) ** 3, (224, 224), interpolation=cv2.INTER_LINEAR)
+        boxes, size = np.array([[40, 30, 300, 200]]), (400, 300)
+        fast.add(*wsol.cam_box_hits(cam, boxes, size, thresholds))
+        scoremap = wsol.normalize_scoremap(wsol.resize_map(cam))
+        ref.add(*wsol.image_box_hits(scoremap, wsol.scale_gt_boxes(boxes, size), thresholds, compiled=False))
+    got, want = fast.results(), ref.results()
+    assert got.pop("curves").equals(want.pop("curves"))
+    assert got == want
