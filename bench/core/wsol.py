@@ -220,7 +220,7 @@ def image_box_hits(
     tracing only the levels whose largest contour it cannot decide; the same hits as the OpenCV
     path (``compiled=False``, the reference)."""
     gt = np.asarray(gt_boxes_224, dtype=np.int64).reshape(-1, 4)
-    if compiled and wsol_kernel.AVAILABLE:
+    if compiled and wsol_kernel.AVAILABLE and max(np.shape(scoremap)) <= wsol_kernel.MAX_SIDE:
         return _kernel_hits(scoremap, gt, thresholds, deltas)
     largest, every = scoremap_boxes(scoremap, thresholds)
     return _hits(largest, gt, deltas), _hits(every, gt, deltas)

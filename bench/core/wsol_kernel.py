@@ -38,7 +38,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "level_hits", "level_boxes"]
+__all__ = ["AVAILABLE", "MAX_SIDE", "level_hits", "level_boxes"]
+
+#: the largest map side the kernel takes (pixels are packed as ``row << 16 | column``)
+MAX_SIDE = 65535
 
 try:  # optional dependency (the `fast` extra)
     from numba import njit
@@ -101,20 +104,23 @@ def _best_iou(x1, y1, x2, y2, gt):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, nogil=True)
-def _order(q, descending):  # noqa: ANN001, ANN202
-    """Pixel indices sorted by value (counting sort, raster order within a value) and the start of
-    each value's run (``starts[v]:starts[v + 1]``)."""
-    flat = q.ravel()
+def _order(q):  # noqa: ANN001, ANN202
+    """Pixels sorted by value (counting sort, raster order within a value), each as
+    ``row << 16 | column`` (no division later; sides below 65,536), and the start of each value's
+    run (``starts[v]:starts[v + 1]``)."""
+    h, w = q.shape
     counts = np.zeros(257, dtype=np.int64)
-    for i in range(flat.size):
-        counts[flat[i] + 1] += 1
+    for r in range(h):
+        for c in range(w):
+            counts[q[r, c] + 1] += 1
     starts = np.cumsum(counts)
     fill = starts[:256].copy()
-    order = np.empty(flat.size, dtype=np.int64)
-    for i in range(flat.size):
-        v = flat[i]
-        order[fill[v]] = i
-        fill[v] += 1
+    order = np.empty(h * w, dtype=np.int64)
+    for r in range(h):
+        for c in range(w):
+            v = q[r, c]
+            order[fill[v]] = (r << 16) | c
+            fill[v] += 1
     return order, starts
 
 
@@ -130,7 +136,7 @@ def _foreground(q, gt, needed, area2, euler4, dump, dump_boxes):  # noqa: ANN001
     h, w = q.shape
     w2 = w + 2
     n = (h + 2) * w2
-    order, starts = _order(q, True)
+    order, starts = _order(q)
     offs = np.array([-w2 - 1, -w2, -w2 + 1, 1, w2 + 1, w2, w2 - 1, -1], dtype=np.int64)  # ring order
     parent = np.full(n, -1, dtype=np.int32)
     size = np.zeros(n, dtype=np.int32)
@@ -150,9 +156,8 @@ def _foreground(q, gt, needed, area2, euler4, dump, dump_boxes):  # noqa: ANN001
     ndump = 0
     for v in range(255, 0, -1):
         for k in range(starts[v], starts[v + 1]):
-            i = order[k]
-            r = i // w
-            c = i - r * w
+            r = order[k] >> 16
+            c = order[k] & 0xFFFF
             p = (r + 1) * w2 + c + 1
             root = -1  # p joins the first present neighbour's component; a new one if none
             # ring neighbours in turn are 4-adjacent, so a run of present ones is one component
@@ -277,7 +282,7 @@ def _holes(q, gt, needed, dump, dump_boxes):  # noqa: ANN001, ANN202, PLR0912
     h, w = q.shape
     w2 = w + 2
     n = (h + 2) * w2
-    order, starts = _order(q, False)
+    order, starts = _order(q)
     offs = np.array([-w2, -1, 1, w2], dtype=np.int64)
     parent = np.full(n, -1, dtype=np.int32)
     size = np.zeros(n, dtype=np.int32)
@@ -293,9 +298,8 @@ def _holes(q, gt, needed, dump, dump_boxes):  # noqa: ANN001, ANN202, PLR0912
     ndump = 0
     for v in range(0, 255):
         for k in range(starts[v], starts[v + 1]):
-            i = order[k]
-            r = i // w
-            c = i - r * w
+            r = order[k] >> 16
+            c = order[k] & 0xFFFF
             p = (r + 1) * w2 + c + 1
             on_edge = r == 0 or c == 0 or r == h - 1 or c == w - 1
             root = -1  # p joins the first present neighbour's region; a new one if none
