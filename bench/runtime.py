@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import torch
 
-import bench
+from bench import version as bench_version
 
 __all__ = [
     "BenchError", "RunError", "resolve_device", "library_versions", "host_facts", "dist_env", "atomic_write",
@@ -51,7 +51,7 @@ def library_versions() -> dict[str, str]:
     from PIL import features
 
     versions = {
-        "bench": bench.__version__,
+        "bench": bench_version.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

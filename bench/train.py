@@ -1,4 +1,5 @@
-"""Train or fine-tune any registry model from image-level labels (``bench train``).
+"""Train or fine-tune a model from image-level labels (``bench train``): a registry model, or any other
+model reference ``bench run`` takes (``timm/NAME``, ``torchvision/NAME``, ``module:factory``...).
 
 Boxes are never read: training sees only (image, class) pairs; the validation split is read
 with the ILSVRC val readers for its labels only (top-1 accuracy at the end).
@@ -207,6 +208,21 @@ class Recipe:
     init: Literal["scratch", "backbone", "pretrained", "file"]
 
 
+def is_registry_name(model: str) -> bool:
+    """Whether ``model`` names a registry model (else it is another model reference `bench run` takes:
+    ``timm/NAME``, ``torchvision/NAME``, ``module:factory``, ``file.py:factory``, an entry point)."""
+    from bench.models import MODELS
+
+    return model in MODELS
+
+
+def user_recipe(pretrained: bool) -> Recipe:
+    """The recipe of a model outside the registry: fine-tuning (SGD, lr 1e-3, momentum 0.9, weight
+    decay 5e-4, cosine, batch 32, 10 epochs) from its own weights, or from a random init with
+    ``pretrained`` False."""
+    return Recipe("sgd", 1e-3, 0.9, 5e-4, 1.0, 10, 32, "cosine", "pretrained" if pretrained else "scratch")
+
+
 def _model_kind(spec: ModelSpec) -> Literal["demo", "surgery", "published"]:
     if spec.family == "simplecnn":
         return "demo"
@@ -252,19 +268,25 @@ class TrainConfig:
     progress: bool = True
     max_steps: int | None = None
     argv: tuple[str, ...] = ()
+    pretrained: bool = True  # --no-pretrained: models outside the registry start from a random init
+    num_classes: int | None = None  # --num-classes: timm/ and torchvision/ models with N outputs
 
     def recipe(self) -> Recipe:
         """The default recipe of ``model`` with this config's overrides applied."""
-        base = default_recipe(get_spec(self.model))
+        base = default_recipe(get_spec(self.model)) if is_registry_name(self.model) else user_recipe(self.pretrained)
         r = replace(
             base,
             epochs=base.epochs if self.epochs is None else int(self.epochs),
             batch_size=base.batch_size if self.batch_size is None else int(self.batch_size),
             lr=base.lr if self.lr is None else float(self.lr),
         )
+        if not self.pretrained and is_registry_name(self.model):
+            r = replace(r, init="scratch")
         if self.init_weights is not None:
             r = replace(r, init="file")
         problems = []
+        if self.num_classes is not None and not self.model.startswith(("timm/", "torchvision/")):
+            problems.append(f"--num-classes applies to timm/ and torchvision/ models only, not {self.model}")
         if r.epochs < 1:
             problems.append(f"--epochs must be >= 1, got {r.epochs}")
         if r.batch_size < 1:
@@ -299,6 +321,10 @@ def canonical_command(config: TrainConfig, recipe: Recipe, world_size: int = 1, 
     parts += ["--device", device or config.device]
     if config.init_weights is not None:
         parts += ["--weights", str(config.init_weights)]
+    if not config.pretrained:
+        parts += ["--no-pretrained"]
+    if config.num_classes is not None:
+        parts += ["--num-classes", str(config.num_classes)]
     if config.val is not None:
         parts += ["--val", str(config.val)]
     if config.out is not None:
@@ -536,6 +562,11 @@ def _num_outputs(model: BenchModel) -> int:
 
 
 def _build(config: TrainConfig, recipe: Recipe) -> tuple[BenchModel, WeightsInfo]:
+    if not is_registry_name(config.model):  # any other reference bench run takes, resolved as bench run does
+        from bench.models.resolve import ModelOptions, resolve_model
+
+        options = ModelOptions(weights=config.init_weights, pretrained=config.pretrained, num_classes=config.num_classes, method="gradcam")
+        return resolve_model(config.model, options)
     if recipe.init == "file":
         assert config.init_weights is not None
         return build_model(config.model, config.init_weights)
@@ -679,7 +710,7 @@ def train(config: TrainConfig) -> TrainResult:
         DataError from an explicit ``--val`` root that does not load.
     """
     t_start = time.perf_counter()
-    spec = get_spec(config.model)
+    spec = get_spec(config.model) if is_registry_name(config.model) else None
     recipe = config.recipe()
     rank, world, local_rank = dist_env()
     if recipe.batch_size % world:
@@ -705,7 +736,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 def _train(
     config: TrainConfig,
-    spec: ModelSpec,
+    spec: ModelSpec | None,
     recipe: Recipe,
     rank: int,
     world: int,
@@ -713,10 +744,58 @@ def _train(
     is_main: bool,
     t_start: float,
 ) -> TrainResult:
+    """The training run of :func:`train` (``spec`` None: a model reference outside the registry,
+    whose spec comes from the built model)."""
+    data, valset, val_note = _load_data(config, is_main)
+    seed_everything(config.seed)
+    model, init_info = _build(config, recipe)
+    spec = model.spec
+    _check_outputs(model, data)
+    channels_last = True  # faster convolutions on CPU (and most GPUs); numerics are deterministic
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    per_rank_batch = recipe.batch_size // world
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader, sampler = _train_loader(config, spec, data, per_rank_batch, world, rank, device)
+    total_steps = len(loader) * recipe.epochs
+    optimizer = _optimizer(param_groups(model, recipe), recipe)
+    scheduler = _scheduler(optimizer, recipe, total_steps)
+    t_train = time.perf_counter()
+    history, first_losses, step = _epochs(config, spec, recipe, model, net, loader, sampler, optimizer, scheduler,
+                                          device, world, is_main, channels_last)  # fmt: skip
+    train_seconds = time.perf_counter() - t_train
+    del loader  # stops persistent workers before evaluation starts its own
+
+    t_eval = time.perf_counter()
+    val_counts: tuple[int, int, int] | None = None
+    if valset is not None:
+        val_counts = evaluate_top1(
+            model, valset, device=device, batch_size=max(per_rank_batch, 64), workers=config.workers,
+            rank=rank, world_size=world, channels_last=channels_last,
+        )
+    eval_seconds = time.perf_counter() - t_eval
+
+    model.to(memory_format=torch.contiguous_format)
+    model.cpu().eval()
+    info = _sidecar(config, spec, recipe, model, init_info, data, valset, val_note, val_counts, history, first_losses,
+                    step, total_steps, world, device, (train_seconds, eval_seconds, time.perf_counter() - t_start))  # fmt: skip
+    checkpoint: Path | None = None
+    if is_main and config.out is not None:
+        checkpoint = _write_checkpoint(model, Path(config.out), info)
+    if world > 1:
+        dist.barrier()
+    return TrainResult(model=model, info=info, checkpoint=checkpoint, history=history)
+
+
+def _load_data(config: TrainConfig, is_main: bool) -> tuple[TrainData, Dataset | None, str]:
+    """The train data and the validation split (labels only), resolved before training so a bad
+    --val fails early; a missing auto val split is a warning and a note."""
     root = resolve_data_dir(config.data, progress=config.progress and is_main)
     data = load_train_data(root)
-
-    # Validation split (labels only), resolved before training so a bad --val fails early.
     val_root_path = Path(config.val).absolute() if config.val is not None else find_val_root(root)
     valset: Dataset | None
     val_note = ""
@@ -728,28 +807,23 @@ def _train(
         valset = None
         val_note = f"no validation split loaded from {val_root_path}: {str(exc).splitlines()[0]}"
         if is_main:
-            warnings.warn(f"bench train: {val_note}; val_top1 is recorded as null", stacklevel=2)
+            warnings.warn(f"bench train: {val_note}; val_top1 is recorded as null", stacklevel=3)
+    return data, valset, val_note
 
-    seed_everything(config.seed)
-    model, init_info = _build(config, recipe)
+
+def _check_outputs(model: BenchModel, data: TrainData) -> None:
     outputs = _num_outputs(model)
     if len(data.classes) > outputs:
+        hint = f" (--num-classes {len(data.classes)} builds a timm/ or torchvision/ model with that many)" if not is_registry_name(model.spec.name) else ""
         raise TrainError(
-            f"model {spec.name} has {outputs} outputs but the data's class list ({data.class_source}) "
+            f"model {model.spec.name} has {outputs} outputs but the data's class list ({data.class_source}) "
             f"has {len(data.classes)} classes; train a model whose classifier fits, or use data with "
-            f"at most {outputs} classes"
+            f"at most {outputs} classes{hint}"
         )
 
-    channels_last = True  # faster convolutions on CPU (and most GPUs); numerics are deterministic
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    per_rank_batch = recipe.batch_size // world
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+def _train_loader(config: TrainConfig, spec: ModelSpec, data: TrainData, per_rank_batch: int, world: int, rank: int,
+                  device: torch.device) -> tuple[DataLoader, EpochSampler]:  # fmt: skip
     transform = InputTransform(spec.input_size, spec.mean, spec.std)
     dataset = TrainImages(data.samples, transform, config.seed)
     sampler = EpochSampler(len(dataset), world_size=world, rank=rank, seed=config.seed)
@@ -765,21 +839,28 @@ def _train(
         pin_memory=device.type == "cuda",
         drop_last=False,
     )
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * recipe.epochs
-    optimizer = _optimizer(param_groups(model, recipe), recipe)
+    return loader, sampler
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     if recipe.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
+        return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total_steps) / total_steps))
         )
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
 
+
+def _epochs(
+    config: TrainConfig, spec: ModelSpec, recipe: Recipe, model: BenchModel, net: nn.Module, loader: DataLoader,
+    sampler: EpochSampler, optimizer: torch.optim.Optimizer, scheduler: Any, device: torch.device, world: int,
+    is_main: bool, channels_last: bool,
+) -> tuple[list[dict[str, Any]], list[float], int]:  # fmt: skip
+    """The optimisation loop: per-epoch history, the first steps' losses, the steps taken."""
+    steps_per_epoch = len(loader)
     history: list[dict[str, Any]] = []
     first_losses: list[float] = []
     step = 0
     stopped_early = False
-    t_train = time.perf_counter()
     for epoch in range(recipe.epochs):
         sampler.set_epoch(epoch)
         model.train()
@@ -831,26 +912,25 @@ def _train(
         )
         if stopped_early:
             break
-    train_seconds = time.perf_counter() - t_train
-    del loader  # stops persistent workers before evaluation starts its own
+    return history, first_losses, step
 
-    t_eval = time.perf_counter()
+
+def _sidecar(
+    config: TrainConfig, spec: ModelSpec, recipe: Recipe, model: BenchModel, init_info: WeightsInfo, data: TrainData,
+    valset: Dataset | None, val_note: str, val_counts: tuple[int, int, int] | None, history: list[dict[str, Any]],
+    first_losses: list[float], step: int, total_steps: int, world: int, device: torch.device, seconds: tuple[float, float, float],
+) -> dict[str, Any]:  # fmt: skip
+    """The checkpoint's sidecar (module docstring, "Output"); ``checkpoint`` is filled in on writing."""
     val_top1: float | None = None
-    val_counts: tuple[int, int, int] | None = None
-    if valset is not None:
-        val_counts = evaluate_top1(
-            model, valset, device=device, batch_size=max(per_rank_batch, 64), workers=config.workers,
-            rank=rank, world_size=world, channels_last=channels_last,
-        )
+    if val_counts is not None:
         correct, scored, _ = val_counts
         val_top1 = 100.0 * correct / scored if scored else None
-    eval_seconds = time.perf_counter() - t_eval
-
-    model.to(memory_format=torch.contiguous_format)
-    model.cpu().eval()
-    info = {
+    train_seconds, eval_seconds, total_seconds = seconds
+    return {
         "format": SIDECAR_FORMAT,
         "model": spec.name,
+        **({"reference": config.model} if config.model != spec.name else {}),
+        **({"num_classes": config.num_classes} if config.num_classes is not None else {}),
         "head": spec.head,
         "family": spec.family,
         "input_size": spec.input_size,
@@ -893,27 +973,26 @@ def _train(
         "first_step_losses": first_losses,
         "train_seconds": round(train_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
-        "total_seconds": round(time.perf_counter() - t_start, 2),
+        "total_seconds": round(total_seconds, 2),
         "command": canonical_command(config, recipe, world, device.type if device.index is None or world > 1 else str(device)),
         "argv": list(config.argv) or list(sys.argv),
         "versions": library_versions(),
         "host": {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
         "finished": _now(),
     }
-    checkpoint: Path | None = None
-    if is_main and config.out is not None:
-        checkpoint = Path(config.out)
-        _save_checkpoint(model, checkpoint)
-        info["checkpoint"] = {
-            "file": checkpoint.name,
-            "sha256": sha256_file(checkpoint),
-            "bytes": checkpoint.stat().st_size,
-        }
-        text = json.dumps(info, indent=2) + "\n"
-        atomic_write_bytes(sidecar_path(checkpoint), text.encode("utf-8"))
-    if world > 1:
-        dist.barrier()
-    return TrainResult(model=model, info=info, checkpoint=checkpoint, history=history)
+
+
+def _write_checkpoint(model: BenchModel, checkpoint: Path, info: dict[str, Any]) -> Path:
+    """The weights file and its sidecar (``info`` gets the file's name, SHA-256 and size)."""
+    _save_checkpoint(model, checkpoint)
+    info["checkpoint"] = {
+        "file": checkpoint.name,
+        "sha256": sha256_file(checkpoint),
+        "bytes": checkpoint.stat().st_size,
+    }
+    text = json.dumps(info, indent=2) + "\n"
+    atomic_write_bytes(sidecar_path(checkpoint), text.encode("utf-8"))
+    return checkpoint
 
 
 def _dataset_sha256(root: Path) -> str | None:

@@ -913,3 +913,23 @@ def test_bench_tencrop_end_to_end(e2e, tmp_path, capsys):
     # overlays would redraw one-view CAMs: bench show says it cannot replay a ten-crop run
     assert main(["show", str(out / "tc_test" / "tinycam"), "--out", str(tmp_path / "show"), "--device", "cpu"]) == 2
     assert "cannot be replayed as one-view CAMs" in capsys.readouterr().err
+
+
+def test_mean_files_of_both_layouts_give_one_mean(tmp_path):
+    """Asymmetric content (a row ramp, a column ramp and one pixel per channel): the new file's
+    ``mean_data`` (W x H x C) and the old file's ``image_mean`` (H x W x C) of the same mean image load
+    to the same C x H x W array; loading the old layout the new way would transpose it."""
+    from scipy.io import savemat
+
+    from bench.models.caffe.tencrop import load_mean_image
+
+    y, x = np.mgrid[0:256, 0:256].astype(np.float32)
+    chw = np.stack([100 + 0.1 * y, 110 + 0.05 * x, 120 + 0.02 * y + 0.01 * x])  # B, G, R
+    chw[0, 3, 7], chw[1, 200, 5], chw[2, 9, 250] = 1.0, 2.0, 3.0
+    savemat(tmp_path / "new.mat", {"mean_data": chw.transpose(2, 1, 0)})  # element [x, y, c]
+    savemat(tmp_path / "old.mat", {"image_mean": chw.transpose(1, 2, 0)})  # element [y, x, c]
+    for name in ("new.mat", "old.mat"):
+        mean = load_mean_image(tmp_path / name)
+        np.testing.assert_array_equal(mean, chw)
+        assert (mean[0, 3, 7], mean[1, 200, 5], mean[2, 9, 250]) == (1.0, 2.0, 3.0)
+        assert mean[0, 255, 0] == pytest.approx(100 + 25.5) and mean[1, 0, 255] == pytest.approx(110 + 12.75)

@@ -117,7 +117,7 @@ def gradcam_run(small_val: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("gradcam")
     args = ["run", "--suite", "demo", "--model", "simplecnn_gap", "--method", "gradcam", "--data", str(small_val), "--out", str(out), "--limit", "6", *QUIET]
     assert main(args) == 0
-    return out / "demo" / "simplecnn_gap-gradcam"
+    return out / "demo" / "simplecnn_gap-gradcam-limit6"  # --limit N: the folder says so
 
 
 def test_gradcam_run_replays_as_gradcam(gradcam_run: Path) -> None:
@@ -160,12 +160,12 @@ def test_images_and_limit_run_is_rescored_swept_and_exported_after_a_move(small_
     args = ["run", "--suite", "demo", "--model", "simplecnn_gap", "--data", str(root), "--images", str(root / "pictures"),
             "--limit", "10", "--out", str(out), "--save-cams", *QUIET]  # fmt: skip
     assert main(args) == 0
-    run = out / "demo" / "simplecnn_gap"
+    run = out / "demo" / "simplecnn_gap-limit10"
     before = RunDir(run).read_records()
     moved = tmp_path / "moved"
     root.rename(moved)
     assert main(["rescore", str(run), "--protocol", "demo", "--out", str(tmp_path / "again"), "--data", str(moved), "--no-progress"]) == 0
-    again = RunDir(tmp_path / "again" / "demo" / "simplecnn_gap").read_records()
+    again = RunDir(tmp_path / "again" / "demo" / "simplecnn_gap-limit10").read_records()
     pd.testing.assert_frame_equal(before, again)
     assert main(["sweep", str(run), "--data", str(moved), "--no-progress"]) == 0
     assert json.loads((run / "sweep.json").read_text())["images"] == 10
@@ -230,7 +230,7 @@ def test_replay_leaves_the_callers_autograd_mode_alone(gradcam_run: Path, small_
     """A replay generator suspended between images must not leave no_grad / inference mode on for
     the caller (torch's grad mode is thread state): CAM replays use inference mode, gradient ones no_grad."""
     assert main(["run", "--suite", "demo", "--model", "simplecnn_gap", "--data", str(small_val), "--out", str(tmp_path), "--limit", "4", *QUIET]) == 0
-    for run in (gradcam_run, tmp_path / "demo" / "simplecnn_gap"):
+    for run in (gradcam_run, tmp_path / "demo" / "simplecnn_gap-limit4"):
         replay = RunReplay.open(run)
         assert replay.source == "network"
         maps = replay.iter_maps(replay.run_image_ids(), batch_size=2)

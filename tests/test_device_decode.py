@@ -75,3 +75,39 @@ def test_resolve_decode() -> None:
         resolve_decode("cuda", "cpu")
     with pytest.raises(ValueError, match="decode must be"):
         resolve_decode("nvjpeg", "cuda")
+
+
+def test_the_one_torchvision_decoder_call_still_has_its_api_and_warns_nobody(tmp_path: Path) -> None:
+    """Issue 19 item 16: torchvision 0.29 deprecates its image decoders; `--decode cuda` depends on
+    ``torchvision.io.decode_jpeg``, called only in ``decode_jpeg_rgb``. This test fails the day the API
+    goes away (then: move that one function to TorchCodec), and checks the call lets no
+    DeprecationWarning out while giving libjpeg-turbo's pixels (Pillow's decoder, the same library)."""
+    import io
+    import warnings
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import torchvision.io
+
+    from bench.data import device_decode
+    from bench.data.device_decode import decode_jpeg_rgb, decoder_available
+
+    assert hasattr(torchvision.io, "decode_jpeg") and hasattr(torchvision.io, "ImageReadMode") and decoder_available()
+    rgb = (np.random.default_rng(3).random((21, 34, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
+    data = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one = decode_jpeg_rgb(data)
+        both = decode_jpeg_rgb([data, data])
+    assert [w for w in caught if issubclass(w.category, DeprecationWarning)] == []
+    pil = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert one.shape == (3, 21, 34) and one.dtype == torch.uint8
+    np.testing.assert_array_equal(one.permute(1, 2, 0).numpy(), pil)
+    assert len(both) == 2 and torch.equal(both[1], one)
+    # the module imports no torchvision decoder at import time: only the function does
+    source = Path(device_decode.__file__).read_text()
+    assert source.count("from torchvision.io import") == 2  # decode_jpeg_rgb and decoder_available

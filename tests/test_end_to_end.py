@@ -216,8 +216,8 @@ def test_compare_gap_gmp_pairs_twins_and_refuses_other_data(generated: dict[str,
 
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert set(table["family"]) == {"googlenet"}
-    s_gap = json.loads((out / "ilsvrc_loc" / "googlenet_gap" / "summary.json").read_text())
-    s_gmp = json.loads((out / "ilsvrc_loc" / "googlenet_gmp" / "summary.json").read_text())
+    s_gap = json.loads((out / "ilsvrc_loc" / "googlenet_gap-limit4" / "summary.json").read_text())
+    s_gmp = json.loads((out / "ilsvrc_loc" / "googlenet_gmp-limit4" / "summary.json").read_text())
     for row in table.itertuples():
         assert row.gap == pytest.approx(round(s_gap[row.metric], 4))
         assert row.delta == pytest.approx(round(s_gmp[row.metric] - s_gap[row.metric], 4), abs=2e-4)
@@ -232,8 +232,8 @@ def test_compare_gap_gmp_pairs_twins_and_refuses_other_data(generated: dict[str,
     (mixed / "a").mkdir(parents=True)
     import shutil
 
-    shutil.copytree(out / "ilsvrc_loc" / "googlenet_gap", mixed / "a" / "gap")
-    shutil.copytree(other / "ilsvrc_loc" / "googlenet_gmp", mixed / "a" / "gmp")
+    shutil.copytree(out / "ilsvrc_loc" / "googlenet_gap-limit4", mixed / "a" / "gap")
+    shutil.copytree(other / "ilsvrc_loc" / "googlenet_gmp-limit3", mixed / "a" / "gmp")
     capsys.readouterr()
     assert main(["compare", "gap", "gmp", "--runs", str(mixed)]) == 2
     assert "different data" in capsys.readouterr().err
@@ -244,7 +244,7 @@ def test_fc_model_localization_columns_say_why(generated: dict[str, Path], tmp_p
     ckpt = random_init_checkpoint("alexnet", tmp_path)
     out = tmp_path / "runs"
     assert main(["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), "--limit", "2", *COMMON, "--model", "alexnet", "--weights", str(ckpt), "--out", str(out)]) == 0
-    summary = json.loads((out / "ilsvrc_loc" / "alexnet" / "summary.json").read_text())
+    summary = json.loads((out / "ilsvrc_loc" / "alexnet-limit2" / "summary.json").read_text())
     assert summary["top1_cls_err"] is not None
     assert summary["top1_loc_err"] is None and "gradient" in summary["note"]
     table = tmp_path / "t2.csv"
@@ -266,12 +266,12 @@ def test_gradient_maps_give_fc_networks_table2_rows(generated: dict[str, Path], 
     base = ["run", "--suite", "ilsvrc_loc", "--data", str(generated["voc"]), "--limit", "2", *COMMON, "--model", "alexnet", "--weights", str(ckpt), "--out", str(out)]
     for method in ("cam", "gradcam", "backprop"):
         assert main([*base, "--method", method]) == 0
-    assert (out / "ilsvrc_loc" / "alexnet").is_dir() and (out / "ilsvrc_loc" / "alexnet-gradcam").is_dir()
-    grad = json.loads((out / "ilsvrc_loc" / "alexnet-gradcam" / "summary.json").read_text())
+    assert (out / "ilsvrc_loc" / "alexnet-limit2").is_dir() and (out / "ilsvrc_loc" / "alexnet-gradcam-limit2").is_dir()
+    grad = json.loads((out / "ilsvrc_loc" / "alexnet-gradcam-limit2" / "summary.json").read_text())
     assert grad["top1_loc_err"] is not None and grad["loc_images"] == 2
-    manifest = json.loads((out / "ilsvrc_loc" / "alexnet-backprop" / "manifest.json").read_text())
+    manifest = json.loads((out / "ilsvrc_loc" / "alexnet-backprop-limit2" / "manifest.json").read_text())
     assert manifest["protocol"]["cam"]["method"] == "backprop"
-    records = RunDir(out / "ilsvrc_loc" / "alexnet-backprop").read_records()
+    records = RunDir(out / "ilsvrc_loc" / "alexnet-backprop-limit2").read_records()
     assert all(parse_boxes(b).shape == (5, 4) for b in records["guess_boxes"])
     table = tmp_path / "t2.csv"
     assert main(["table", "--paper", "2", "--runs", str(out), "--format", "csv", "--out", str(table), "--with-paper"]) == 0
@@ -292,7 +292,7 @@ def test_release_rule_runs_end_to_end(generated: dict[str, Path], tmp_path: Path
 
     out = tmp_path / "rel"
     assert main(["run", "--suite", "ilsvrc_loc_release", "--data", str(generated["voc"]), "--limit", "3", *COMMON, "--model", "efficientnet_lite0", "--out", str(out)]) == 0
-    frame = RunDir(out / "ilsvrc_loc_release" / "efficientnet_lite0").read_records()
+    frame = RunDir(out / "ilsvrc_loc_release" / "efficientnet_lite0-limit3").read_records()
     model, _ = build_model("efficientnet_lite0")
     valset = open_dataset(generated["voc"])
     transform = InputTransform(model.spec.input_size, model.spec.mean, model.spec.std)

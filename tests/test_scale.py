@@ -75,7 +75,7 @@ def test_rescore_refuses_what_it_cannot_do(cached_runs: Path, data: Path, tmp_pa
     # A run without a cache.
     out = tmp_path / "nocache"
     assert main(["run", "--suite", "ilsvrc_loc", "--data", str(data), "--out", str(out), "--limit", "2", *COMMON]) == 0
-    assert main(["rescore", str(out / "ilsvrc_loc" / "efficientnet_lite0"), "--protocol", "ilsvrc_loc_tight_loose", "--no-progress"]) == 2
+    assert main(["rescore", str(out / "ilsvrc_loc" / "efficientnet_lite0-limit2"), "--protocol", "ilsvrc_loc_tight_loose", "--no-progress"]) == 2
     assert "--save-cams" in capsys.readouterr().err
 
 
@@ -93,9 +93,9 @@ def test_channels_last_and_amp_are_recorded(data: Path, tmp_path: Path) -> None:
 
     out = tmp_path / "cl"
     assert main(["run", "--suite", "ilsvrc_loc", "--data", str(data), "--out", str(out), "--limit", "4", "--channels-last", "--amp", "bf16", *COMMON]) == 0
-    manifest = json.loads((out / "ilsvrc_loc" / "efficientnet_lite0" / "manifest.json").read_text())
+    manifest = json.loads((out / "ilsvrc_loc" / "efficientnet_lite0-limit4" / "manifest.json").read_text())
     assert manifest["settings"]["channels_last"] is True and manifest["settings"]["amp"] == "bf16"
-    summary = json.loads((out / "ilsvrc_loc" / "efficientnet_lite0" / "summary.json").read_text())
+    summary = json.loads((out / "ilsvrc_loc" / "efficientnet_lite0-limit4" / "summary.json").read_text())
     assert summary["scored"] == 4
 
 

@@ -80,8 +80,19 @@ def produce_maps(
     ``method='cam'`` with ``features`` given (from :func:`forward`) is one batched einsum with the
     classifier weights, no second forward; every other case goes through
     :func:`bench.core.gradmaps.localization_maps` (its own forward and backward for gradient maps).
-    ``layer`` is the Grad-CAM layer (None: the method's default).
+    ``layer`` is the Grad-CAM layer (None: the method's default). Library methods (``grad-cam:NAME``,
+    ``torchcam:NAME``) go through :func:`bench.core.library_methods.library_maps` (the library's maps
+    as it returns them, in float32); the model-free ``center`` model (head ``'center'``) gives
+    :func:`bench.core.center.center_maps` at the input size.
     """
+    if getattr(getattr(model, "spec", None), "head", None) == "center":
+        from bench.core.center import center_maps
+
+        return center_maps(x.shape[0], classes.shape[1], (x.shape[-2], x.shape[-1]), model.sigma, device=x.device)
+    if ":" in method:
+        from bench.core.library_methods import library_maps
+
+        return library_maps(model, x, classes, method, layer).float()
     if method == "cam" and features is not None:
         weight, _bias = model.classifier()
         return class_activation_maps(features.float(), weight.detach(), classes)

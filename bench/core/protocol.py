@@ -13,10 +13,17 @@ Schema (every table and key; anything else is an error naming the key):
            models only, needs interpolation "bilinear", antialias true and cam.upsample "bicubic", which
            is what that pipeline does with MATLAB's imresize), mean_image (str: with tencrop_release, a
            mean-image file relative to the data root, e.g. "ilsvrc_2012_mean.mat"; "" = the per-channel
-           mean)
-[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp"),
+           mean); pipeline "crop" = the crop protocol of the BAS/PSOL papers (bench.core.crop): the image
+           resized to resize x resize and centre-cropped to crop x crop, maps and GT boxes in crop pixels;
+           needs boxes.rule "crop_largest_cc" and cam.upsample "bilinear";
+           resize (int, default 256), crop (int, 0 < crop <= resize, default 224), classify ("tencrop" =
+           mean softmax of the ten crops of the resize x resize image, "resize" = one view, the whole image
+           resized to crop x crop, "crop" = the centre crop itself): these three with pipeline "crop" only
+[cam]      upsample ("bilinear" | "bicubic"), method ("cam" | "backprop" | "gradcam" | "gradcampp", or a
+           library method "grad-cam:NAME" | "torchcam:NAME", bench.core.library_methods),
            layer (str: module path for gradcam/gradcampp, "" = the default layer)
-[boxes]    rule ("largest_cc" | "cam_release"), connectivity (4 | 8), jpeg_roundtrip (bool: with
+[boxes]    rule ("largest_cc" | "cam_release" | "crop_largest_cc": the crop protocol's min-max map,
+           bilinear to the crop, > threshold, largest 8-connected component, exclusive-end box), connectivity (4 | 8), jpeg_roundtrip (bool: with
            cam_release, the 8-bit map goes through a quality-75 JPEG as in the release)
            cam_release is the authors' released generator: its thresholds (20, 100, 110 of 255) are
            fixed, so the guesses.*threshold keys must be left out or equal the nominal 20/255 and
@@ -24,22 +31,32 @@ Schema (every table and key; anything else is an error naming the key):
 [guesses]  heuristic ("top5" | "tight_loose");
            top5: threshold (0 <= t < 1);
            tight_loose: loose_threshold, tight_threshold (0 <= loose < tight < 1)
-[scoring]  iou_threshold (0 < x <= 1)
+[scoring]  iou_threshold (0 < x <= 1), strict (bool: a hit needs IoU > iou_threshold instead of >=;
+           hashed only when true)
 [data]     blacklist (str: a path relative to the data root, "" for none; must not escape the root)
 [wsol]     (optional; wsolevaluation's threshold sweeps computed as its code does, bench.core.wsol,
            after the run from the run's CAM cache, written to sweep.json / sweep_curves.csv)
            evaluation ("" = none, "boxes" = MaxBoxAcc and MaxBoxAccV2, "masks" = PxAP),
            step (threshold grid step, 0 < step < 1, default 0.001 = their evaluator's default).
            Part of the hash only when evaluation is set (hashes of other protocols are unchanged)
+[pointing] (optional; the saliency suites, bench.run.pointing: multi-label data, every class present
+           in an image is a pair) dataset ("" = none, "voc07" = PASCAL VOC 2007 detection layout,
+           "coco" = COCO instances JSON), subset ("all" | "difficult": the EBP difficult subset),
+           split (str, "" = the data set's default: "test" for voc07, "val2014" for coco),
+           tolerance (int >= 0, pixels, default 15), top_k (int >= 1, default 1000: the top-k
+           intersection's k). Part of the hash only when dataset is set
 [suite]    (optional; what `bench run --suite NAME` does when flags are left out — NOT part of the
            hash, since it does not change how an image is scored)
            models (list of registry names), data ("generated" = the embedded generated data set,
            made on first use, or a path), companions (list of other suites run on the same models and
-           data, e.g. the tight/loose variant), tables (list of paper table numbers written after the run)
+           data, e.g. the tight/loose variant), tables (list of paper table numbers written after the run),
+           box_thresholds (table: model-name part -> box threshold; the first part found in the lowercase
+           model name gives the run's guesses.threshold unless --box-threshold is given; crop suites)
 
-The keys input.pipeline, input.mean_image and boxes.jpeg_roundtrip enter the resolved form (and so
+The keys input.pipeline, input.mean_image, boxes.jpeg_roundtrip and scoring.strict enter the resolved form (and so
 the hash) only when they differ from their defaults, so every protocol written before they existed
-keeps its hash. `bench run` and `bench rescore` run only the "resize" pipeline
+keeps its hash. input.resize, input.crop and input.classify enter it only with
+pipeline "crop". `bench run` and `bench rescore` run the "resize" and "crop" pipelines
 (:meth:`Protocol.require_resize_pipeline`); "tencrop_release" runs with `bench tencrop`.
 """
 
@@ -87,6 +104,9 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "antialias": (bool, True),
         "pipeline": (str, "resize"),
         "mean_image": (str, ""),
+        "resize": (int, 256),
+        "crop": (int, 224),
+        "classify": (str, "tencrop"),
     },
     "cam": {"upsample": (str, "bilinear"), "method": (str, "cam"), "layer": (str, "")},
     "boxes": {"rule": (str, "largest_cc"), "connectivity": (int, 8), "jpeg_roundtrip": (bool, False)},
@@ -96,21 +116,26 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "loose_threshold": ((int, float), None),
         "tight_threshold": ((int, float), None),
     },
-    "scoring": {"iou_threshold": ((int, float), 0.5)},
+    "scoring": {"iou_threshold": ((int, float), 0.5), "strict": (bool, False)},
     "data": {"blacklist": (str, "")},
     "wsol": {"evaluation": (str, ""), "step": ((int, float), 0.001)},
-    "suite": {"models": (list, []), "data": (str, ""), "companions": (list, []), "tables": (list, [])},
+    "pointing": {"dataset": (str, ""), "subset": (str, "all"), "split": (str, ""), "tolerance": (int, 15), "top_k": (int, 1000)},
+    "suite": {"models": (list, []), "data": (str, ""), "companions": (list, []), "tables": (list, []),
+              "box_thresholds": (dict, {})},
 }
 
 _CHOICES = {
     ("input", "interpolation"): ("bilinear", "bicubic"),
-    ("input", "pipeline"): ("resize", "tencrop_release"),
+    ("input", "pipeline"): ("resize", "tencrop_release", "crop"),
+    ("input", "classify"): ("tencrop", "resize", "crop"),
     ("cam", "upsample"): ("bilinear", "bicubic"),
-    ("boxes", "rule"): ("largest_cc", "cam_release"),
+    ("boxes", "rule"): ("largest_cc", "cam_release", "crop_largest_cc"),
     ("cam", "method"): ("cam", "backprop", "gradcam", "gradcampp"),
     ("boxes", "connectivity"): (4, 8),
     ("guesses", "heuristic"): ("top5", "tight_loose"),
     ("wsol", "evaluation"): ("", "boxes", "masks"),
+    ("pointing", "dataset"): ("", "voc07", "coco"),
+    ("pointing", "subset"): ("all", "difficult"),
 }
 
 _HEURISTIC_KEYS = {"top5": ("threshold",), "tight_loose": ("loose_threshold", "tight_threshold")}
@@ -144,6 +169,12 @@ class Protocol:
     jpeg_roundtrip: bool = False  # boxes.jpeg_roundtrip (hashed only when true)
     wsol_evaluation: str = ""  # [wsol] evaluation: "" | "boxes" | "masks"
     wsol_step: float = 0.001  # [wsol] step
+    pointing: tuple[tuple[str, Any], ...] = ()  # [pointing] keys, () when the table is absent (hashed only when set)
+    crop_resize: int = 256  # input.resize (pipeline "crop")
+    crop_size: int = 224  # input.crop (pipeline "crop")
+    classify: str = "tencrop"  # input.classify (pipeline "crop")
+    strict_iou: bool = False  # scoring.strict (hashed only when true)
+    box_thresholds: tuple[tuple[str, float], ...] = ()  # [suite] box_thresholds (not part of the hash)
 
     # --- derived views -------------------------------------------------------------------------
     @property
@@ -174,6 +205,8 @@ class Protocol:
             inputs["pipeline"] = self.pipeline
         if self.mean_image:
             inputs["mean_image"] = self.mean_image
+        if self.pipeline == "crop":
+            inputs.update(resize=self.crop_resize, crop=self.crop_size, classify=self.classify)
         boxes: dict[str, Any] = {"rule": self.box_rule, "connectivity": self.connectivity}
         if self.jpeg_roundtrip:
             boxes["jpeg_roundtrip"] = True
@@ -183,11 +216,13 @@ class Protocol:
             "cam": {"upsample": self.upsample, "method": self.cam_method, "layer": self.cam_layer},
             "boxes": boxes,
             "guesses": guesses,
-            "scoring": {"iou_threshold": self.iou_threshold},
+            "scoring": {"iou_threshold": self.iou_threshold, **({"strict": True} if self.strict_iou else {})},
             "data": {"blacklist": self.blacklist},
         }
         if self.wsol_evaluation:
             out["wsol"] = {"evaluation": self.wsol_evaluation, "step": self.wsol_step}
+        if self.pointing:
+            out["pointing"] = dict(self.pointing)
         return out
 
     @property
@@ -205,7 +240,7 @@ class Protocol:
         Raises:
             ProtocolError: ``input.pipeline`` is not "resize" (names the suite and what to use).
         """
-        if self.pipeline != "resize":
+        if self.pipeline == "tencrop_release":
             raise ProtocolError(
                 f"{self.source or self.name}: input.pipeline = '{self.pipeline}' is the CAM release's ten-crop "
                 f"pipeline, which `{command}` does not run; use `bench tencrop --suite {self.name} ...`"
@@ -223,8 +258,7 @@ class Protocol:
         if self.box_rule == "cam_release":
             raw["guesses"] = {"heuristic": self.heuristic}
         where = f"{self.source} (with --method {method})"
-        return replace(_validate(raw, where), source=self.source, default_models=self.default_models,
-                       default_data=self.default_data, companions=self.companions, tables=self.tables)
+        return self._carry(_validate(raw, where))
 
 
     def with_threshold(self, threshold: float) -> "Protocol":
@@ -234,9 +268,19 @@ class Protocol:
             raise ProtocolError(f"{self.name}: only a top5 suite with a threshold of its own can take another box threshold")
         raw = self.resolved()
         raw["guesses"]["threshold"] = float(threshold)
-        return replace(_validate(raw, f"{self.source} (box threshold {threshold})"), source=self.source,
-                       default_models=self.default_models, default_data=self.default_data,
-                       companions=self.companions, tables=self.tables)  # fmt: skip
+        return self._carry(_validate(raw, f"{self.source} (box threshold {threshold})"))
+
+    def _carry(self, other: "Protocol") -> "Protocol":
+        """``other`` with this protocol's source and [suite] defaults (not part of the hash)."""
+        return replace(other, source=self.source, default_models=self.default_models, default_data=self.default_data,
+                       companions=self.companions, tables=self.tables, box_thresholds=self.box_thresholds)  # fmt: skip
+
+    def threshold_for(self, model_name: str) -> tuple[float, str]:
+        """The box threshold a run of ``model_name`` takes by default: ``[suite] box_thresholds`` (the first
+        name part found in the lowercase model name), else ``guesses.threshold``. Returns ``(tau, why)``."""
+        from bench.core.crop import backbone_threshold
+
+        return backbone_threshold(model_name, self.box_thresholds, self.thresholds[0])
 
 
 def _check_type(where: str, key: str, value: Any, types: Any) -> None:
@@ -250,11 +294,22 @@ def _check_type(where: str, key: str, value: Any, types: Any) -> None:
         raise ProtocolError(f"{where}: key '{key}' must be {names}, got {value!r}")
 
 
-def _validate(raw: dict[str, Any], where: str) -> Protocol:
+def _is_library_method(method: Any) -> bool:
+    """``LIB:NAME`` of a method zoo (bench.core.library_methods; syntax only, no import of the library)."""
+    from bench.core.library_methods import is_library_method
+
+    return isinstance(method, str) and is_library_method(method)
+
+
+Values = dict[tuple[str, str], Any]
+
+
+def _read_values(raw: dict[str, Any], where: str) -> Values:
+    """Every schema key's value (defaults filled in), types checked; unknown tables/keys refused."""
     unknown_tables = sorted(set(raw) - set(_SCHEMA))
     if unknown_tables:
         raise ProtocolError(f"{where}: unknown table(s) {unknown_tables}; allowed: {sorted(_SCHEMA)}")
-    values: dict[tuple[str, str], Any] = {}
+    values: Values = {}
     for table, keys in _SCHEMA.items():
         section = raw.get(table, {})
         if not isinstance(section, dict):
@@ -274,7 +329,14 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                 raise ProtocolError(f"{where}: required key '{full}' is missing")
             else:
                 values[(table, key)] = default
+    return values
+
+
+def _check_choices_and_name(values: Values, where: str) -> None:
+    """Keys with a fixed set of values; the version and the name."""
     for (table, key), choices in _CHOICES.items():
+        if (table, key) == ("cam", "method") and _is_library_method(values[(table, key)]):
+            continue  # grad-cam:NAME / torchcam:NAME; NAME is checked against the library before a run
         if values[(table, key)] not in choices:
             raise ProtocolError(
                 f"{where}: key '{table}.{key}' = {values[(table, key)]!r} is out of range; choose one of {list(choices)}"
@@ -284,6 +346,9 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
     if not values[("protocol", "name")].replace("_", "").replace("-", "").isalnum():
         raise ProtocolError(f"{where}: key 'protocol.name' must be letters, digits, '_' or '-'")
 
+
+def _thresholds(values: Values, where: str) -> list[float]:
+    """The heuristic's box thresholds in slot order (the release rule's nominal ones); ranges checked."""
     heuristic = values[("guesses", "heuristic")]
     wanted = _HEURISTIC_KEYS[heuristic]
     for other_heuristic, keys in _HEURISTIC_KEYS.items():
@@ -292,8 +357,7 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                 raise ProtocolError(
                     f"{where}: key 'guesses.{key}' belongs to heuristic '{other_heuristic}', not '{heuristic}'"
                 )
-    release = values[("boxes", "rule")] == "cam_release"
-    if release:
+    if values[("boxes", "rule")] == "cam_release":
         nominal = {"threshold": 20 / 255, "loose_threshold": 20 / 255, "tight_threshold": 100 / 255}
         # the recorded nominal values themselves are accepted (a run manifest's resolved protocol)
         given = [f"guesses.{k}" for k in wanted if values[("guesses", k)] not in (None, nominal[k])]
@@ -319,9 +383,17 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         raise ProtocolError(
             f"{where}: 'guesses.loose_threshold' ({thresholds[0]}) must be below 'guesses.tight_threshold' ({thresholds[1]})"
         )
+    return thresholds
+
+
+def _check_ranges_and_paths(values: Values, where: str) -> None:
+    """The IoU threshold, the wsol step and the relative paths (blacklist, mean image)."""
     iou = float(values[("scoring", "iou_threshold")])
     if not 0.0 < iou <= 1.0:
         raise ProtocolError(f"{where}: key 'scoring.iou_threshold' = {iou} is out of range (0, 1]")
+    step = float(values[("wsol", "step")])
+    if not 0.0 < step < 1.0:
+        raise ProtocolError(f"{where}: key 'wsol.step' = {step} is out of range (0, 1)")
     for table, key in (("data", "blacklist"), ("input", "mean_image")):
         rel = values[(table, key)]
         if rel:
@@ -330,7 +402,10 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
                 raise ProtocolError(
                     f"{where}: key '{table}.{key}' = {rel!r} must be a relative path inside the data root"
                 )
-    blacklist = values[("data", "blacklist")]
+
+
+def _check_pipeline(values: Values, where: str) -> None:
+    """Keys that belong to one pipeline or box rule only (tencrop_release, crop, cam_release)."""
     pipeline = values[("input", "pipeline")]
     if pipeline == "tencrop_release":
         fixed = {("input", "interpolation"): "bilinear", ("input", "antialias"): True, ("cam", "upsample"): "bicubic", ("cam", "method"): "cam"}
@@ -344,17 +419,62 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
             raise ProtocolError(f"{where}: input.pipeline = 'tencrop_release' scores ILSVRC boxes; it takes no [wsol] table")
     elif values[("input", "mean_image")]:
         raise ProtocolError(f"{where}: key 'input.mean_image' applies only with input.pipeline = 'tencrop_release'")
-    if values[("boxes", "jpeg_roundtrip")] and not release:
+    if values[("boxes", "jpeg_roundtrip")] and values[("boxes", "rule")] != "cam_release":
         raise ProtocolError(f"{where}: key 'boxes.jpeg_roundtrip' applies only with boxes.rule = 'cam_release'")
+    _check_crop(values, where)
+
+
+def _check_crop(values: Values, where: str) -> None:
+    """The crop pipeline and the crop box rule go together; the crop keys apply to them only."""
+    crop = values[("input", "pipeline")] == "crop"
+    if crop != (values[("boxes", "rule")] == "crop_largest_cc"):
+        raise ProtocolError(f"{where}: input.pipeline = 'crop' and boxes.rule = 'crop_largest_cc' go together (set both or neither)")
+    if not crop:
+        for key in ("resize", "crop", "classify"):
+            if values[("input", key)] != _SCHEMA["input"][key][1]:
+                raise ProtocolError(f"{where}: key 'input.{key}' applies only with input.pipeline = 'crop'")
+        return
+    if not 0 < values[("input", "crop")] <= values[("input", "resize")]:
+        raise ProtocolError(f"{where}: keys input.crop ({values[('input', 'crop')]}) and input.resize "
+                            f"({values[('input', 'resize')]}) need 0 < crop <= resize")  # fmt: skip
+    wanted = {("input", "interpolation"): "bilinear", ("input", "antialias"): True, ("cam", "upsample"): "bilinear",
+              ("guesses", "heuristic"): "top5", ("wsol", "evaluation"): ""}  # fmt: skip
+    for (table, key), want in wanted.items():
+        if values[(table, key)] != want:
+            raise ProtocolError(f"{where}: input.pipeline = 'crop' needs key '{table}.{key}' = {want!r}, got {values[(table, key)]!r}")
+
+
+def _check_suite(values: Values, where: str) -> None:
+    """The [suite] lists and the per-backbone threshold table."""
     for key, item_type in (("models", str), ("companions", str), ("tables", int)):
         items = values[("suite", key)]
         if not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
             raise ProtocolError(f"{where}: key 'suite.{key}' must be a list of {item_type.__name__}")
-    step = float(values[("wsol", "step")])
-    if not 0.0 < step < 1.0:
-        raise ProtocolError(f"{where}: key 'wsol.step' = {step} is out of range (0, 1)")
     if any(t not in (1, 2, 3) for t in values[("suite", "tables")]):
         raise ProtocolError(f"{where}: key 'suite.tables' may hold only 1, 2 and 3")
+    for part, tau in values[("suite", "box_thresholds")].items():
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= float(tau) < 1.0:
+            raise ProtocolError(f"{where}: key 'suite.box_thresholds.{part}' = {tau!r} must be a number in [0, 1)")
+
+
+def _pointing(values: Values, where: str) -> tuple[tuple[str, Any], ...]:
+    """The [pointing] table's keys, () when the table is absent."""
+    if not values[("pointing", "dataset")]:
+        return ()
+    if values[("pointing", "tolerance")] < 0 or values[("pointing", "top_k")] < 1:
+        raise ProtocolError(f"{where}: keys 'pointing.tolerance' must be >= 0 and 'pointing.top_k' >= 1")
+    return tuple((k, values[("pointing", k)]) for k in _SCHEMA["pointing"])
+
+
+def _validate(raw: dict[str, Any], where: str) -> Protocol:
+    """Validate a parsed protocol (every check names the file and the key) into a :class:`Protocol`."""
+    values = _read_values(raw, where)
+    _check_choices_and_name(values, where)
+    thresholds = _thresholds(values, where)
+    _check_ranges_and_paths(values, where)
+    _check_pipeline(values, where)
+    _check_suite(values, where)
+    pointing = _pointing(values, where)
     return Protocol(
         name=values[("protocol", "name")],
         version=values[("protocol", "version")],
@@ -366,20 +486,26 @@ def _validate(raw: dict[str, Any], where: str) -> Protocol:
         cam_layer=values[("cam", "layer")],
         box_rule=values[("boxes", "rule")],
         connectivity=values[("boxes", "connectivity")],
-        heuristic=heuristic,
+        heuristic=values[("guesses", "heuristic")],
         thresholds=tuple(thresholds),
-        iou_threshold=iou,
-        blacklist=blacklist,
+        iou_threshold=float(values[("scoring", "iou_threshold")]),
+        blacklist=values[("data", "blacklist")],
         source=where,
         default_models=tuple(values[("suite", "models")]),
         default_data=values[("suite", "data")],
         companions=tuple(values[("suite", "companions")]),
         tables=tuple(values[("suite", "tables")]),
-        pipeline=pipeline,
+        pipeline=values[("input", "pipeline")],
         mean_image=values[("input", "mean_image")],
         jpeg_roundtrip=values[("boxes", "jpeg_roundtrip")],
         wsol_evaluation=values[("wsol", "evaluation")],
-        wsol_step=step,
+        wsol_step=float(values[("wsol", "step")]),
+        crop_resize=values[("input", "resize")],
+        crop_size=values[("input", "crop")],
+        classify=values[("input", "classify")],
+        strict_iou=values[("scoring", "strict")],
+        box_thresholds=tuple((str(k), float(v)) for k, v in values[("suite", "box_thresholds")].items()),
+        pointing=pointing,
     )
 
 
@@ -417,7 +543,11 @@ def find_protocol_file(suite: str | Path) -> Path:
         return path
     suites = list_suites()
     if str(suite) not in suites:
-        raise ProtocolError(f"unknown suite '{suite}'; known suites: {sorted(suites)} (or pass a path to a .toml file)")
+        import difflib
+
+        close = difflib.get_close_matches(str(suite), list(suites), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ProtocolError(f"unknown suite '{suite}'; {hint}known suites: {sorted(suites)} (or pass a path to a .toml file)")
     return suites[str(suite)]
 
 

@@ -12,17 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "IOU_DIGITS",
     "RECORD_COLUMNS",
     "OPTIONAL_COLUMNS",
+    "CROP_COLUMNS",
+    "record_columns",
     "format_ints",
     "format_floats",
     "format_boxes",
     "parse_ints",
     "parse_floats",
     "parse_boxes",
+    "typed_records",
+    "records_frame",
+    "records_to_arrays",
 ]
 
 #: IoUs are written with 10 decimals: two distinct IoUs of boxes in images up to 10,000 px a side
@@ -53,6 +59,17 @@ RECORD_COLUMNS: tuple[str, ...] = (
 
 #: Columns a records file written before they existed may lack (read as empty).
 OPTIONAL_COLUMNS: tuple[str, ...] = ("gt_area_frac",)
+
+#: Columns the records of a crop-pipeline run (``input.pipeline = "crop"``) add after the others:
+#: ``crop_gt_boxes``, the GT boxes in crop pixels as the crop protocol computes them (floats with 6
+#: decimals, ``"x0 y0 x1 y1;..."``; :func:`bench.core.crop.to_crop`).
+CROP_COLUMNS: tuple[str, ...] = ("crop_gt_boxes",)
+
+
+def record_columns(pipeline: str = "resize") -> tuple[str, ...]:
+    """The columns of a run's records, in file order: :data:`RECORD_COLUMNS`, plus :data:`CROP_COLUMNS`
+    for the crop pipeline (other runs' records are unchanged)."""
+    return RECORD_COLUMNS + (CROP_COLUMNS if pipeline == "crop" else ())
 
 
 def format_ints(values: Any) -> str:
@@ -89,3 +106,52 @@ def parse_boxes(text: Any) -> np.ndarray:
     if not isinstance(text, str) or not text.strip():
         return np.zeros((0, 4), dtype=np.int64)
     return np.array([b.split() for b in text.split(";")], dtype=np.int64).reshape(-1, 4)
+
+
+def typed_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """A records frame read as text (``''`` for empty) with its typed columns converted, as
+    ``records.csv.gz`` is read: the integer columns as int64 (``''`` -> -1), ``gtk_iou`` as float64
+    (``''`` -> NaN). Converts ``frame`` in place and returns it."""
+    for col in ("label", "blacklisted", "width", "height", "gtk_hit", "degenerate"):
+        frame[col] = frame[col].replace("", "-1").astype(np.int64)
+    frame["gtk_iou"] = pd.to_numeric(frame["gtk_iou"].where(frame["gtk_iou"] != "", None)).astype(np.float64)
+    return frame
+
+
+def records_frame(records: Any) -> pd.DataFrame:
+    """Records (dicts with the columns :data:`RECORD_COLUMNS`, as :mod:`bench.core.scoring` makes
+    them) as the frame their ``records.csv.gz`` reads back to: every field as its CSV text, then
+    :func:`typed_records`. A frame is returned as it is."""
+    if isinstance(records, pd.DataFrame):
+        return records
+    frame = pd.DataFrame(list(records), columns=list(RECORD_COLUMNS))
+    return typed_records(frame.astype(str))
+
+
+def records_to_arrays(frame: pd.DataFrame, n_guesses: int = 5) -> dict[str, np.ndarray]:
+    """Per-image records -> the arrays :func:`bench.core.metrics.summarize` takes.
+
+    ``guess_classes`` / ``guess_hits`` are ``(N, G)`` with ``G`` the most guesses any record holds
+    (at most ``n_guesses``; 0 for runs without guesses, e.g. GT-class maps only); an image with
+    fewer guesses is padded with class -1 / no hit.
+    """
+    n = len(frame)
+    classes = [parse_ints(c)[:n_guesses] for c in frame["guess_classes"]]
+    hits = [parse_ints(h)[:n_guesses] for h in frame["guess_hits"]]
+    g = max((len(c) for c in classes), default=0)
+    guess_classes = np.full((n, g), -1, dtype=np.int64)
+    guess_hits = np.zeros((n, g), dtype=bool)
+    for i, (c, h) in enumerate(zip(classes, hits)):
+        guess_classes[i, : len(c)] = c
+        guess_hits[i, : len(h)] = h.astype(bool)
+    return {
+        "labels": frame["label"].to_numpy(np.int64),
+        "ok": (frame["status"] == "ok").to_numpy(),
+        "blacklisted": frame["blacklisted"].to_numpy() == 1,
+        "guess_classes": guess_classes,
+        "guess_hits": guess_hits,
+        "gtk_iou": frame["gtk_iou"].to_numpy(np.float64),
+        "gtk_hit": frame["gtk_hit"].to_numpy() == 1,
+        "degenerate": frame["degenerate"].to_numpy() == 1,
+        "gt_area_frac": pd.to_numeric(frame["gt_area_frac"].where(frame["gt_area_frac"] != "", None)).to_numpy(np.float64),
+    }

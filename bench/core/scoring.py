@@ -125,10 +125,10 @@ def topk_cls_hit(guess_classes: Any, labels: Any, k: int) -> np.ndarray:
 def localizes(head: str, method: str) -> bool:
     """Whether a run produces boxes: CAM needs a GAP/GMP head; gradient maps work for any network.
 
-    ``head`` is ``'gap'``, ``'gmp'``, ``'fc'`` (a fully connected head) or ``'maps'`` (a `bench score`
-    run of maps made elsewhere), ``method`` the map method.
+    ``head`` is ``'gap'``, ``'gmp'``, ``'fc'`` (a fully connected head), ``'maps'`` (a `bench score`
+    run of maps made elsewhere) or ``'center'`` (the model-free centre baseline), ``method`` the map method.
     """
-    return head in ("gap", "gmp", "maps") or method != "cam"
+    return head in ("gap", "gmp", "maps", "center") or method != "cam"
 
 
 def gt_area_fraction(gt_boxes: np.ndarray, size: tuple[int, int]) -> float:
@@ -272,6 +272,8 @@ def image_record(
     Raises:
         ValueError: a map needed for a guess or for the GT class is missing.
     """
+    if protocol.box_rule == "crop_largest_cc":  # the crop protocol: maps and boxes in crop pixels
+        return _crop_record(protocol, gt, blacklisted, size, top_classes, top_scores, maps, map_classes)
     from bench.core.boxes import boxes_for_maps
     from bench.core.maps import resize_maps
 
@@ -320,4 +322,61 @@ def image_record(
         gtk_hit=int(scored.gtk_hit),
         degenerate=int(bool(np.asarray(degenerate).any())),
     )
+    return record
+
+
+def _crop_record(
+    protocol: Protocol,
+    gt: Any,
+    blacklisted: bool,
+    size: tuple[int, int],
+    top_classes: np.ndarray | None,
+    top_scores: np.ndarray | None,
+    maps: Any,
+    map_classes: Any,
+) -> dict[str, Any]:
+    """:func:`image_record` of the crop protocol (:mod:`bench.core.crop`; docs/protocol.md "Crop protocol").
+
+    ``maps`` are maps of the centre crop (any resolution); only the GT class's map is boxed, and its box
+    serves every guess (Top-1 Loc = top-1 class right and hit, Top-5 Loc = GT class in the top 5 and
+    hit). Columns as :func:`image_record` with these meanings: ``gtk_box`` and ``guess_boxes`` hold the
+    crop-space box with its EXCLUSIVE end (``regionprops``), ``gtk_iou`` / ``guess_ious`` the crop IoU
+    (:func:`bench.core.crop.crop_iou`), hits ``IoU > iou_threshold`` (``>=`` unless ``scoring.strict``),
+    ``degenerate`` = no foreground pixel (the box is the whole crop), ``crop_gt_boxes`` the GT boxes
+    in crop pixels. ``width``/``height`` and ``gt_area_frac`` stay those of the original image.
+    """
+    from bench.core.crop import crop_iou, crop_map_box, to_crop
+
+    height, width = size
+    record = _record(gt.image_id, gt.label, blacklisted, "ok", width=width, height=height)
+    record["gt_area_frac"] = f"{gt_area_fraction(gt.boxes, size):.6f}"
+    crop_gt = to_crop(boxes=gt.boxes, image_size=size, resize=protocol.crop_resize, crop=protocol.crop_size).boxes
+    record["crop_gt_boxes"] = ";".join(format_floats(b) for b in crop_gt)
+    guess_classes = np.zeros(0, dtype=np.int64)
+    if top_classes is not None:
+        guess_classes = np.array([top_classes[s.rank] for s in protocol.slots], dtype=np.int64)
+        record.update(
+            top5_classes=format_ints(top_classes),
+            top5_scores=format_floats(top_scores) if top_scores is not None else "",
+            guess_classes=format_ints(guess_classes),
+        )
+    if maps is None:
+        return record
+    if map_classes is None:
+        map_classes = [int(c) for c in top_classes[: protocol.ranks_needed]] + [int(gt.label)]
+    map_classes = [int(c) for c in map_classes]
+    if len(map_classes) != len(maps):
+        raise ValueError(f"{len(maps)} maps but {len(map_classes)} map classes")
+    if int(gt.label) not in map_classes:
+        raise ValueError(f"no map for class {gt.label} (the GT class); the maps are of classes {map_classes}")
+    box, empty = crop_map_box(maps[map_classes.index(int(gt.label))], protocol.thresholds[0], protocol.crop_size)
+    iou = float(crop_iou(box, crop_gt).max())
+    hit = iou > protocol.iou_threshold if protocol.strict_iou else iou >= protocol.iou_threshold
+    if len(guess_classes):
+        record.update(
+            guess_boxes=format_boxes(np.tile(box, (len(guess_classes), 1))),
+            guess_ious=format_floats(np.full(len(guess_classes), iou), IOU_DIGITS),
+            guess_hits=format_ints((guess_classes == int(gt.label)) & hit),
+        )
+    record.update(gtk_box=format_ints(box), gtk_iou=f"{iou:.{IOU_DIGITS}f}", gtk_hit=int(hit), degenerate=int(empty))
     return record

@@ -94,6 +94,7 @@ __all__ = [
     "sweep_map",
     "reference_sweep_map",
     "sweep_backend",
+    "sweep_thresholds",
 ]
 
 #: wsolevaluation's default CAM threshold grid (``cam_curve_interval = 0.01``).
@@ -104,6 +105,14 @@ FINE_THRESHOLDS: np.ndarray = np.arange(0, 1, 0.001)
 IOU_DELTAS: tuple[int, ...] = (30, 50, 70)
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def sweep_thresholds(step: float) -> tuple[float, ...]:
+    """The harness sweep's tau grid for ``step``: ``np.arange(0, 1, step)`` rounded to 10 decimals
+    (``bench sweep --step``), so that a grid of 0.01 holds 0.07 and not 0.07000000000000001."""
+    if not 0 < step < 1:
+        raise ValueError(f"step must be in (0, 1), got {step}")
+    return tuple(np.round(np.arange(0.0, 1.0, step), 10).tolist())
 
 
 @dataclass(frozen=True)
@@ -690,6 +699,18 @@ class SweepAccumulator:
             self._pos_hist += counts.pos_hist
             self._neg_hist += counts.neg_hist
             self._mask_images += 1
+
+    def add_totals(self, largest_hits: np.ndarray, any_hits: np.ndarray, images: int) -> None:
+        """Add counts summed over ``images`` images elsewhere (``(T, D)`` each, as the sums of
+        :class:`ImageCounts`' ``largest_hit`` / ``any_hit``): merging accumulators, or the states of
+        :class:`bench.metrics.MaxBoxAcc` reduced across processes."""
+        largest_hits = np.asarray(largest_hits, dtype=np.int64)
+        any_hits = np.asarray(any_hits, dtype=np.int64)
+        if largest_hits.shape != self._largest.shape or any_hits.shape != self._any.shape:
+            raise ValueError(f"totals of shape {largest_hits.shape} do not fit this accumulator {self._largest.shape}")
+        self._largest += largest_hits
+        self._any += any_hits
+        self._count += int(images)
 
     def pxap(self) -> float | None:
         """PxAP in percent (wsolevaluation ``MaskEvaluator.compute``); None without masks."""

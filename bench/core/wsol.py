@@ -67,6 +67,8 @@ __all__ = [
     "image_box_hits",
     "cam_box_hits",
     "gt_mask",
+    "gt_mask_arrays",
+    "read_mask_image",
     "mask_histograms",
     "BoxAccumulator",
     "MaskAccumulator",
@@ -79,14 +81,12 @@ DEFAULT_STEP = 0.001
 
 
 def require_cv2():
-    """The ``cv2`` module, or an ImportError that says how to install it."""
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the wsol_* suites use OpenCV exactly as wsolevaluation does: pip install 'wsol-bench[wsol]' "
-            "(opencv-python-headless)"
-        ) from exc
+    """The ``cv2`` module, or :class:`bench.extras.MissingExtra` (an ImportError) naming the extra."""
+    from bench.extras import require_extras
+
+    require_extras({"wsol": "the wsol_* suites (wsolevaluation's OpenCV resize and contours)"})
+    import cv2
+
     return cv2
 
 
@@ -261,7 +261,8 @@ def cam_box_hits(
     return image_box_hits(scoremap, scale_gt_boxes(gt_boxes, image_size), thresholds, deltas)
 
 
-def _read_grey(path: Path) -> np.ndarray:
+def read_mask_image(path: Path) -> np.ndarray:
+    """A mask image's grey levels as float32 (``cv2.imread(..., IMREAD_GRAYSCALE)``, as the reference reads it)."""
     cv2 = require_cv2()
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
@@ -271,13 +272,20 @@ def _read_grey(path: Path) -> np.ndarray:
 
 def gt_mask(masks: Sequence[Path], ignore: Path | None, size: int = RESIZE) -> np.ndarray:
     """The reference ``get_mask``: uint8 ``(size, size)``, 1 = foreground, 255 = ignore, 0 = background."""
+    return gt_mask_arrays([read_mask_image(p) for p in masks], None if ignore is None else read_mask_image(ignore), size)
+
+
+def gt_mask_arrays(masks: Sequence[np.ndarray], ignore: np.ndarray | None, size: int = RESIZE) -> np.ndarray:
+    """:func:`gt_mask` of masks held in memory: each instance mask and the ignore mask a 2-D array at
+    the image's size (the grey levels of the mask images, any numeric dtype, read as float32);
+    each resized with ``INTER_NEAREST`` to ``size x size``, ``> 0.5``."""
     cv2 = require_cv2()
     fg = np.zeros((size, size), dtype=bool)
-    for p in masks:
-        fg |= cv2.resize(_read_grey(p), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
+    for m in masks:
+        fg |= cv2.resize(np.float32(m), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
     ign = np.zeros_like(fg)
     if ignore is not None:
-        ign = cv2.resize(_read_grey(ignore), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
+        ign = cv2.resize(np.float32(ignore), (size, size), interpolation=cv2.INTER_NEAREST) > 0.5
     ign &= ~fg
     return fg.astype(np.uint8) + 255 * ign.astype(np.uint8)
 

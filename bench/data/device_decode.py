@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from bench.data.dataset import GTImage
@@ -54,7 +53,8 @@ from bench.data.transforms import (
     failure_reason,
 )
 
-__all__ = ["DecodeSettingError", "EncodedImages", "collate_encoded", "decode_batch", "resolve_decode", "transform_chw"]
+__all__ = ["DecodeSettingError", "DecoderUnavailable", "EncodedImages", "collate_encoded", "decode_batch", "decode_jpeg_rgb",
+           "decoder_available", "resolve_decode", "transform_chw"]
 
 
 class DecodeSettingError(BenchError, ValueError):
@@ -67,8 +67,8 @@ def resolve_decode(decode: str, device: str) -> str:
     ``'cuda'`` needs a CUDA device for the run (the decoded images are already there)."""
     if decode not in ("auto", "cpu", "cuda"):
         raise DecodeSettingError(f"decode must be 'auto', 'cpu' or 'cuda', got {decode!r}")
-    if decode == "auto":
-        return "cuda" if str(device).startswith("cuda") else "cpu"
+    if decode == "auto":  # the GPU decoder when there is one (torchvision still ships decode_jpeg)
+        return "cuda" if str(device).startswith("cuda") and decoder_available() else "cpu"
     if decode == "cuda" and not str(device).startswith("cuda"):
         raise DecodeSettingError("--decode cuda needs --device cuda (the images are decoded on the GPU the model runs on)")
     return decode
@@ -145,6 +145,45 @@ def transform_chw(transform: InputTransform, chw: torch.Tensor) -> torch.Tensor:
     return (resized.to(torch.float32) / 255.0 - mean) / std
 
 
+#: torchvision 0.29 deprecates its image decoders (superseded by TorchCodec); this message is
+#: silenced around the one call below, so `--decode cuda` warns nobody until the API is gone.
+_DEPRECATION = r"The image decoding and encoding capabilities of TorchVision are deprecated"
+
+
+class DecoderUnavailable(BenchError, RuntimeError):
+    """torchvision no longer has ``torchvision.io.decode_jpeg`` (the ``--decode cuda`` path)."""
+
+
+def decode_jpeg_rgb(data: torch.Tensor | list[torch.Tensor], device: torch.device | str = "cpu") -> Any:
+    """``torchvision.io.decode_jpeg(data, mode=RGB, device=device)``: the harness's only use of
+    torchvision's image decoders (deprecated since torchvision 0.29), imported here and nowhere
+    else, with that DeprecationWarning silenced. ``data``: 1-D uint8 tensor(s) of JPEG bytes;
+    returns ``(3, H, W)`` uint8 tensor(s) on ``device``.
+
+    Raises:
+        DecoderUnavailable: torchvision has removed the API (use ``--decode cpu``).
+        RuntimeError: the decoder refuses the data (corrupt JPEG).
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError as exc:
+        raise DecoderUnavailable(
+            f"this torchvision has no torchvision.io.decode_jpeg ({exc}); --decode cuda needs it: use --decode cpu"
+        ) from None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_DEPRECATION, category=DeprecationWarning)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
+def decoder_available() -> bool:
+    """Whether :func:`decode_jpeg_rgb` has its torchvision API."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | Exception]:
     """Decode on ``device`` in one batched call; if that fails, one by one, and an image the
     device decoder refuses gets libjpeg-turbo on the CPU (torchvision's, the same decoder as
@@ -152,18 +191,18 @@ def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.
     if not data:
         return []
     try:
-        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+        return list(decode_jpeg_rgb(data, device))
     except RuntimeError:
         out: list[torch.Tensor | Exception] = []
         for d in data:
             try:
-                out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
+                out.append(decode_jpeg_rgb(d, device))
             except RuntimeError as exc:
                 if device.type == "cpu":
                     out.append(exc)
                     continue
                 try:
-                    out.append(decode_jpeg(d, mode=ImageReadMode.RGB).to(device))
+                    out.append(decode_jpeg_rgb(d).to(device))
                 except RuntimeError as cpu_exc:
                     out.append(cpu_exc)
         return out

@@ -62,11 +62,16 @@ def _layouts_present(root: Path, split: str | None, metadata: Path | None) -> di
     return found
 
 
+def _not_a_root(path: Path) -> str:
+    """Why ``path`` cannot be a data root: it does not exist, or it is a file."""
+    return "does not exist" if not path.exists() else "is a file, not a directory"
+
+
 def detect_layout(root: PathLike, *, split: str | None = None, metadata: PathLike | None = None) -> str:
     """Which GT layout is under ``root``. Raises :class:`DataError` if none is, or several are."""
     r = Path(root)
     if not r.is_dir():
-        raise DataError([Problem("no-root", str(r), "is not a directory", "pass the dataset root folder")])
+        raise DataError([Problem("no-root", str(r), _not_a_root(r), "pass the dataset root folder")])
     found = _layouts_present(r, split, Path(metadata) if metadata is not None else None)
     if len(found) == 1:
         return next(iter(found))
@@ -109,7 +114,7 @@ def _read_gt(
     """Parse GT (problems appended); ``ann_ids`` collects every image id the annotations name.
     Returns the GT and the split used ('' when the layout has none)."""
     if not root.is_dir():
-        problems.append(Problem("no-root", str(root), "is not a directory", "pass the dataset root folder"))
+        problems.append(Problem("no-root", str(root), _not_a_root(root), "pass the dataset root folder"))
         return None, ""
     if layout == "auto":
         try:

@@ -115,6 +115,11 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise ImageDecodeError("permission denied (cannot open the file for reading)") from None
     except FileNotFoundError:
         raise ImageDecodeError("file not found (gone when decoding)") from None
+    except (OSError, EOFError, SyntaxError, ValueError) as exc:  # e.g. a JPEG cut inside its header
+        text = _one_line(exc)
+        if isinstance(exc, EOFError) or "truncated" in text.lower():
+            raise ImageDecodeError(f"truncated image data ({text or type(exc).__name__})") from None
+        raise ImageDecodeError(f"corrupt image header ({type(exc).__name__}: {text})") from None
 
 
 def _load_strict(img: Image.Image) -> None:
@@ -219,7 +224,8 @@ class EvalImages(Dataset):
             error = ""
         except Exception as exc:  # every failure becomes a visible 'failed' record
             size = self.transform.size
-            tensor = torch.zeros(3, size, size, dtype=torch.float32)
+            shape = getattr(self.transform, "shape", (3, size, size))  # the crop pipeline's views: more
+            tensor = torch.zeros(*shape, dtype=torch.float32)
             width = height = 0
             error = failure_reason(exc, path)
         return {"index": index, "image": tensor, "width": width, "height": height, "error": error}

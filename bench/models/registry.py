@@ -41,7 +41,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torchvision.models as tvm
 from torch import Tensor, nn
@@ -57,6 +57,7 @@ from bench.models.sources import (
     load_state_dict_file,
     torchvision_cache_path,
 )
+from bench.models.base import BenchModel, ModelSpec
 from bench.models.surgery import IMAGENET_MEAN, IMAGENET_STD, CamNotApplicable
 
 __all__ = [
@@ -80,89 +81,11 @@ PAPER_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the harness needs to know about a model without building it.
-
-    Attributes:
-        name: registry name.
-        paper_name: row name in the CAM paper's tables (one of :data:`PAPER_NAMES`), or None.
-        family: backbone family pairing GAP/GMP twins (see module docstring).
-        head: ``'gap'`` | ``'gmp'`` | ``'fc'`` (fc: CAM does not apply).
-        input_size: square input side S in pixels.
-        grid: CAM grid side h = w at ``input_size``; 0 for fc heads.
-        mean: per-channel mean of RGB in [0, 1] subtracted before the model.
-        std: per-channel std the centred input is divided by.
-        weights_note: where the weights come from (for ``bench list``).
-    """
-
-    name: str
-    paper_name: str | None
-    family: str
-    head: str
-    input_size: int
-    grid: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    weights_note: str
-
-
 class UnknownModelError(KeyError):
     """Unknown registry name; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
-
-
-class BenchModel(nn.Module):
-    """A network in the harness's uniform view: logits + last feature map + classifier.
-
-    Attributes:
-        spec: the registry entry.
-        net: the network (implements ``forward_cam``, ``cam_classifier``,
-            ``weights_module`` and ``ignored_weight_prefixes``; see :mod:`bench.models.surgery`).
-    """
-
-    def __init__(self, spec: ModelSpec, net: nn.Module) -> None:
-        super().__init__()
-        self.spec = spec
-        self.net = net
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``x`` ``(B, 3, S, S)`` normalised -> ``(logits (B, C), features (B, K, h, w) | None)``.
-
-        ``features`` is None for fc heads.
-        """
-        return self.net.forward_cam(x)
-
-    def classifier(self) -> tuple[Tensor, Tensor]:
-        """``(W (C, K), b (C,))``: for GAP ``logits == F.mean((2, 3)) @ W.T + b``; GMP: amax.
-
-        Raises:
-            CamNotApplicable: fc head.
-        """
-        return self.net.cam_classifier()
-
-    def weights_module(self) -> nn.Module:
-        """The module whose ``state_dict()`` is the canonical weights-file layout."""
-        return self.net.weights_module()
-
-    @property
-    def returns_features(self) -> bool:
-        """Whether ``forward`` returns the map layer's features (GAP/GMP heads; user models with a layer)."""
-        return self.spec.head in ("gap", "gmp")
-
-    def manifest_info(self) -> dict[str, Any]:
-        """Extra fields for the run manifest's ``model`` section (user models: reference, preprocessing...)."""
-        return {}
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes the network predicts (out_features of its last linear layer)."""
-        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
-        if not linears:  # pragma: no cover - every registry network ends in a linear classifier
-            raise TypeError(f"{self.spec.name}: no linear classifier found")
-        return int(linears[-1].out_features)
 
 
 # --------------------------------------------------------------------------- registry table

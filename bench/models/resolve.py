@@ -28,12 +28,13 @@ before the built-in ones (the Caffe strings are such an entry, pointing at ``bui
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from bench.models.registry import MODELS, BenchModel, UnknownModelError, build_model
-from bench.models.sources import WeightsInfo, apply_state_dict, fetch_torchvision_file, load_state_dict_file
+from bench.models.sources import WeightsInfo, WeightsMismatch, apply_state_dict, fetch_torchvision_file, load_state_dict_file
 from bench.models.user import ModelAdapterError, wrap_module
 
 __all__ = [
@@ -69,7 +70,9 @@ class ModelOptions:
 
     Attributes:
         weights: state-dict file (``--weights``).
-        pretrained: False = random init, no weights read (tests; timm/torchvision only).
+        pretrained: False = random init, no weights read (``--no-pretrained``; timm/torchvision/registry).
+        num_classes: classifier outputs of a ``timm/`` or ``torchvision/`` model (``--num-classes``;
+            default: the library's, 1000), e.g. to load a state dict trained on other classes.
         layer, classifier: module names of the feature map and the linear layer (``--layer``,
             ``--classifier``; user models).
         reshape: ``'vit'`` (``--reshape``).
@@ -79,6 +82,7 @@ class ModelOptions:
 
     weights: str | os.PathLike[str] | None = None
     pretrained: bool = True
+    num_classes: int | None = None  # --num-classes: timm/ and torchvision/ models built with N outputs
     layer: str | None = None
     classifier: str | None = None
     reshape: str | None = None
@@ -96,8 +100,70 @@ def _load_user_weights(net: nn.Module, ref: str, options: ModelOptions) -> Weigh
         return None
     path = Path(options.weights).expanduser().resolve()
     sd, digest = load_state_dict_file(path)
-    apply_state_dict(net, sd, origin=str(path), model_name=ref)
+    try:
+        apply_state_dict(net, sd, origin=str(path), model_name=ref)
+    except WeightsMismatch as exc:
+        hint = _num_classes_hint(net, sd, ref)
+        raise WeightsMismatch(f"{exc}; {hint}" if hint else str(exc)) from None
     return WeightsInfo("file", str(path), digest)
+
+
+def _num_classes_hint(net: nn.Module, sd: Mapping[str, Any], ref: str) -> str | None:
+    """When the file's last linear layer has another number of outputs than the model's: the flag
+    that builds the model with the file's count (timm/, torchvision/), else None."""
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears or not isinstance(ref, str) or not ref.startswith(("timm/", "torchvision/")):
+        return None
+    name, last = linears[-1]
+    weight = sd.get(f"{name}.weight")
+    if weight is None or getattr(weight, "ndim", 0) != 2 or int(weight.shape[0]) == last.out_features:
+        return None
+    return f"the file's classifier has {int(weight.shape[0])} outputs, the model's {last.out_features}: add --num-classes {int(weight.shape[0])}"
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (name lookup
+    included: it runs on a daemon thread, so a resolver that hangs cannot hold the command)."""
+    import socket
+    import threading
+
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+@contextlib.contextmanager
+def _hf_offline() -> Iterator[None]:
+    """huggingface_hub in offline mode (cache only, no request and no retry) for the block."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # timm without the hub: nothing to switch
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """`` (did you mean X?)`` for the closest of ``choices`` (difflib), else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def state_dict_digest(net: nn.Module) -> str:
@@ -126,10 +192,37 @@ def _wrap(net: Any, ref: str, options: ModelOptions, note: str, name: str | None
     )  # fmt: skip
 
 
+def _user_frame(exc: BaseException) -> str:
+    """``  File "F", line N, in FUNC: CODE`` of the innermost frame of ``exc``'s traceback that is the
+    user's own code (outside this package, the standard library and installed packages), else of
+    the innermost frame; empty without a traceback."""
+    import sysconfig
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    skip = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                                                  sysconfig.get_paths()["platlib"], str(Path(__file__).resolve().parents[1])})  # fmt: skip
+    own = [f for f in frames if not str(Path(f.filename).resolve()).startswith(skip)]
+    f = (own or frames)[-1]
+    return f'  File "{f.filename}", line {f.lineno}, in {f.name}: {(f.line or "").strip()}'
+
+
+def _raised(what: str, exc: BaseException) -> ModelAdapterError:
+    """One line saying ``what`` raised which exception, then the user's own frame (:func:`_user_frame`)."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    frame = _user_frame(exc)
+    return ModelAdapterError(f"{what} raised {reason}" + (f"\n{frame}" if frame else ""))
+
+
 def _call_factory(factory: Any, ref: str) -> nn.Module:
     if not callable(factory):
         raise ModelAdapterError(f"{ref}: {factory!r} is not callable (expected a factory returning an nn.Module)")
-    net = factory()
+    try:
+        net = factory()
+    except Exception as exc:  # the user's code: its error in one line plus where in their code
+        raise _raised(f"--model {ref}: the factory", exc) from None
     if not isinstance(net, nn.Module):
         raise ModelAdapterError(f"{ref}: the factory returned {type(net).__name__}, not a torch.nn.Module")
     return net
@@ -149,6 +242,9 @@ def _import_file(path: Path) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise _raised(f"--model {path}: importing the file", exc) from None
     except BaseException:
         del sys.modules[name]
         raise
@@ -187,26 +283,51 @@ def _timm(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
     except ImportError:
         raise ModelAdapterError(f"--model {ref}: timm is not installed; pip install 'wsol-bench[timm]'") from None
     name = ref.split("/", 1)[1]
+    if not timm.is_model(name):
+        raise ModelAdapterError(f"--model {ref}: timm has no model {name!r}{_did_you_mean(name, timm.list_models())}; see timm.list_models()")
     use_own = options.pretrained and options.weights is None
+    kwargs = {} if options.num_classes is None else {"num_classes": options.num_classes}
     try:
-        net = timm.create_model(name, pretrained=use_own)
+        if not use_own:
+            net = timm.create_model(name, pretrained=False, **kwargs)
+        else:
+            try:
+                with _hf_offline():  # weights already in the Hugging Face cache: no request at all
+                    net = timm.create_model(name, pretrained=True, **kwargs)
+            except Exception:
+                if not _hub_reachable():  # offline: one line now, not a minute of retries
+                    raise ModelAdapterError(
+                        f"--model {ref}: timm's pretrained weights of {name} are not in the Hugging Face cache and "
+                        "huggingface.co cannot be reached; pass --weights FILE, or --no-pretrained for a random init"
+                    ) from None
+                net = timm.create_model(name, pretrained=True, **kwargs)
+    except ModelAdapterError:
+        raise
     except Exception as exc:
-        hint = " (timm downloads its weights: offline, pass --weights FILE)" if use_own else ""
-        raise ModelAdapterError(f"--model {ref}: timm cannot create {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ModelAdapterError(f"--model {ref}: timm cannot create {name!r}: {reason}") from exc
     info = _load_user_weights(net, ref, options)
     if info is None:
         info = _unfiled("timm" if use_own else "random-init", net)
-    return _wrap(net, ref, options, f"timm {name}", name=f"timm-{name}"), info
+    return _with_build_flags(_wrap(net, ref, options, f"timm {name}", name=f"timm-{name}"), options), info
 
 
 def _torchvision(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsInfo]:
     import torchvision.models as tvm
 
     name = ref.split("/", 1)[1]
+    known = tvm.list_models(module=tvm)
+    if name not in known:
+        raise ModelAdapterError(f"--model {ref}: torchvision has no classifier {name!r}{_did_you_mean(name, known)}; see torchvision.models.list_models()")
     try:
-        net = tvm.get_model(name, weights=None)
+        net = tvm.get_model(name, weights=None, **({} if options.num_classes is None else {"num_classes": options.num_classes}))
     except Exception as exc:
-        raise ModelAdapterError(f"--model {ref}: torchvision has no classifier {name!r} ({exc}); see torchvision.models.list_models()") from exc
+        raise ModelAdapterError(f"--model {ref}: torchvision cannot build {name!r} ({exc})") from exc
+    if options.num_classes not in (None, 1000) and options.pretrained and options.weights is None:
+        raise ModelAdapterError(
+            f"--model {ref} --num-classes {options.num_classes}: torchvision's pretrained weights have 1000 classes; "
+            "pass --weights FILE (trained on your classes) or --no-pretrained for a random init"
+        )
     info = _load_user_weights(net, ref, options)
     weights_enum = None
     try:
@@ -233,7 +354,20 @@ def _torchvision(ref: str, options: ModelOptions) -> tuple[BenchModel, WeightsIn
             "std": tuple(getattr(preset, "std", ())) or None,
             "interpolation": getattr(interp, "value", None),
         }
-    return _wrap(net, ref, options, f"torchvision {name}", name=f"torchvision-{name}"), info
+    return _with_build_flags(_wrap(net, ref, options, f"torchvision {name}", name=f"torchvision-{name}"), options), info
+
+
+def _with_build_flags(model: BenchModel, options: ModelOptions) -> BenchModel:
+    """Record ``--num-classes`` and ``--no-pretrained`` in the model's manifest section (only when given,
+    so the identity of runs made without them is unchanged)."""
+    flags: dict[str, Any] = {}
+    if options.num_classes is not None:
+        flags["num_classes"] = options.num_classes
+    if not options.pretrained:
+        flags["pretrained"] = False
+    if hasattr(model, "build_flags"):
+        model.build_flags = flags
+    return model
 
 
 def entry_point_models() -> dict[str, Any]:
@@ -269,6 +403,12 @@ def _module_object(ref: nn.Module, options: ModelOptions) -> tuple[BenchModel, W
     return _wrap(ref, f"<{type(ref).__module__}.{type(ref).__qualname__}>", options, "nn.Module", name=type(ref).__name__), info
 
 
+def _center() -> tuple[BenchModel, WeightsInfo]:
+    from bench.models.center import center_model
+
+    return center_model()
+
+
 def _is_str(ref: Any) -> bool:
     return isinstance(ref, str)
 
@@ -276,6 +416,7 @@ def _is_str(ref: Any) -> bool:
 #: (matches, resolver) in the order tried; the first match builds the model.
 RESOLVERS: list[tuple[Callable[[Any], bool], Resolver]] = [
     (lambda r: isinstance(r, nn.Module), _module_object),
+    (lambda r: r == "center", lambda _r, _o: _center()),
     (lambda r: _is_str(r) and r in MODELS, _registry),
     (_is_caffe, _registry),  # build_model reads caffe:NET.pt / DEPLOY.prototxt (bench.models.caffe)
     (lambda r: _is_str(r) and r.startswith("timm/"), _timm),
@@ -309,8 +450,9 @@ def resolve_model(ref: str | nn.Module, options: ModelOptions = ModelOptions()) 
         if matches(ref):
             model, info = resolver(ref, options)
             return model.eval(), info
+    hint = _did_you_mean(ref, [*MODELS, *entry_point_models()]) if isinstance(ref, str) else ""
     raise UnknownModelError(
-        f"unknown model {ref!r}; give a registry name ({', '.join(MODELS)}), timm/NAME, torchvision/NAME, "
+        f"unknown model {ref!r}{hint}; give a registry name ({', '.join(MODELS)}), timm/NAME, torchvision/NAME, "
         f"package.module:factory, path/to/file.py:factory, or a name registered under the entry-point group "
         f"{ENTRY_POINT_GROUP} ({', '.join(entry_point_models()) or 'none installed'})"
     )
@@ -329,6 +471,10 @@ def model_from_manifest(section: Mapping[str, Any], weights: str | os.PathLike[s
         UnknownModelError, WeightsError: as :func:`resolve_model`.
     """
     reference = section.get("reference") or section["name"]
+    if section.get("head") == "center":  # the model-free baseline, at its recorded sigma
+        from bench.models.center import CenterModel
+
+        return CenterModel(section.get("center_sigma", 0.25), section.get("input_size") or 224), WeightsInfo("none", None, None)
     if isinstance(reference, str) and reference.startswith("<") and reference.endswith(">"):
         raise ModelAdapterError(
             f"model {section['name']} was an nn.Module passed from Python ({reference}); it cannot be rebuilt "
@@ -344,7 +490,8 @@ def model_from_manifest(section: Mapping[str, Any], weights: str | os.PathLike[s
 
     options = ModelOptions(
         weights=weights,
-        pretrained=section.get("weights_source") != "random-init",
+        pretrained=section.get("weights_source") != "random-init" and section.get("pretrained", True),
+        num_classes=section.get("num_classes"),
         layer=section.get("layer") if not is_registry_model(reference) else None,
         classifier=section.get("classifier") if section.get("detected") == "layer" else None,
         reshape=section.get("reshape"),

@@ -223,6 +223,23 @@ class _Tracer(TorchFunctionMode):
         return out
 
 
+def _pools_tokens(net: nn.Module, x: Tensor, cls_input: Tensor | None) -> bool:
+    """Whether the classifier's input is a global pooling of a token sequence ``(B, N, C)`` (a second
+    probe forward traced with token pooling on): the case ``--reshape vit`` handles."""
+    if cls_input is None:
+        return False
+    tracer = _Tracer(tokens=True)
+    try:
+        with torch.no_grad(), tracer:
+            net(x)
+    except Exception:  # the first probe ran; a failure here only means no hint
+        return False
+    return any(
+        pool.inp.ndim == 3 and pool.out.numel() == cls_input.numel() and torch.equal(pool.out.reshape(cls_input.shape), cls_input)
+        for pool in tracer.pools
+    )
+
+
 def fold_tokens(tokens: Tensor, prefix: int | None = None) -> tuple[Tensor, Tensor]:
     """``(grid (B, C, g, g), rebuilt (B, N, C))``: the grid of :func:`tokens_to_grid`, and the same tokens
     rebuilt from it (prefix tokens + unfolded grid; equal values). Feeding ``rebuilt`` downstream puts
@@ -322,6 +339,8 @@ class UserModel(BenchModel):
         self.detected = detected
         self._num_classes = num_classes
         self._checked = spec.head not in ("gap", "gmp")
+        #: how a timm/ or torchvision/ model was built when not by default (``num_classes``, ``pretrained``)
+        self.build_flags: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int:
@@ -423,6 +442,7 @@ class UserModel(BenchModel):
             "classifier": self.classifier_name,
             "reshape": self.reshape,
             "detected": self.detected,
+            **self.build_flags,
         }
 
 
@@ -572,6 +592,9 @@ def wrap_module(
             if layer is not None
             else "no global average/max pooling feeding the last linear layer was found"
         )
+        if layer is None and not tokens and _pools_tokens(net, x, cls_input):
+            what += " but the classifier pools a token sequence (B, N, C), as a ViT/DeiT does; pass --reshape vit"
+            raise ModelAdapterError(f"{reference}: {what}")
         raise ModelAdapterError(f"{reference}: {what}, so CAM does not apply; {_HINT}, or use a gradient method (--method gradcam|gradcampp|backprop)")
     if head == "fc" and layer is None:
         pool_index = None  # a traced pooling that is not a CAM pair: no features

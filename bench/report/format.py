@@ -74,9 +74,21 @@ HEADERS: dict[str, str] = {
     "p_mcnemar": "McNemar p",
     "source": "Source",
     "ilsvrc_maxboxacc_v2": "ILSVRC MaxBoxAccV2",
+    "ilsvrc_top1_loc": "ILSVRC Top-1 Loc (crop)",
+    "ilsvrc_gt_known_loc": "ILSVRC GT-known Loc (crop)",
     "cub_maxboxacc_v2": "CUB MaxBoxAccV2",
+    "cub_top1_loc": "CUB Top-1 Loc (crop)",
+    "cub_gt_known_loc": "CUB GT-known Loc (crop)",
     "openimages_pxap": "OpenImages PxAP",
     "threshold_chosen_on": "τ chosen on",
+    "maxboxacc": "MaxBoxAcc",
+    "best_tau": "best τ",
+    "maxboxacc_v2": "MaxBoxAccV2",
+    "maxboxacc_v2_30": "V2 δ=30",
+    "maxboxacc_v2_50": "V2 δ=50",
+    "maxboxacc_v2_70": "V2 δ=70",
+    "best_tau_v2": "best τ (V2)",
+    "pxap": "PxAP",
 }
 
 
@@ -90,7 +102,7 @@ def metric_name(metric: str) -> str:
 
 
 #: Columns holding thresholds on a 0-1 scale (curves): 3 decimals.
-THRESHOLDS = frozenset({"threshold", "best_threshold"})
+THRESHOLDS = frozenset({"threshold", "best_threshold", "best_tau"})
 
 
 def digits_for(metric: str | None) -> int:

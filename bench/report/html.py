@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-import bench
+from bench import version as bench_version
 from bench.analysis.curves import DEFAULT_THRESHOLDS, best_threshold, plot_curve, threshold_curve
 from bench.report.format import format_value
 from bench.report.tables import CompareError, RunInfo, compare_families, load_runs, paper_table, table_caption, text_cells
@@ -285,7 +285,7 @@ def build_report(
     nav = "".join(f'<li><a href="#{_anchor(i)}">{_esc(i.model)} on {_esc(i.suite)}</a></li>' for i in infos)
     body = [
         f"<h1>{_esc(title)}</h1>",
-        f"<p>wsol-bench {_esc(bench.__version__)} — {len(infos)} run(s). Errors are in percent; "
+        f"<p>wsol-bench {_esc(bench_version.__version__)} — {len(infos)} run(s). Errors are in percent; "
         "boxes are scored with the ILSVRC devkit rule (IoU ≥ 0.5 with a GT box of the right class).</p>",
         f'<nav><ul><li><a href="#runs">Runs</a></li><li><a href="#tables">Tables 1–3</a></li>'
         f'<li><a href="#compare">GAP vs GMP</a></li>{nav}</ul></nav>',

@@ -33,6 +33,8 @@ from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
     "wsol_table",
+    "wsol_result_frame",
+    "wsol_result_title",
     "wsol_caption",
     "RunInfo",
     "load_runs",
@@ -86,6 +88,7 @@ class RunInfo:
     weights_path: str | None = None
     user_label: str | None = None  # `bench run --label`, recorded in the manifest
     label: str = ""
+    n_classes: int = 0  # classes of the data the run was made on (1000: ImageNet's)
 
     @property
     def localized(self) -> bool:
@@ -120,6 +123,7 @@ def load_runs(roots: Sequence[Path | str]) -> list[RunInfo]:
                 summary=summary,
                 weights_path=model.get("weights_path"),
                 user_label=manifest.get("label"),
+                n_classes=len(manifest["data"].get("class_ids") or []),
             )
         )
     return assign_labels(infos)
@@ -166,7 +170,10 @@ _METHOD_LABELS = {"backprop": "Backprop", "gradcam": "Grad-CAM", "gradcampp": "G
 
 def _method_name(network: str, cam_method: str) -> str:
     """Row name: the network's (paper) name for CAM; 'Backprop on VGGnet' etc. as in the paper's Table 2."""
-    return network if cam_method == "cam" else f"{_METHOD_LABELS[cam_method]} on {network}"
+    if network == "center":  # the model-free baseline, whatever the method field says
+        return "Center baseline"
+    # library methods keep their own name: 'grad-cam:ScoreCAM on EfficientNet-Lite0'
+    return network if cam_method == "cam" else f"{_METHOD_LABELS.get(cam_method, cam_method)} on {network}"
 
 
 def _paper_numbers() -> pd.DataFrame:
@@ -195,7 +202,7 @@ def paper_table(runs: Sequence[RunInfo], paper: int, *, with_paper: bool = False
     """
     if paper not in (1, 2, 3):
         raise ValueError(f"--paper must be 1, 2 or 3, got {paper}")
-    base = [r for r in runs if r.heuristic == "top5" and (suite is None or r.suite == suite)]
+    base = [r for r in runs if r.heuristic == "top5" and (suite is None or r.suite == suite) and "pointing_accuracy" not in r.summary]  # pointing runs: `bench table --pointing`
     metrics = PAPER_COLUMNS[paper]
     rows: list[dict[str, Any]] = []
     for r in base:
@@ -533,6 +540,12 @@ WSOL_COLUMNS: dict[str, tuple[str, str]] = {
     "wsol_cub": ("cub_maxboxacc_v2", "maxboxacc_v2"),
     "wsol_openimages": ("openimages_pxap", "pxap"),
 }
+#: The crop suites' columns beside MaxBoxAccV2: suite -> (Top-1 Loc column, GT-known Loc column), class-averaged
+#: accuracies (%) from ``summary.json``'s ``crop`` (bench.core.crop.class_averaged).
+CROP_COLUMNS: dict[str, tuple[str, str]] = {
+    "ilsvrc_loc_crop": ("ilsvrc_top1_loc", "ilsvrc_gt_known_loc"),
+    "cub_loc_crop": ("cub_top1_loc", "cub_gt_known_loc"),
+}
 #: What a table says when a number is the maximum over tau on the split it is scored on.
 MAX_ON_SCORED_SPLIT = "scored split (max over τ: optimistic)"
 
@@ -545,9 +558,21 @@ def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     split's choice applied to the scored split; otherwise it is the maximum over tau on the scored
     split, and the ``threshold_chosen_on`` column says so (wsolevaluation's own warning). Runs made
     for ``--select-on`` (folders ``<model>@<split>``) are not rows of their own.
+
+    Runs of the crop suites (``ilsvrc_loc_crop``, ``cub_loc_crop``) add their class-averaged Top-1 Loc and
+    GT-known Loc (%) beside that data set's MaxBoxAccV2 (:data:`CROP_COLUMNS`), and where their box
+    threshold came from to ``threshold_chosen_on``.
     """
     rows: dict[str, dict[str, Any]] = {}
     for r in runs:
+        if r.suite in CROP_COLUMNS and "@" not in r.path.name:
+            label = r.label or r.base_label
+            row = rows.setdefault(label, {"label": label, "method": r.method, "model": r.model, "chosen": set()})
+            crop = r.summary.get("crop") or {}
+            top1, gt_known = CROP_COLUMNS[r.suite]
+            row[top1], row[gt_known] = _num(crop.get("top1_loc_acc")), _num(crop.get("gt_known_loc_acc"))
+            row["chosen"].add(f"crop τ: {r.summary.get('box_threshold_chosen_on', 'the suite file')}")
+            continue
         if r.suite not in WSOL_COLUMNS or "@" in r.path.name:
             continue
         sweep_file = r.path / "sweep.json"
@@ -561,7 +586,8 @@ def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
         row = rows.setdefault(label, {"label": label, "method": r.method, "model": r.model, "chosen": set()})
         row[column] = _num(value)
         row["chosen"].add(selected.get("split") or MAX_ON_SCORED_SPLIT)
-    columns = ["label", "method", "model", *(c for c, _ in WSOL_COLUMNS.values()), "threshold_chosen_on"]
+    columns = ["label", "method", "model", "ilsvrc_maxboxacc_v2", *CROP_COLUMNS["ilsvrc_loc_crop"], "cub_maxboxacc_v2",
+               *CROP_COLUMNS["cub_loc_crop"], "openimages_pxap", "threshold_chosen_on"]  # fmt: skip
     out = []
     for row in rows.values():
         row["threshold_chosen_on"] = ", ".join(sorted(row.pop("chosen")))
@@ -569,24 +595,60 @@ def wsol_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns).sort_values("label", kind="stable").reset_index(drop=True)
 
 
+def wsol_result_frame(sweep: dict[str, Any]) -> pd.DataFrame:
+    """One run's wsolevaluation results (``sweep.json``) as a one-row table: MaxBoxAcc (δ = 50) and its
+    best τ, MaxBoxAccV2 and its three per-δ values with their best τ (``"τ30/τ50/τ70"``), PxAP (only
+    when the data has masks), the images scored and those failed or without a map. With
+    ``--select-on``, the values are the reported split's at the thresholds chosen on the other split."""
+    source = {**sweep, **(sweep.get("selected") or {})}
+    if sweep.get("selected"):
+        source["best_tau"], source["best_tau_v2"] = source.get("tau"), source.get("tau_v2", {})
+    per_delta = {int(d): v for d, v in (source.get("maxboxacc_v2_per_delta") or {}).items()}
+    taus = {int(d): t for d, t in (source.get("best_tau_v2") or {}).items()}
+    row: dict[str, Any] = {"maxboxacc": _num(source.get("maxboxacc")), "best_tau": source.get("best_tau"),
+                           "maxboxacc_v2": _num(source.get("maxboxacc_v2"))}  # fmt: skip
+    row |= {f"maxboxacc_v2_{d}": _num(per_delta[d]) for d in sorted(per_delta)}
+    row["best_tau_v2"] = "/".join(format_value(taus[d], "best_tau") for d in sorted(taus)) or None
+    if sweep.get("pxap") is not None:
+        row["pxap"] = _num(sweep["pxap"])
+    row |= {"images": int(sweep.get("images") or 0), "failed": int(sweep.get("failed_or_uncached") or 0)}
+    return pd.DataFrame([row])
+
+
+def wsol_result_title(name: str, suite: str, sweep: dict[str, Any], where: str) -> str:
+    """The title of :func:`wsol_result_frame`'s table on the console."""
+    chosen = (sweep.get("selected") or {}).get("split") or MAX_ON_SCORED_SPLIT
+    return (
+        f"{name} on {suite}: wsolevaluation's sweep (step {sweep.get('step')}), values in %, τ chosen on {chosen}"
+        f" — results in {where}"
+    )
+
+
 def wsol_caption(frame: pd.DataFrame) -> str:
     text = (
         "WSOL benchmark table (Choe et al., CVPR 2020 shape): MaxBoxAccV2 (%) on ILSVRC and CUB, PxAP (%) on "
         "OpenImages, wsolevaluation's rules."
     )
+    crop = [c for pair in CROP_COLUMNS.values() for c in pair if c in frame.columns]
+    if crop and frame[crop].notna().any().any():
+        text += (" Top-1 Loc and GT-known Loc (%): the crop protocol of the BAS/PSOL papers (256 resize, 224 centre crop,"
+                 " IoU > 0.5, per-class mean), box threshold as threshold_chosen_on says.")
     if (frame["threshold_chosen_on"].str.contains("optimistic", regex=False)).any():
         text += " Thresholds chosen on the scored split are the maximum over τ there, an optimistic estimate."
     return text
 
 
-def table_caption(paper: int) -> str:
+def table_caption(paper: int, with_paper: bool = False) -> str:
+    """The caption of Table ``paper``; ``with_paper``: the paper's rows are shown (Table 3 then says
+    on which split the paper's numbers are)."""
     return {
         1: "Classification error (%) on the evaluated data (CAM paper Table 1 shape).",
         2: "Localization error (%) on the evaluated data (CAM paper Table 2 shape).",
-        3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape; the paper's numbers are on ILSVRC test).",
+        3: "Top-5 localization error (%) without and with the tight/loose heuristic (CAM paper Table 3 shape"
+        + ("; the paper's numbers are on ILSVRC test)." if with_paper else ")."),
     }[paper]
 
 
-def table_title(paper: int) -> str:
+def table_title(paper: int, with_paper: bool = False) -> str:
     """``Table N. <caption>`` for console and Markdown output."""
-    return f"Table {paper}. {table_caption(paper)}"
+    return f"Table {paper}. {table_caption(paper, with_paper)}"

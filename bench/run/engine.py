@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -21,11 +21,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from bench.core.crop import view_probabilities
 from bench.core.maps import forward, grad_context, produce_maps
 from bench.core.scoring import failed_record, image_record, localizes
 from bench.run.cam_cache import write_cam_shard
 from bench.data.dataset import Dataset
 from bench.data.device_decode import EncodedImages, collate_encoded, decode_batch, resolve_decode
+from bench.data.crop_views import CropViews
 from bench.data.transforms import MAX_PIXELS, EvalImages, InputTransform
 from bench.run.box_pool import box_pool_kind, make_box_pool, submit_job
 from bench.run.parallel import default_workers
@@ -33,10 +35,18 @@ from bench.models import BenchModel, WeightsInfo
 from bench.core.protocol import Protocol
 from bench.run.manifest import data_section, model_section, new_manifest
 from bench.run.results import RunDir, to_jsonable
-from bench.run.writer import RunWriter, summarize_run
+from bench.run.writer import GT_ONLY, RunWriter, mark_gt_class_maps_only, summarize_run
 from bench.runtime import RunError, dist_env
 
-__all__ = ["RunConfig", "run_suite", "summarize_run"]
+__all__ = ["GT_ONLY", "RunConfig", "gt_class_maps_only", "mark_gt_class_maps_only", "run_suite", "summarize_run"]
+
+def gt_class_maps_only(protocol: Protocol, model: BenchModel) -> bool:
+    """Whether a run computes only the GT class's map: the model-free centre baseline (no classes),
+    and library methods on suites whose numbers need only that map (the wsol_* suites: their sweeps
+    take the GT-class map; library methods cost up to thousands of forward passes per map)."""
+    from bench.core.library_methods import is_library_method
+
+    return model.spec.head == "center" or (bool(protocol.wsol_evaluation) and is_library_method(protocol.cam_method))
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         "amp": config.amp,
         "channels_last": config.channels_last,
         "save_cams": config.save_cams,
+        # Library methods: the library's version changes maps (absent for native methods: identities unchanged).
+        **({"method_library": _library_info(protocol)["version"]} if _library_info(protocol) else {}),
         # GPU decoding changes the input's last bits (nvJPEG, device resize); recorded only then, so
         # runs made before this setting existed still resume.
         **({"decode": "cuda"} if config.resolved_decode() == "cuda" else {}),
@@ -106,6 +118,13 @@ def _identity(protocol: Protocol, model: BenchModel, weights: WeightsInfo, valse
         # manifest holds it); registry models have none, so their identity is unchanged.
         **({"model_setup": to_jsonable(model.manifest_info())} if model.manifest_info() else {}),
     }
+
+
+def _library_info(protocol: Protocol) -> dict[str, Any] | None:
+    """The manifest's ``method`` section for a library method (library, version, class, seed); else None."""
+    from bench.core.library_methods import is_library_method, method_info
+
+    return method_info(protocol.cam_method) if is_library_method(protocol.cam_method) else None
 
 
 class _BatchScorer:
@@ -125,14 +144,19 @@ class _BatchScorer:
         self.localizes = localizes(model.spec.head, self.method)
         self.ranks = protocol.ranks_needed
         self.save_cams = save_cams
+        self.gt_only = gt_class_maps_only(protocol, model)
 
     def prepare(
-        self, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None
+        self, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor, features: torch.Tensor | None,
+        probs: torch.Tensor | None = None,
     ) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
-        probs = logits.float().softmax(dim=1)
-        top_scores, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
         indices = [int(i) for i in batch["index"]]
         gts = [self.valset.images[i] for i in indices]
+        if self.gt_only:
+            return self._prepare_gt_only(batch, x, gts, indices)
+        # probs: class probabilities from other views (the crop pipeline's ten crops), else these logits'
+        probs = logits.float().softmax(dim=1) if probs is None else probs
+        top_scores, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
         cams = None
         if self.localizes:
             labels = torch.as_tensor([g.label for g in gts], device=logits.device)
@@ -164,6 +188,30 @@ class _BatchScorer:
             jobs.append(
                 partial(image_record, self.protocol, gt, blacklisted, size, top_classes_np[row], top_scores_np[row], image_cams)
             )
+        return jobs, cached
+
+    def _prepare_gt_only(
+        self, batch: dict[str, Any], x: torch.Tensor, gts: list[Any], indices: list[int]
+    ) -> tuple[list[Callable[[], dict[str, Any]]], dict[str, np.ndarray] | None]:
+        """GT-class maps only (:func:`gt_class_maps_only`): no guesses, records as `bench score` of .npy maps."""
+        wanted = torch.as_tensor([[g.label] for g in gts], device=x.device, dtype=torch.long)
+        cams = produce_maps(self.model, x, wanted, self.method, self.protocol.cam_layer or None, None)
+        cached = None
+        if self.save_cams:
+            decoded = np.array([not e for e in batch["error"]], dtype=bool)
+            cached = {
+                "index": np.asarray(indices, dtype=np.int64)[decoded],
+                "classes": wanted.cpu().numpy().astype(np.int32)[decoded],
+                "cams": cams.cpu().numpy()[decoded],
+            }
+        jobs: list[Callable[[], dict[str, Any]]] = []
+        for row, gt in enumerate(gts):
+            blacklisted = gt.image_id in self.valset.blacklisted
+            if batch["error"][row]:
+                jobs.append(partial(failed_record, gt, blacklisted, batch["error"][row]))
+                continue
+            size = (int(batch["height"][row]), int(batch["width"][row]))
+            jobs.append(partial(image_record, self.protocol, gt, blacklisted, size, None, None, cams[row], [int(gt.label)]))
         return jobs, cached
 
 
@@ -222,8 +270,21 @@ def _settings(config: RunConfig, world: int) -> dict[str, Any]:
     }
 
 
+def _gt_only_settings(protocol: Protocol, model: BenchModel) -> dict[str, Any]:
+    """Settings added for runs that differ from the defaults (absent otherwise: manifests unchanged)."""
+    out: dict[str, Any] = {}
+    if gt_class_maps_only(protocol, model):
+        out["gt_class_maps_only"] = True
+    info = _library_info(protocol)
+    if info is not None:
+        out["seed"] = info["seed"]
+    return out
+
+
 def _check_model_fits_data(protocol: Protocol, valset: Dataset, model: BenchModel) -> None:
     """Refuse, before any work, a model whose classes cannot score this data or this protocol."""
+    if model.spec.head == "center":  # model-free: no classes to match
+        return
     n_classes = model.num_classes
     top_label = max((g.label for g in valset.images), default=-1)
     if top_label >= n_classes:
@@ -256,6 +317,8 @@ def run_suite(
     nothing recomputed and nothing written.
     """
     protocol.require_resize_pipeline("bench run")  # the ten-crop release pipeline: bench tencrop
+    if protocol.pipeline == "crop" and config.resolved_decode() == "cuda":
+        config = replace(config, decode="cpu")  # the crop views are made from PIL's resize, on the CPU
     _check_model_fits_data(protocol, valset, model)
     world = dist_env()[1]
     device = torch.device(config.device)
@@ -270,8 +333,9 @@ def run_suite(
             protocol=protocol,
             model=model_section(model, weights),
             data=data_section(valset, n_images),
-            settings=_settings(config, world),
+            settings={**_settings(config, world), **_gt_only_settings(protocol, model)},
             command=command,
+            **({"method": _library_info(protocol)} if _library_info(protocol) else {}),
         )
 
     with RunWriter.open(run, identity, make_manifest, n_images=n_images, shard_size=config.shard_size,
@@ -303,7 +367,9 @@ def _evaluate(
     indices: list[int],
 ) -> None:
     """Stream the images ``indices`` through the model; each shard goes to ``writer`` once complete."""
-    transform = InputTransform(model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias)
+    transform = InputTransform(
+        model.spec.input_size, model.spec.mean, model.spec.std, protocol.interpolation, protocol.antialias
+    ) if protocol.pipeline != "crop" else CropViews(protocol.crop_resize, protocol.crop_size, protocol.classify, model.spec.mean, model.spec.std)
     on_device_decode = config.resolved_decode() == "cuda"
     loader = _loader(valset, indices, transform, config, device)
     scorer = _BatchScorer(protocol, model, valset, config.save_cams)
@@ -335,10 +401,14 @@ def _evaluate(
                 if on_device_decode:
                     batch = decode_batch(batch, transform, device)
                 x = batch["image"].to(device, non_blocking=True)
+                views = None
+                if x.ndim == 5:  # crop pipeline (bench.data.crop_views): view 0 is localized, the rest classify
+                    x, views = x[:, 0], x[:, 1:]
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits, features = forward(model, x, config.amp)
-                jobs, cached = scorer.prepare(batch, x, logits, features)
+                probs = None if views is None else view_probabilities(model, views, config.amp)
+                jobs, cached = scorer.prepare(batch, x, logits, features, probs)
                 results = [submit_job(pool, job) for job in jobs]
                 in_flight.append(([int(i) for i in batch["index"]], results, cached))
                 drain(keep=1)  # at most one batch in the pool while the next one runs

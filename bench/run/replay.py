@@ -45,7 +45,7 @@ from bench.models.sources import sha256_file
 from bench.run.cam_cache import cam_shard_path, read_cam_shard
 from bench.run.results import RunDir
 from bench.run.rundata import RunDataError, run_dataset
-from bench.run.score import is_score_run, read_map_file, saved_map_files
+from bench.run.saved_maps import is_score_run, read_map_file, saved_map_files
 from bench.runtime import BenchError, RunError, resolve_device
 
 __all__ = ["ReplayError", "ImageMaps", "RunReplay"]
@@ -157,7 +157,7 @@ class RunReplay:
                 f"{manifest['protocol_hash'][:12]}; the manifest was edited"
             )
         if protocol.pipeline != "resize":  # replays redraw one-view CAMs
-            raise ReplayError(f"{run.path}: a '{protocol.pipeline}' run (bench tencrop) cannot be replayed as one-view CAMs")
+            raise ReplayError(f"{run.path}: a '{protocol.pipeline}' run (bench tencrop, or a crop suite) cannot be replayed as one-view CAMs of the whole image")
         return protocol
 
     @staticmethod

@@ -34,5 +34,6 @@ class SuiteRequest:
     masks: Path | None = None  # --masks: folder the wsol mask paths are relative to
     select_on: str | None = None  # --select-on: split on which the threshold is chosen (wsol tau, or the box threshold of top5 suites)
     step: float | None = None  # --step: wsol threshold grid step (default: the suite's)
+    box_threshold: float | None = None  # --box-threshold: top5 suites' box threshold (crop suites: tau; default per backbone)
     model_options: ModelOptions = field(default_factory=ModelOptions)  # --classifier, --reshape, --input-size...
-    verbose: bool = True  # kept for callers; the runner prints nothing (the CLI prints what it returns)
+    verbose: bool = True  # notes on flags that change nothing, pointing runs' results (the CLI); the Python API passes False

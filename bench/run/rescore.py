@@ -50,6 +50,11 @@ def rescore_run(
         raise RescoreError(f"{source.path}: model {manifest['model']['name']} does not localize with CAMs")
     source_protocol = protocol_from_dict(manifest["protocol"], f"{source.manifest_path} (protocol)")
     cached_ranks = source_protocol.ranks_needed
+    if (source_protocol.pipeline == "crop") != (protocol.pipeline == "crop"):
+        raise RescoreError(
+            f"{source.path} cached maps of {'the centre crop' if source_protocol.pipeline == 'crop' else 'the whole image'}; "
+            f"{protocol.name} needs maps of {'the centre crop' if protocol.pipeline == 'crop' else 'the whole image'}: rerun `bench run --suite {protocol.name}`"
+        )
     if protocol.ranks_needed > cached_ranks:
         raise RescoreError(
             f"{protocol.name} needs the CAMs of the top-{protocol.ranks_needed} classes but {source.path} cached "

@@ -70,7 +70,7 @@ except ImportError:  # pragma: no cover - Windows
 import numpy as np
 import pandas as pd
 
-from bench.core.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, parse_ints
+from bench.core.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, record_columns, records_to_arrays, typed_records
 from bench.runtime import atomic_write_bytes, current_umask
 
 
@@ -112,8 +112,8 @@ def _gzip_bytes(text: str) -> bytes:
     return buf.getvalue()
 
 
-def records_to_csv_gz(records: Sequence[dict[str, Any]]) -> bytes:
-    frame = pd.DataFrame(list(records), columns=RECORD_COLUMNS)
+def records_to_csv_gz(records: Sequence[dict[str, Any]], columns: Sequence[str] = RECORD_COLUMNS) -> bytes:
+    frame = pd.DataFrame(list(records), columns=list(columns))
     return _gzip_bytes(frame.to_csv(index=False, lineterminator="\n"))
 
 
@@ -126,39 +126,7 @@ def read_records(path: Path) -> pd.DataFrame:
     missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a records file, missing columns {missing}")
-    for col in ("label", "blacklisted", "width", "height", "gtk_hit", "degenerate"):
-        frame[col] = frame[col].replace("", "-1").astype(np.int64)
-    frame["gtk_iou"] = pd.to_numeric(frame["gtk_iou"].where(frame["gtk_iou"] != "", None)).astype(np.float64)
-    return frame
-
-
-def records_to_arrays(frame: pd.DataFrame, n_guesses: int = 5) -> dict[str, np.ndarray]:
-    """Per-image records -> the arrays :func:`bench.core.metrics.summarize` takes.
-
-    ``guess_classes`` / ``guess_hits`` are ``(N, G)`` with ``G`` the most guesses any record holds
-    (at most ``n_guesses``; 0 for runs without guesses, e.g. GT-class maps only); an image with
-    fewer guesses is padded with class -1 / no hit.
-    """
-    n = len(frame)
-    classes = [parse_ints(c)[:n_guesses] for c in frame["guess_classes"]]
-    hits = [parse_ints(h)[:n_guesses] for h in frame["guess_hits"]]
-    g = max((len(c) for c in classes), default=0)
-    guess_classes = np.full((n, g), -1, dtype=np.int64)
-    guess_hits = np.zeros((n, g), dtype=bool)
-    for i, (c, h) in enumerate(zip(classes, hits)):
-        guess_classes[i, : len(c)] = c
-        guess_hits[i, : len(h)] = h.astype(bool)
-    return {
-        "labels": frame["label"].to_numpy(np.int64),
-        "ok": (frame["status"] == "ok").to_numpy(),
-        "blacklisted": frame["blacklisted"].to_numpy() == 1,
-        "guess_classes": guess_classes,
-        "guess_hits": guess_hits,
-        "gtk_iou": frame["gtk_iou"].to_numpy(np.float64),
-        "gtk_hit": frame["gtk_hit"].to_numpy() == 1,
-        "degenerate": frame["degenerate"].to_numpy() == 1,
-        "gt_area_frac": pd.to_numeric(frame["gt_area_frac"].where(frame["gt_area_frac"] != "", None)).to_numpy(np.float64),
-    }
+    return typed_records(frame)
 
 
 # ---- the run lock ------------------------------------------------------------------------------
@@ -439,7 +407,14 @@ class RunDir:
         return {int(p.name[6:11]) for p in self.shard_dir.glob("shard-?????.csv.gz")}
 
     def write_shard(self, index: int, records: Sequence[dict[str, Any]]) -> None:
-        atomic_write_bytes(self.shard_path(index), records_to_csv_gz(records))
+        atomic_write_bytes(self.shard_path(index), records_to_csv_gz(records, self._record_columns()))
+
+    def _record_columns(self) -> tuple[str, ...]:
+        """The records' columns for this run's pipeline (its manifest; the crop pipeline adds some)."""
+        pipeline = "resize"
+        if self.manifest_path.is_file():
+            pipeline = self.read_manifest().get("protocol", {}).get("input", {}).get("pipeline", "resize")
+        return record_columns(pipeline)
 
     def merge_shards(self, n_shards: int) -> pd.DataFrame:
         """Concatenate shards 0..n-1 (all must exist) into ``records.csv.gz``; returns the frame."""

@@ -40,7 +40,6 @@ process pool (``workers``).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -62,11 +61,13 @@ from bench.core.protocol import Protocol, load_protocol
 from bench.core.scoring import failed_record, image_record
 from bench.data.dataset import Dataset, GTImage
 from bench.data.open import open_dataset
+from bench.extras import needed_extras, require_extras
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
 from bench.run.manifest import RunConflict, data_section, new_manifest
 from bench.run.results import RunDir, atomic_write_bytes
-from bench.run.writer import RunWriter
-from bench.runtime import BenchError
+from bench.run.saved_maps import ScoreError, is_score_run, read_map_file, saved_gt_maps, saved_map_files
+from bench.run.saved_maps import files_fingerprint as _fingerprint
+from bench.run.writer import GT_ONLY, RunWriter, mark_gt_class_maps_only
 
 __all__ = [
     "MAP_SUFFIXES",
@@ -88,16 +89,9 @@ __all__ = [
 ]
 
 MAP_SUFFIXES = (".npy", ".npz")
-#: What the summary says for top-k metrics of a run scored from GT-class maps only.
-GT_ONLY = "n/a (GT-class maps only)"
 #: Unmatched map files named in the summary (all are counted).
 MAX_NAMED = 20
-_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
 _IMAGE_EXTS = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-class ScoreError(BenchError, ValueError):
-    """The maps cannot be scored as asked (no maps, mixed kinds, an ambiguous stem)."""
 
 
 # --------------------------------------------------------------------------- finding the files
@@ -234,59 +228,6 @@ def _image_size(gt: GTImage) -> tuple[int, int]:
     return height, width
 
 
-def _as_map_array(arr: np.ndarray, what: str, ndim: int) -> np.ndarray:
-    if arr.dtype not in (np.float16, np.float32, np.float64):
-        raise ValueError(f"{what} has dtype {arr.dtype}; expected float16, float32 or float64")
-    if arr.ndim != ndim or 0 in arr.shape:
-        want = "(h, w)" if ndim == 2 else "(k, h, w)"
-        raise ValueError(f"{what} has shape {arr.shape}; expected {want}")
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise ValueError(f"{what} has {bad} non-finite values (NaN/inf)")
-    return arr
-
-
-def _classes(raw: np.ndarray, class_ids: Sequence[str], n: int) -> np.ndarray:
-    raw = np.asarray(raw).reshape(-1)
-    if raw.dtype.kind in "US":
-        index = {w: i for i, w in enumerate(class_ids)}
-        unknown = [str(c) for c in raw if str(c) not in index]
-        if unknown:
-            raise ValueError(f"classes {unknown[:3]} are not class ids of the data set")
-        return np.array([index[str(c)] for c in raw], dtype=np.int64)
-    if raw.dtype.kind not in "iu":
-        raise ValueError(f"classes has dtype {raw.dtype}; expected integers or class-id strings")
-    out = raw.astype(np.int64)
-    if out.size and (out.min() < 0 or out.max() >= n):
-        raise ValueError(f"class indices must lie in [0, {n}), got [{out.min()}, {out.max()}]")
-    return out
-
-
-def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """One saved map file's content: ``(classes, maps, scores)``.
-
-    ``.npy`` (``name`` ends so): ``classes`` None (the GT class's map), ``maps`` ``(1, h, w)``,
-    ``scores`` None. ``.npz``: ``classes`` ``(k,)`` class indices (class-id strings are mapped through
-    ``class_ids``), ``maps`` ``(k, h, w)``, ``scores`` ``(k,)`` or None. Maps are float16/32/64 and
-    finite.
-
-    Raises:
-        ValueError: any problem with the file, in words a failed record can carry.
-    """
-    if name.endswith(".npy"):
-        return None, _as_map_array(np.load(io.BytesIO(data), allow_pickle=False), "the map", 2)[None], None
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        missing = [k for k in ("classes", "maps") if k not in npz.files]
-        if missing:
-            raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
-        classes = _classes(npz["classes"], class_ids, len(class_ids))
-        maps = _as_map_array(npz["maps"], "maps", 3)
-        scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
-    if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
-        raise ValueError(f"{classes.shape[0]} classes, {maps.shape[0]} maps" + ("" if scores is None else f", {scores.shape[0]} scores") + ": expected one of each per entry")
-    return classes, maps, scores
-
-
 def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any], str | None]:
     """The record of one image from its map file, and the file's SHA-256 (None if no file was read).
 
@@ -327,13 +268,6 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def _fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
-    h = hashlib.sha256()
-    for rel, digest in sorted(pairs):
-        h.update(f"{rel}\t{digest}\n".encode())
-    return h.hexdigest()
 
 
 def _spawn_can_import_main() -> bool:
@@ -386,6 +320,7 @@ def score_folder(
     shard_size: int = 1000,
     progress: bool = True,
     command: Sequence[str] = (),
+    box_threshold: float | None = None,
 ) -> RunDir:
     """Score the maps under ``maps`` on the data under ``data`` with ``suite``; returns the run folder.
 
@@ -402,12 +337,17 @@ def score_folder(
         run: the run folder itself (overrides ``out``/``name``).
         workers: processes for the per-image work (0 or 1: inline).
         shard_size: images per records shard.
+        box_threshold: the box threshold of a top5 suite (``bench score --box-threshold``; crop suites:
+            tau on the min-max map, default the suite's ``guesses.threshold``), recorded in the protocol.
 
     Raises:
         ScoreError: see :func:`index_maps`. DataError / ProtocolError: bad data or suite.
         RunConflict: the run folder holds another run (other maps included), or another process is writing to it.
     """
     protocol = load_protocol(suite)
+    require_extras(needed_extras(protocols=[protocol]))  # before any file is written
+    if box_threshold is not None:
+        protocol = protocol.with_threshold(box_threshold)
     root = Path(data)
     blacklist = (root / protocol.blacklist) if protocol.blacklist else None
     valset = open_dataset(root, layout=gt_layout, images=images, split=split, blacklist=blacklist, metadata=metadata, masks=masks,
@@ -548,8 +488,7 @@ def _score_shards(writer: RunWriter, protocol: Protocol, valset: Dataset, index:
 def _score_summary_keys(index: MapIndex, summary: dict[str, Any], _records: Any) -> None:
     """What a score run's summary adds: top-k keys None for GT-class maps, the unmatched map files."""
     if index.kind == "npy":  # no ranked classes: top-k metrics are undefined (None), and the summary says why
-        summary.update({k: None for k in _TOPK_KEYS})
-        summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: .npy maps carry no ranked classes, so top-k classification and localization are not defined")
+        mark_gt_class_maps_only(summary, ".npy maps carry no ranked classes, so top-k classification and localization are not defined")
     summary["unmatched_maps"] = len(index.unmatched)
     summary["unmatched_examples"] = list(index.unmatched[:MAX_NAMED])
 
@@ -580,61 +519,3 @@ def write_maps(items: Iterable[Sequence[Any]], folder: str | os.PathLike[str]) -
             arrays["scores"] = as_np(item[3])
         np.savez(root / f"{image_id}.npz", **arrays)
     return root
-
-
-# --------------------------------------------------------------------------- reading a score run's maps back
-
-
-def is_score_run(manifest: dict[str, Any]) -> bool:
-    """Whether a run manifest is a `bench score` run (its maps live in ``manifest['maps']['folder']``)."""
-    return isinstance(manifest.get("maps"), dict) and manifest.get("model", {}).get("head") == "maps"
-
-
-def saved_map_files(run: RunDir, manifest: dict[str, Any]) -> tuple[Path, dict[str, str]]:
-    """A score run's maps folder and ``{image id: file path relative to it}`` (``map_files.csv``).
-
-    Raises:
-        ScoreError: the maps folder or the index file is gone.
-    """
-    folder = Path(manifest["maps"]["folder"])
-    index_file = run.path / "map_files.csv"
-    if not folder.is_dir() or not index_file.is_file():
-        raise ScoreError(f"{run.path}: its maps folder {folder} (or map_files.csv) is gone; restore it to read the maps")
-    return folder, dict(line.split(",", 1) for line in index_file.read_text().splitlines()[1:] if line)
-
-
-def saved_gt_maps(run: RunDir) -> Iterator[tuple[int, np.ndarray]]:
-    """``(record index, GT-class map (h, w) float32)`` for each scored image of a `bench score` run.
-
-    Read from the run's maps folder through ``map_files.csv`` (``.npy``: the map; ``.npz``: the first
-    entry of the GT class). After the last map the files read are checked against the manifest's
-    fingerprint, so a consumer that writes its results after the loop never writes results of other maps.
-
-    Raises:
-        ScoreError: not a score run, its maps folder is gone, or the files changed since the run.
-    """
-    manifest = run.read_manifest()
-    if not is_score_run(manifest):
-        raise ScoreError(f"{run.path} is not a `bench score` run")
-    folder, files = saved_map_files(run, manifest)
-    class_ids = manifest["data"].get("class_ids") or []
-    records = run.read_records()
-    digests: list[tuple[str, str]] = []
-    for i, row in enumerate(records.itertuples(index=False)):
-        rel = files.get(row.image_id, "")
-        if rel:
-            try:
-                data = (folder / rel).read_bytes()
-            except OSError as exc:
-                raise ScoreError(f"{run.path}: cannot read map {folder / rel} ({exc})") from None
-            digests.append((rel, hashlib.sha256(data).hexdigest()))
-        if row.status != "ok" or not rel:
-            continue
-        try:
-            classes, maps, _scores = read_map_file(data, rel, class_ids)
-        except ValueError as exc:
-            raise ScoreError(f"{run.path}: map {folder / rel} no longer reads ({exc})") from None
-        gt_map = maps[0] if classes is None else maps[int(np.flatnonzero(classes == int(row.label))[0])]
-        yield i, np.asarray(gt_map, dtype=np.float32)
-    if _fingerprint(digests) != manifest["maps"].get("fingerprint"):
-        raise ScoreError(f"{run.path}: the map files under {folder} changed since the run (fingerprint differs); rerun bench score")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from torch import nn
 from bench.data.dataset import Dataset
 from bench.data.open import open_dataset
 from bench.run.engine import RunConfig, run_suite, shutdown_distributed
+from bench.extras import needed_extras, require_extras
 from bench.runtime import RunError, dist_env
 from bench.models import BenchModel, WeightsInfo
 from bench.models.resolve import is_registry_model, resolve_model
@@ -28,7 +29,7 @@ from bench.core.protocol import Protocol, load_protocol
 from bench.run.request import SuiteRequest
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "SuiteRun", "RunInterrupted", "suite_runs", "check_classes", "check_extra", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "SuiteRun", "RunInterrupted", "suite_runs", "check_classes", "check_extra", "check_flags", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -60,27 +61,77 @@ def write_tables(protocol: Protocol, out: Path) -> list[Path]:
     return written
 
 
-def run_folder(out: Path, protocol: Protocol, model: str) -> RunDir:
-    """``OUT/<suite>/<model>`` for CAM runs, ``OUT/<suite>/<model>-<method>`` for gradient-map runs."""
-    suffix = "" if protocol.cam_method == "cam" else f"-{protocol.cam_method}"
-    return RunDir(out / protocol.name / f"{model}{suffix}")
+def run_folder(
+    out: Path, protocol: Protocol, model: str, *, label: str | None = None, limit: int | None = None,
+    layer: str | None = None, reshape: str | None = None,
+) -> RunDir:  # fmt: skip
+    """``OUT/<suite>/<name>``: the name is the ``--label`` (made file-name safe) or else the model, then
+    ``-<method>`` for other map methods (``grad-cam:ScoreCAM`` -> ``-grad-cam-ScoreCAM``), ``-layer-<L>`` with ``--layer``, ``-<reshape>`` with
+    ``--reshape`` and ``-limit<N>`` with ``--limit``, so a smoke test or another layer never shares
+    a folder with the full run. A plain full CAM run is ``OUT/<suite>/<model>``."""
+    name = _file_safe(label) if label else model
+    if protocol.cam_method != "cam":
+        name += "-" + protocol.cam_method.replace(":", "-")  # grad-cam:X -> -grad-cam-X
+    if layer:
+        name += f"-layer-{_file_safe(layer)}"
+    if reshape:
+        name += f"-{reshape}"
+    if limit is not None:
+        name += f"-limit{limit}"
+    return RunDir(out / protocol.name / name)
+
+
+def _file_safe(text: str) -> str:
+    """``text`` as one folder name: runs of other characters than letters, digits, ``_ . -`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "run"
 
 
 class RunInterrupted(RunError):
     """Ctrl-C during a run; the message says how far it got and how to resume."""
 
 
-# Optional extras: model name prefix -> (extra, module the model imports)
-_EXTRAS = {"efficientnet_lite": ("lite", "efficientnet_lite_pytorch")}
+def check_library_method(method: str | None) -> None:
+    """Refuse a library method (``grad-cam:NAME``, ``torchcam:NAME``) whose extra is missing or whose NAME
+    the library lacks, in one line (the names that exist / the pip command), before any file is written.
+    (The extra itself is in :mod:`bench.extras`' table; this also checks NAME against the library.)"""
+    from bench.core.library_methods import LibraryMethodError, check_method, is_library_method
+
+    if method is None or ":" not in method:
+        return
+    if not is_library_method(method):
+        raise RunError(f"--method {method}: unknown library; use grad-cam:NAME or torchcam:NAME")
+    try:
+        check_method(method)
+    except LibraryMethodError as exc:
+        raise RunError(str(exc)) from None
 
 
 def check_extra(name: str) -> None:
-    """Refuse a model whose optional dependency is not installed, naming the extra to install."""
-    import importlib.util
+    """Refuse a model whose optional dependency is not installed, naming the extra to install
+    (:mod:`bench.extras`, the one table of extras)."""
+    require_extras(needed_extras(models=[name]))
 
-    for prefix, (extra, module) in _EXTRAS.items():
-        if name.startswith(prefix) and importlib.util.find_spec(module) is None:
-            raise RunError(f"model {name} needs the optional extra '{extra}': pip install 'wsol-bench[{extra}]'")
+
+#: --model options of user models (not registry or Caffe models): (ModelOptions field, flag)
+_USER_MODEL_FLAGS = (("classifier", "--classifier"), ("reshape", "--reshape"), ("input_size", "--input-size"),
+                     ("mean", "--mean"), ("std", "--std"))  # fmt: skip
+
+
+def check_flags(request: SuiteRequest, protocols: Sequence[Protocol], models: Sequence[Any]) -> None:
+    """Flags that apply to none of the models or suites: an error where the result would look as if
+    they had been applied (model options), a one-line note on stderr where nothing is changed by them."""
+    options = request.model_options
+    user = [m for m in models if not is_registry_model(m)]
+    for field_name, flag in _USER_MODEL_FLAGS:
+        if getattr(options, field_name) is not None and not user:
+            raise RunError(
+                f"{flag} applies to your own models (timm/, torchvision/, module:factory, file.py:factory); "
+                f"{', '.join(map(str, models))} {'is a registry model' if len(models) == 1 else 'are registry models'} with fixed settings: drop {flag}"
+            )
+    if options.num_classes is not None and not any(isinstance(m, str) and m.startswith(("timm/", "torchvision/")) for m in models):
+        raise RunError("--num-classes applies to timm/ and torchvision/ models only (others define their classifier): drop --num-classes")
+    if request.step is not None and not any(p.wsol_evaluation for p in protocols) and request.verbose:
+        print(f"note: --step applies to the wsol_* suites' threshold sweep; {protocols[0].name} has none, so it is ignored", file=sys.stderr)
 
 
 def model_class_ids(model: BenchModel, weights: WeightsInfo) -> tuple[str, ...] | None:
@@ -160,7 +211,7 @@ class SuiteRun:
 
     ``summary`` is None on ranks > 0 under ``torchrun`` (rank 0 writes and reports); ``already``:
     the run was complete before, nothing was recomputed; ``choice``: the box threshold chosen with
-    ``--select-on``; ``wsol``: the sweep results (``sweep.json``) of a wsol_* suite.
+    ``--select-on``, given by ``--box-threshold`` or a crop suite's per-backbone default; ``wsol``: the sweep results (``sweep.json``) of a wsol_* suite.
     """
 
     name: str  # the model as the user named it
@@ -173,14 +224,7 @@ class SuiteRun:
 
 
 def _build_models(request: SuiteRequest, protocol: Protocol, models: Sequence[str | nn.Module]) -> list[tuple[BenchModel, WeightsInfo]]:
-    """Resolve every model of the request (extras checked first, before any model is built)."""
-    if len(request.weights) > len(models):
-        raise RunError("more --weights than --model; give one --weights per --model, in order")
-    if len(request.labels) > len(models):
-        raise RunError("more --label than --model; give one --label per --model, in order")
-    for ref in models:
-        if isinstance(ref, str):
-            check_extra(ref)
+    """Resolve every model of the request (their extras are checked before, by :func:`suite_runs`)."""
     built: list[tuple[BenchModel, WeightsInfo]] = []
     for i, ref in enumerate(models):
         options = replace(
@@ -206,12 +250,23 @@ def suite_runs(request: SuiteRequest, config: RunConfig) -> Iterator[SuiteRun]:
     suite's own ``[cam] layer``. Nothing is printed: the caller reports what it gets
     (:func:`run_named_suite` for the Python API, ``bench run`` in :mod:`bench.cli`).
     """
+    check_library_method(request.method)
     base = load_protocol(request.suite)
     protocol = base.with_method(request.method, request.layer)
+    check_library_method(protocol.cam_method)  # a suite file may name one too
     models = list(request.models) or list(protocol.default_models)
     if not models:
         raise RunError(f"suite {protocol.name} names no default models: pass --model NAME")
+    if len(request.weights) > len(models):
+        raise RunError("more --weights than --model; give one --weights per --model, in order")
+    if len(request.labels) > len(models):
+        raise RunError("more --label than --model; give one --label per --model, in order")
     bases = [base, *(load_protocol(c) for c in protocol.companions)]
+    check_flags(request, bases, models)
+    # every optional extra the suites, the method and the models need, before anything is built or written
+    require_extras(needed_extras(protocols=bases, methods=[request.method], models=models))
+    if "center" in models and protocol.cam_method != "cam":
+        raise RunError(f"--model center is model-free: it takes no --method (got {protocol.cam_method}); run it without --method")
     built = _build_models(request, protocol, models)
     data = resolve_data(protocol, request.data)
     try:
@@ -233,8 +288,11 @@ def _run_one(
 ) -> SuiteRun:
     """One model on one suite: the optional box-threshold choice, the run, its label and wsol sweep."""
     name = ref if isinstance(ref, str) else model.spec.name  # as the user named it, for messages
-    run = run_folder(request.out, p, model.spec.name)  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
-    choice = None
+    run = run_folder(  # caffe:/x/NET.pt -> NET, pkg.mod:factory -> pkg.mod.factory
+        request.out, p, model.spec.name, label=request.labels[i] if i < len(request.labels) else None,
+        limit=config.limit, layer=request.layer, reshape=request.model_options.reshape,
+    )  # fmt: skip
+    p, choice = box_threshold(p, request, model.spec.name, first=first_suite)
     if request.select_on and not p.wsol_evaluation:  # the box threshold, chosen on another split
         from bench.run.select_on import choose_box_threshold
 
@@ -258,6 +316,8 @@ def _run_one(
         summary = record_choice(run, choice)
     if i < len(request.labels):
         _record_label(run, request.labels[i])
+    elif model.spec.head == "center":  # wsolevaluation's name for the row
+        _record_label(run, "Center baseline")
     wsol = None
     if summary is not None and p.wsol_evaluation:
         from bench.run.wsol_suite import finish_wsol_run
@@ -266,14 +326,48 @@ def _run_one(
     return SuiteRun(name, p, run, summary, already, choice if summary is not None else None, wsol)
 
 
-def run_named_suite(request: SuiteRequest, config: RunConfig) -> list[RunDir]:
+def run_named_suite(
+    request: SuiteRequest,
+    config: RunConfig,
+    *,
+    on_run: Callable[[SuiteRun], None] | None = None,
+    on_tables: Callable[[Protocol, list[Path]], None] | None = None,
+) -> list[RunDir]:
     """Run the suite (and its companions) for every model (:func:`suite_runs`), then write the suite's
-    tables (rank 0); returns the run folders. Prints nothing."""
-    runs = [done.run for done in suite_runs(request, config)]
+    tables (rank 0); returns the run folders. Prints nothing: ``on_run`` gets each finished run,
+    ``on_tables`` the suite and the table files written (the CLI prints them)."""
+    runs = []
+    for done in suite_runs(request, config):
+        if on_run is not None:
+            on_run(done)
+        runs.append(done.run)
     protocol = load_protocol(request.suite)
     if protocol.tables and _is_rank0():
-        write_tables(protocol, request.out)
+        written = write_tables(protocol, request.out)
+        if on_tables is not None:
+            on_tables(protocol, written)
     return runs
+
+
+def box_threshold(p: Protocol, request: SuiteRequest, model_name: str, *, first: bool = True) -> tuple[Protocol, dict[str, Any] | None]:
+    """The run's box threshold: ``--box-threshold``, else (crop suites) the suite's per-backbone default
+    (``[suite] box_thresholds``, :meth:`Protocol.threshold_for`); with what the summary records about it.
+
+    Raises:
+        RunError: ``--box-threshold`` with ``--select-on``, or for a suite whose thresholds are fixed.
+    """
+    if request.box_threshold is not None:
+        if request.select_on:
+            raise RunError("--box-threshold and --select-on exclude each other: give the threshold, or the split to choose it on")
+        if p.heuristic != "top5" or p.box_rule == "cam_release":
+            if first:
+                raise RunError(f"--box-threshold: {p.name} uses {p.heuristic} / {p.box_rule}, whose thresholds are fixed")
+            return p, None
+        return p.with_threshold(request.box_threshold), {"box_threshold": float(request.box_threshold), "box_threshold_chosen_on": "--box-threshold"}
+    if p.pipeline == "crop":
+        tau, why = p.threshold_for(model_name)
+        return p.with_threshold(tau), {"box_threshold": tau, "box_threshold_chosen_on": why}
+    return p, None
 
 
 def _record_label(run: RunDir, label: str) -> None:

@@ -39,13 +39,19 @@ from typing import Any
 
 import pandas as pd
 
-from bench.core.metrics import breakdowns, summarize
+from bench.core.crop import class_averaged
+from bench.core.protocol import protocol_from_dict
 from bench.core.scoring import localizes
+from bench.metrics.localization import LocalizationError
 from bench.run.manifest import RunConflict, now_utc, resume_or_start
-from bench.run.results import RunDir, RunLocked, atomic_write_bytes, records_to_arrays
+from bench.run.results import RunDir, RunLocked, atomic_write_bytes
 from bench.runtime import dist_env
 
 __all__ = ["RunWriter", "summarize_records", "summarize_run", "shard_count"]
+
+
+#: The keys of the summary's breakdowns (:func:`bench.core.metrics.breakdowns`), after the metrics and the note.
+_BREAKDOWNS = ("by_size", "by_class")
 
 
 def shard_count(n_images: int, shard_size: int) -> int:
@@ -53,14 +59,28 @@ def shard_count(n_images: int, shard_size: int) -> int:
     return (n_images + shard_size - 1) // shard_size
 
 
+#: What the summary says for top-k metrics of a run scored from GT-class maps only.
+GT_ONLY = "n/a (GT-class maps only)"
+_TOPK_KEYS = ("top1_cls_err", "top5_cls_err", "top1_loc_err", "top5_loc_err")
+
+
+def mark_gt_class_maps_only(summary: dict[str, Any], why: str) -> dict[str, Any]:
+    """Top-k keys None, ``gt_class_maps_only: true`` and a note saying ``why`` (tables show GT_ONLY)."""
+    summary.update({k: None for k in _TOPK_KEYS})
+    summary.update(gt_class_maps_only=True, note=f"{GT_ONLY}: {why}")
+    return summary
+
+
 def summarize_records(manifest: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
     """``summary.json`` of a run from its manifest and its merged per-image records.
 
-    The one place a run's summary is computed: the suite's metrics (:func:`bench.core.metrics.summarize`)
-    over the records, then the per-class / per-size breakdowns. Models whose head does not localize
-    with the protocol's map method get a note and no localization metrics.
+    The one place a run's summary is computed: the run's identity (suite, model, protocol hash, data
+    fingerprint), then the metric object :class:`bench.metrics.LocalizationError` fed the records
+    (:func:`bench.core.metrics.summarize`, then the per-size / per-class breakdowns). Models whose
+    head does not localize with the protocol's map method get a note (before the breakdowns) and no
+    localization metrics; crop suites add the papers' class-averaged accuracies (``crop``); runs of
+    GT-class maps only (``settings.gt_class_maps_only``) get their top-k keys None and a note.
     """
-    arrays = records_to_arrays(frame)
     localized = localizes(manifest["model"]["head"], manifest["protocol"]["cam"]["method"])
     summary: dict[str, Any] = {
         "suite": manifest["protocol"]["protocol"]["name"],
@@ -68,11 +88,22 @@ def summarize_records(manifest: Mapping[str, Any], frame: pd.DataFrame) -> dict[
         "protocol_hash": manifest["protocol_hash"],
         "data_fingerprint": manifest["data"]["fingerprint"],
     }
-    # The summary's metrics: one call over the records (the metric objects' compute() slots in here).
-    summary.update(summarize(**{k: v for k, v in arrays.items() if k != "gt_area_frac"}, localized=localized))
+    # One process's merged records: no sync across processes (rank 0 alone summarizes).
+    metric = LocalizationError(protocol_from_dict(manifest["protocol"], "the run manifest (protocol)"),
+                               class_ids=manifest["data"].get("class_ids"), localized=localized,
+                               keep_records=False, sync_on_compute=False)  # fmt: skip
+    metric.update_records(frame)
+    metrics = metric.compute()
+    summary.update((k, v) for k, v in metrics.items() if k not in _BREAKDOWNS)
     if not localized:
         summary["note"] = "fully connected head: CAM does not apply; localization needs gradient-based maps (--method gradcam|gradcampp|backprop)"
-    summary.update(breakdowns(arrays, manifest["data"].get("class_ids"), localized=localized))
+    summary.update((k, metrics[k]) for k in _BREAKDOWNS)
+    if manifest["protocol"]["input"].get("pipeline") == "crop":  # the papers' per-class averaged accuracies
+        summary["crop"] = {**class_averaged(summary["by_class"]), "box_threshold": manifest["protocol"]["guesses"]["threshold"]}
+    if manifest.get("settings", {}).get("gt_class_maps_only"):  # the centre baseline, library methods on wsol suites
+        why = ("the centre baseline classifies nothing" if manifest["model"]["head"] == "center"
+               else "this suite needs only the GT class's map, the only one computed for a library method")  # fmt: skip
+        mark_gt_class_maps_only(summary, why)
     return summary
 
 

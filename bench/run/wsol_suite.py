@@ -21,13 +21,13 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis.run_metrics import wsol_sweep_run
 from bench.core.protocol import Protocol
 from bench.data.open import open_dataset
 from bench.models import BenchModel, WeightsInfo
 from bench.run.engine import RunConfig, run_suite
 from bench.run.request import SuiteRequest
 from bench.run.results import RunDir, atomic_write_json
+from bench.run.sweeps import wsol_sweep_run
 
 __all__ = ["finish_wsol_run", "select_threshold", "sweep_finished_run"]
 

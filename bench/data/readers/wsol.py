@@ -18,7 +18,11 @@ with ``/<NAME>``, as wsolevaluation's ``mask_root/OpenImages``) and ``root``.
 
 Class list: ``classes=``, else ``root/LOC_synset_mapping.txt``, else — when every label's images
 lie in one folder of their own that is not a WordNet id (CUB's ``001.Black_footed_Albatross/``,
-OpenImages' ``test/01226z/``) — those folder names by label, else ImageNet's 1000 WNIDs.
+OpenImages' ``test/01226z/``) — those folder names by label, else ImageNet's 1000 WNIDs. When the
+folders are WordNet ids mapping one-to-one onto labels 0..K-1 (an ImageNet subset labelled in its
+own order), the folders are the class ids: ImageNet WNIDs keep the 1000-class list and each image
+gets its folder's index there; other WNIDs become the class list in label order. Folders that
+contradict the labels (one folder with two labels, or the reverse) are ``label-mismatch`` problems.
 """
 
 from __future__ import annotations
@@ -137,9 +141,10 @@ def read(
     return gt, used_split, name
 
 
-def _folder_classes(order: list[str], label_of: np.ndarray) -> tuple[str, ...] | None:
+def _folder_classes(order: list[str], label_of: np.ndarray, *, wnids: bool = False) -> tuple[str, ...] | None:
     """Class ids from the images' parent folders when they name the classes one-to-one (labels
-    0..K-1, one folder per label, not WordNet ids), else None."""
+    0..K-1, one folder per label and one label per folder), else None. ``wnids`` False: folders
+    that are not WordNet ids (CUB, OpenImages); True: folders that all are WordNet ids."""
     seen = label_of >= 0
     if not seen.any():
         return None
@@ -153,7 +158,7 @@ def _folder_classes(order: list[str], label_of: np.ndarray) -> tuple[str, ...] |
     k = max(labels) + 1
     if sorted(by_label) != list(range(k)) or any(len(v) != 1 for v in by_label.values()):
         return None
-    if any(len(v) != 1 for v in by_parent.values()) or any(not p or WNID_RE.match(p) for p in by_parent):
+    if any(len(v) != 1 for v in by_parent.values()) or any(not p or bool(WNID_RE.match(p)) != wnids for p in by_parent):
         return None
     return tuple(next(iter(by_label[i])) for i in range(k))
 
@@ -212,11 +217,24 @@ def _read_wsol(root: Path, meta: Path, classes: ClassesArg, problems: list[Probl
         raw_labels.append((path_index[p], lab, where, -1 if v is None else v))
         if v is not None and v >= 0:
             label_of[path_index[p]] = v
-    folder = _folder_classes(order, label_of) if classes is None and not (root / CSV_SYNSETS).is_file() else None
+    no_list = classes is None and not (root / CSV_SYNSETS).is_file()
+    folder = _folder_classes(order, label_of) if no_list else None
+    wnid_folders = _folder_classes(order, label_of, wnids=True) if no_list and folder is None else None
+    relabel: dict[int, int] = {}
     if folder is not None:
         cls, source, file = folder, "wsol-folders", None
     else:
         cls, source, file = resolve_classes(classes, root / CSV_SYNSETS, problems)
+    if wnid_folders is not None:
+        # WordNet-named folders, one per label 0..K-1 (an ImageNet subset whose labels are in another
+        # order): the folders are the class ids. ImageNet WNIDs keep ImageNet's class list, each
+        # label becoming its folder's index there (so an ImageNet model maps to them by WNID);
+        # other WNIDs (e.g. generated data) are the class list themselves, in label order.
+        index = {w: i for i, w in enumerate(cls)}
+        if source == "imagenet-1k" and all(w in index for w in wnid_folders):
+            relabel = {lab: index[w] for lab, w in enumerate(wnid_folders)}
+        else:
+            cls, source, file = wnid_folders, "wsol-folders", None
     for i, lab, where, v in raw_labels:
         if not 0 <= v < len(cls):
             label_of[i] = -1
@@ -229,6 +247,8 @@ def _read_wsol(root: Path, meta: Path, classes: ClassesArg, problems: list[Probl
                 )
             )
             continue
+        if relabel:
+            v = label_of[i] = relabel[v]
         parent = os.path.basename(os.path.dirname(order[i]))
         if WNID_RE.match(parent) and parent != cls[v]:
             label_of[i] = -1

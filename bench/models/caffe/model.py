@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from bench.models.caffe.arch import infer_shapes, net_to_arch
 from bench.models.caffe.io import CaffeFormatError, caffemodel_blobs, read_caffemodel, read_prototxt
 from bench.models.caffe.net import CaffeNet, module_key
+from bench.models.base import BenchModel, ModelSpec
 from bench.models.sources import WeightsError, WeightsInfo, sha256_file
 
 __all__ = [
@@ -196,10 +197,8 @@ class CaffeCamNet(nn.Module):
         return self.caffe
 
 
-def caffe_bench_model(net: CaffeNet, name: str, paper_name: str | None = None, weights_note: str = "") -> Any:
+def caffe_bench_model(net: CaffeNet, name: str, paper_name: str | None = None, weights_note: str = "") -> BenchModel:
     """``net`` as a :class:`~bench.models.registry.BenchModel` (spec derived from the network)."""
-    from bench.models.registry import BenchModel, ModelSpec
-
     arch = net.arch
     _, height, width = arch["input"]["shape"]
     if height != width:
@@ -228,7 +227,7 @@ def is_caffe_model_string(model: str) -> bool:
     return model.startswith("caffe:") or model.lower().endswith(".prototxt")
 
 
-def build_caffe_model(model: str, weights: str | os.PathLike[str] | None = None) -> tuple[Any, Any]:
+def build_caffe_model(model: str, weights: str | os.PathLike[str] | None = None) -> tuple[BenchModel, WeightsInfo]:
     """``(BenchModel, WeightsInfo)`` for ``caffe:NET.pt`` (no ``weights``) or ``DEPLOY.prototxt`` + ``weights``.
 
     The model's name is the file's stem; its paper row comes from the converted file's meta

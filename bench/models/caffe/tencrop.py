@@ -78,11 +78,19 @@ IMAGE_DIM = 256
 JPEG_QUALITY = 75
 
 
+#: ``.mat`` mean variables and the axes that bring each to C x H x W. ``mean_data`` (the release's
+#: ``ilsvrc_2012_mean.mat``, new MATLAB-Caffe) is W x H x C; ``image_mean`` (the old Caffe
+#: ``ilsvrc_2012_mean.mat`` that the release's ``ILSVRC_generate_heatmap.m`` loads as ``d.image_mean``)
+#: is H x W x C, subtracted from the BGR image before MATLAB's ``permute(im, [2 1 3])``. Both BGR.
+MAT_MEAN_LAYOUTS: dict[str, tuple[int, int, int]] = {"mean_data": (2, 1, 0), "image_mean": (2, 0, 1)}
+
+
 def load_mean_image(path: str | os.PathLike[str]) -> np.ndarray:
     """The mean image as ``float32 (3, 256, 256)``, BGR, rows x columns (Caffe's C x H x W).
 
-    Accepted files: ``.mat`` (the release's ``ilsvrc_2012_mean.mat``: ``mean_data``, stored
-    W x H x C BGR as MATLAB-Caffe wants it; transposed here), ``.npy`` (Caffe's Python
+    Accepted files: ``.mat`` (``mean_data``, W x H x C BGR as the new MATLAB-Caffe wants it, or the
+    old file's ``image_mean``, H x W x C BGR; each transposed by its own layout,
+    :data:`MAT_MEAN_LAYOUTS`), ``.npy`` (Caffe's Python
     ``ilsvrc_2012_mean.npy``, (3, 256, 256) BGR) or ``.binaryproto`` (Caffe's
     ``imagenet_mean.binaryproto``, a BlobProto (1, 3, 256, 256) BGR).
 
@@ -98,10 +106,10 @@ def load_mean_image(path: str | os.PathLike[str]) -> np.ndarray:
         from scipy.io import loadmat
 
         data = loadmat(path)
-        keys = [k for k in ("mean_data", "image_mean") if k in data]
+        keys = [k for k in MAT_MEAN_LAYOUTS if k in data]
         if not keys:
             raise CaffeFormatError(f"{path}: no 'mean_data' (or 'image_mean') variable")
-        mean = np.asarray(data[keys[0]], dtype=np.float32).transpose(2, 1, 0)  # W x H x C -> C x H x W
+        mean = np.asarray(data[keys[0]], dtype=np.float32).transpose(MAT_MEAN_LAYOUTS[keys[0]])  # -> C x H x W
     elif suffix == ".npy":
         mean = np.load(path, allow_pickle=False).astype(np.float32)
     elif suffix == ".binaryproto":
