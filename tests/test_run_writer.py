@@ -223,3 +223,64 @@ def test_score_without_image_files_from_wsol_metadata(wsol_data: Path, tmp_path:
     assert len(failed) == 1 and Path(dropped.split(",")[0]).stem == failed.index[0]
     assert "no image file" in failed["error"].iloc[0] and "state no size" in failed["error"].iloc[0]
     assert (frame["status"] == "ok").sum() == 7
+
+
+def test_wsol_score_sweep_fed_in_one_pass_resumes_and_equals_two_passes(wsol_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wsol_* score sweeps during its records pass (each map read once; per-shard hit counts beside the
+    records): sweep.json / sweep_curves.csv byte-equal to the two-pass sweep of the finished run's maps,
+    the same after an interruption and resume, and a rerun writes nothing. An unscored image (a missing
+    map) counts as failed in both."""
+    pytest.importorskip("cv2")
+    import bench.run.score as score
+    from bench.run.sweeps import wsol_sweep_run
+
+    maps = tmp_path / "maps"
+    _write_maps(wsol_data, maps, size=(9, 11), seed=5)
+    sorted(maps.glob("*.npy"))[2].unlink()
+    whole = RunDir(tmp_path / "whole")
+    score.score_folder(maps, wsol_data, "wsol_ilsvrc", run=whole, shard_size=3, progress=False)
+    sides = sorted(p.name for p in whole.shard_dir.glob("*.wsol.json"))
+    assert sides == [f"shard-{k:05d}.wsol.json" for k in range(3)]
+    held = [json.loads((whole.shard_dir / s).read_text()) for s in sides]
+    assert sum(h["images"] for h in held) == 7 == json.loads((whole.path / "sweep.json").read_text())["images"]
+
+    # the two-pass sweep (maps read again from the folder) of the same finished run: the same bytes
+    two = RunDir(tmp_path / "copy" / "whole")  # the folder name is the run's model name
+    shutil.copytree(whole.path, two.path)
+    for p in [*two.shard_dir.glob("*.wsol.json"), two.path / "sweep.json", two.path / "sweep_curves.csv"]:
+        p.unlink()
+    manifest = json.loads((two.path / "manifest.json").read_text())
+    assert manifest["maps"]["folder"] == str(maps.absolute())
+    calls = []
+    import bench.run.wsol_suite as ws
+
+    monkeypatch.setattr(ws, "wsol_sweep_run", lambda *a, **k: calls.append(1) or wsol_sweep_run(*a, **k))
+    score.score_folder(maps, wsol_data, "wsol_ilsvrc", run=two, shard_size=3, progress=False)  # complete: only the sweep runs
+    assert calls == [1]
+    for name in ("sweep.json", "sweep_curves.csv", "records.csv.gz", "summary.json"):
+        assert (two.path / name).read_bytes() == (whole.path / name).read_bytes(), name
+
+    # interrupted in the second shard, then resumed: the same files; the first shard's counts are kept
+    real, seen = score._score_one, []
+
+    def stop_at_4(context, task):  # type: ignore[no-untyped-def]
+        seen.append(1)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+        return real(context, task)
+
+    monkeypatch.setattr(score, "_score_one", stop_at_4)
+    part = RunDir(tmp_path / "part" / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        score.score_folder(maps, wsol_data, "wsol_ilsvrc", run=part, shard_size=3, progress=False)
+    assert part.done_shards() == {0} and (part.shard_dir / sides[0]).is_file() and not (part.path / "sweep.json").exists()
+    kept = (part.shard_dir / sides[0]).stat().st_mtime_ns
+    monkeypatch.setattr(score, "_score_one", real)
+    calls.clear()
+    score.score_folder(maps, wsol_data, "wsol_ilsvrc", run=part, shard_size=3, progress=False)
+    assert calls == [] and (part.shard_dir / sides[0]).stat().st_mtime_ns == kept  # fed: no second pass over the maps
+    for name in ("sweep.json", "sweep_curves.csv", "records.csv.gz", "summary.json", *[f"records/{s}" for s in sides]):
+        assert (part.path / name).read_bytes() == (whole.path / name).read_bytes(), name
+    before = _snapshot(part.path)
+    score.score_folder(maps, wsol_data, "wsol_ilsvrc", run=part, shard_size=3, progress=False)
+    assert _snapshot(part.path) == before

@@ -233,9 +233,31 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
 
     Never raises for a bad map or image: those become ``failed`` records with the reason.
     """
+    record, digest, _gt_map = _score_one(context, task)
+    return record, digest
+
+
+def score_and_sweep(context: ScoreContext, thresholds: tuple[float, ...], task: ScoreTask) -> tuple[dict[str, Any], str | None, Any]:
+    """:func:`score_image` plus, for a scored image, its wsolevaluation hit arrays ``(largest, every)``
+    (:func:`bench.run.sweeps.wsol_sweep_counts` of the GT-class map, boxes-only data) from the same
+    read of the file; None for a failed record. The wsol_* suites' sweep is fed from these during the
+    records pass, so each map is read and hashed once."""
+    from bench.run.sweeps import WsolItem, wsol_sweep_counts
+
+    record, digest, gt_map = _score_one(context, task)
+    if gt_map is None or record.get("status") != "ok":
+        return record, digest, None
+    largest, every, _hists = wsol_sweep_counts(thresholds, WsolItem(gt_map, np.asarray(task.gt.boxes),
+                                                                     (int(record["width"]), int(record["height"]))))  # fmt: skip
+    return record, digest, (largest, every)
+
+
+def _score_one(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any], str | None, np.ndarray | None]:
+    """:func:`score_image`'s record and digest, and the GT-class map ``(h, w)`` float32 as the sweeps
+    read it (:func:`bench.run.saved_maps.saved_gt_maps`), None when the image failed before it was read."""
     gt, blacklisted = task.gt, task.blacklisted
     if task.map_file is None:
-        return failed_record(gt, blacklisted, "no map file for this image under the maps folder"), None
+        return failed_record(gt, blacklisted, "no map file for this image under the maps folder"), None, None
     # The map file is read (and hashed) even when the image fails: the run's fingerprint covers every
     # matched file, as the readers of its maps (saved_gt_maps) check it.
     data, read_error = b"", None
@@ -247,13 +269,14 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
     try:
         size = _image_size(gt)
     except ImageDecodeError as exc:
-        return failed_record(gt, blacklisted, f"image: {exc}"), digest
+        return failed_record(gt, blacklisted, f"image: {exc}"), digest, None
     try:
         if read_error is not None:
             raise read_error
         classes, maps, scores = read_map_file(data, task.map_file, context.class_ids)
         if classes is None:
-            return image_record(context.protocol, gt, blacklisted, size, None, None, maps, [gt.label]), digest
+            record = image_record(context.protocol, gt, blacklisted, size, None, None, maps, [gt.label])
+            return record, digest, np.asarray(maps[0], dtype=np.float32)
         k = context.protocol.ranks_needed
         if classes.shape[0] < k:
             raise ValueError(f"{classes.shape[0]} ranked classes; the suite {context.protocol.name} needs at least {k}")
@@ -261,10 +284,10 @@ def score_image(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any],
             raise ValueError(f"no map of the GT class {context.class_ids[gt.label]} (add it as an extra entry)")
         # guesses: the first five entries; GT-known: the first entry of the GT class
         record = image_record(context.protocol, gt, blacklisted, size, classes[:5], None if scores is None else scores[:5], maps, classes)
-        return record, digest
+        return record, digest, np.asarray(maps[int(np.flatnonzero(classes == gt.label)[0])], dtype=np.float32)
     except Exception as exc:  # unreadable file, wrong shape/dtype, NaN, bad classes: a failed record
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        return failed_record(gt, blacklisted, f"map {task.map_file}: {reason}"), digest
+        return failed_record(gt, blacklisted, f"map {task.map_file}: {reason}"), digest, None
 
 
 # --------------------------------------------------------------------------- the run
@@ -277,8 +300,10 @@ def _spawn_can_import_main() -> bool:
     return path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path)
 
 
-def _results(context: ScoreContext, tasks: Sequence[ScoreTask], workers: int) -> Iterator[tuple[dict[str, Any], str | None]]:
-    fn = partial(score_image, context)
+def _results(context: ScoreContext, tasks: Sequence[ScoreTask], workers: int, thresholds: tuple[float, ...] | None = None) -> Iterator[tuple[Any, ...]]:
+    """Per task, in order: ``score_image``'s ``(record, digest)``, or with ``thresholds``
+    :func:`score_and_sweep`'s ``(record, digest, hits)``."""
+    fn = partial(score_image, context) if thresholds is None else partial(score_and_sweep, context, thresholds)
     if workers > 1 and not _spawn_can_import_main():
         warnings.warn(
             "bench score: worker processes re-import the calling script, which is not a file here (stdin?); "
@@ -361,8 +386,11 @@ def score_folder(
     make_manifest = partial(_score_manifest, protocol, valset, index, run, identity, workers, shard_size, command)
     with RunWriter.open(run, identity, make_manifest, n_images=len(tasks), shard_size=shard_size) as writer:
         _refuse_other_maps(run, index, tasks)
+        # wsol_* suites on boxes-only data: the sweep's hits come from the records pass (one read per map),
+        # kept per shard beside its records; data with masks (PxAP) sweeps the finished run instead
+        feed = protocol.wsol_evaluation and not valset.has_masks
         if not writer.complete:
-            _score_shards(writer, protocol, valset, index, tasks, workers, progress)
+            _score_shards(writer, protocol, valset, index, tasks, workers, progress, feed)
             writer.finish(
                 manifest_update=lambda m: m["maps"].update(fingerprint=_fingerprint(_all_digests(writer, tasks, index.folder))),
                 summary_update=partial(_score_summary_keys, index),
@@ -370,8 +398,36 @@ def score_folder(
         if protocol.wsol_evaluation:  # wsol_* suites: wsolevaluation's sweeps of the saved GT-class maps, as `bench run` does
             from bench.run.wsol_suite import sweep_finished_run
 
-            sweep_finished_run(protocol, run, progress=progress)  # an up-to-date sweep is kept as it is
+            counts = _fed_sweep(writer, protocol) if feed else None
+            sweep_finished_run(protocol, run, progress=progress, counts=counts)  # an up-to-date sweep is kept as it is
     return run
+
+
+def _sweep_name(shard: int) -> str:
+    """A shard's wsolevaluation hit counts (wsol_* suites), beside its records: ``records/shard-00000.wsol.json``."""
+    return f"shard-{shard:05d}.wsol.json"
+
+
+def _fed_sweep(writer: RunWriter, protocol: Protocol) -> Any:
+    """The run's :class:`bench.core.wsol.BoxAccumulator` summed from its shards' hit counts, or None
+    when a shard has none at the suite's step (then the finished run's maps are swept again)."""
+    from bench.core import wsol
+
+    thresholds = wsol.wsol_thresholds(protocol.wsol_step)
+    total = wsol.BoxAccumulator(thresholds)
+    for k in range(writer.n_shards):
+        path = writer.run.shard_dir / _sweep_name(k)
+        try:
+            held = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        largest, every = np.asarray(held["largest"], dtype=np.int64), np.asarray(held["every"], dtype=np.int64)
+        if held.get("step") != protocol.wsol_step or largest.shape != total.largest.shape or every.shape != total.every.shape:
+            return None
+        total.largest += largest
+        total.every += every
+        total.images += int(held["images"])
+    return total
 
 
 def _score_manifest(protocol: Protocol, valset: Dataset, index: MapIndex, run: RunDir, identity: dict[str, Any], workers: int,
@@ -465,22 +521,34 @@ def _all_digests(writer: RunWriter, tasks: Sequence[ScoreTask], folder: Path) ->
 
 
 def _score_shards(writer: RunWriter, protocol: Protocol, valset: Dataset, index: MapIndex, tasks: Sequence[ScoreTask],
-                  workers: int, progress: bool) -> None:  # fmt: skip
+                  workers: int, progress: bool, feed: bool = False) -> None:  # fmt: skip
     """Score this run's unfinished shards; each shard's records go to ``writer`` with the digests of
-    the map files it read (``records/shard-K.maps.json``: file, SHA-256, size, mtime)."""
+    the map files it read (``records/shard-K.maps.json``: file, SHA-256, size, mtime) and, with
+    ``feed`` (wsol_* suites, boxes-only data), its summed wsolevaluation hit counts
+    (``records/shard-K.wsol.json``: step, images, largest, every; see :func:`_fed_sweep`)."""
+    from bench.core import wsol
+
     context = ScoreContext(protocol, valset.class_ids, index.folder)
+    thresholds = tuple(np.asarray(wsol.wsol_thresholds(protocol.wsol_step)).tolist()) if feed else None
     todo = [tasks[i] for i in writer.indices()]
     shards = iter(writer.todo)
     shard, records, files = next(shards, None), [], []
+    counts = wsol.BoxAccumulator(np.asarray(thresholds)) if feed else None
     with tqdm(total=len(todo), desc=f"score {index.folder.name} on {protocol.name}", unit="img", disable=not progress) as bar:
-        for task, (record, digest) in zip(todo, _results(context, todo, workers)):
+        for task, (record, digest, *hits) in zip(todo, _results(context, todo, workers, thresholds)):
             if digest is not None and task.map_file is not None:
                 st = (index.folder / task.map_file).stat()
                 files.append([task.map_file, digest, st.st_size, st.st_mtime_ns])
+            if counts is not None and hits[0] is not None:
+                counts.add(*hits[0])
             records.append(record)
             bar.update(1)
             if shard is not None and len(records) == len(writer.shard_range(shard)):
                 side = {_side_name(shard): (json.dumps({"files": files}) + "\n").encode()}
+                if counts is not None:
+                    side[_sweep_name(shard)] = (json.dumps({"step": protocol.wsol_step, "images": counts.images, "largest": counts.largest.tolist(),
+                                                            "every": counts.every.tolist()}) + "\n").encode()  # fmt: skip
+                    counts = wsol.BoxAccumulator(np.asarray(thresholds))
                 writer.write_shard(shard, records, side_files=side)
                 shard, records, files = next(shards, None), [], []
 

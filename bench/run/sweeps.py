@@ -30,7 +30,7 @@ from bench.run.saved_maps import is_score_run, saved_gt_maps
 
 __all__ = [
     "RunMetricsError", "SweepItem", "SweepSettings", "WsolItem", "sweep_counts", "sweep_run", "wsol_sweep_counts",
-    "wsol_sweep_run", "load_run_data",
+    "wsol_sweep_run", "write_wsol_sweep", "load_run_data",
 ]  # fmt: skip
 
 
@@ -252,10 +252,18 @@ def wsol_sweep_run(
             masks.true_hist += hists[0]
             masks.false_hist += hists[1]
             masks.images += 1
+    return write_wsol_sweep(run, boxes, masks, step, len(records))
+
+
+def write_wsol_sweep(run: RunDir, boxes: Any, masks: Any, step: float, n_records: int) -> dict[str, Any]:
+    """Write sweep.json and sweep_curves.csv of a wsolevaluation sweep from its accumulated counts
+    (``boxes``: :class:`bench.core.wsol.BoxAccumulator`; ``masks``: a MaskAccumulator or None; ``n_records``:
+    the run's images); returns the results. :func:`wsol_sweep_run` and `bench score`'s sweep fed
+    during its records pass both end here."""
     results = boxes.results()
     curves = results.pop("curves")
     results.update(pxap=masks.pxap() if masks is not None and masks.images else None, pxap_images=masks.images if masks is not None else 0)
-    results.update(at="224", step=step, rules="wsol", failed_or_uncached=int(len(records) - results["images"]))
+    results.update(at="224", step=step, rules="wsol", failed_or_uncached=int(n_records - results["images"]))
     atomic_write_bytes(run.path / "sweep_curves.csv", curves.to_csv(index=False, lineterminator="\n").encode())
     atomic_write_json(run.path / "sweep.json", results)
     return results

@@ -27,7 +27,7 @@ from bench.models import BenchModel, WeightsInfo
 from bench.run.engine import RunConfig, run_suite
 from bench.run.request import SuiteRequest
 from bench.run.results import RunDir, atomic_write_json
-from bench.run.sweeps import wsol_sweep_run
+from bench.run.sweeps import write_wsol_sweep, wsol_sweep_run
 
 __all__ = ["finish_wsol_run", "select_threshold", "sweep_finished_run"]
 
@@ -70,16 +70,22 @@ def fresh_sweep(run: RunDir, step: float, chosen_on: str) -> dict[str, Any] | No
     return held if newer and same else None
 
 
-def sweep_finished_run(protocol: Protocol, run: RunDir, *, step: float | None = None, progress: bool = True) -> dict[str, Any]:
+def sweep_finished_run(protocol: Protocol, run: RunDir, *, step: float | None = None, progress: bool = True,
+                       counts: Any = None) -> dict[str, Any]:  # fmt: skip
     """wsolevaluation's sweeps of a finished run's GT-class maps (its map cache, or a score run's saved
     maps), written to sweep.json / sweep_curves.csv; the threshold is the maximum over tau on the
     scored split, and sweep.json says so. ``step`` defaults to the suite's. An up-to-date sweep
-    (:func:`fresh_sweep`) is returned as it is."""
+    (:func:`fresh_sweep`) is returned as it is. ``counts``: the run's hit counts already accumulated
+    at the suite's step (a :class:`bench.core.wsol.BoxAccumulator`, boxes-only data; `bench score`
+    feeds them during its records pass), written instead of reading the maps again."""
     step = protocol.wsol_step if step is None else step
     held = fresh_sweep(run, step, ON_TEST)
     if held is not None:
         return held
-    results = wsol_sweep_run(run, step=step, progress=progress)
+    if counts is not None and step == protocol.wsol_step:
+        results = write_wsol_sweep(run, counts, None, step, len(run.read_records()))
+    else:
+        results = wsol_sweep_run(run, step=step, progress=progress)
     results["threshold_chosen_on"] = ON_TEST
     atomic_write_json(run.path / "sweep.json", results)
     return results
