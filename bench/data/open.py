@@ -222,18 +222,59 @@ def open_dataset(
     else:
         found, subdir = scan_images(img_dir, problems)
 
-    # layouts naming image paths: the path as written wins when it exists under one of the bases
+    resolved = _resolve_named_paths(gt, found, root_p, img_dir)
+    absent = _account_for_files(gt, ann_ids, resolved, found, root_p, img_dir, used_split, images_required, problems)
+    out = _gt_images(gt, resolved, found, absent, subdir, _mask_bases(root_p, masks_arg, gt), problems)
+    if gt.layout == "wsol" and gt.masks and not problems:
+        out = _boxes_from_masks(out, gt, problems)
+    out, clipped = fit_boxes_to_images(out, gt, problems)
+    if problems:
+        raise DataError(problems, context=f"root {root_p}")
+    ids = {im.image_id for im in out}
+    blacklist_path = Path(blacklist).absolute() if isinstance(blacklist, (str, os.PathLike)) else None
+    return Dataset(
+        images=tuple(out),
+        class_ids=gt.class_ids,
+        layout=gt.layout,
+        root=root_p,
+        blacklisted=frozenset(bl & ids),
+        clipped_boxes=sum(clipped.values()),
+        clipped_images=tuple(sorted(clipped)),
+        class_names=gt.class_names or class_names_for(gt.class_ids, gt.class_file if gt.class_source == "file" else None),
+        class_source=gt.class_source,
+        class_file=gt.class_file,
+        images_dir=images_arg,
+        split=used_split,
+        metadata_dir=metadata_arg,
+        masks_dir=masks_arg,
+        blacklist_path=blacklist_path,
+        images_required=images_required,
+    )
+
+
+def _resolve_named_paths(gt: GroundTruth, found: dict[str, str], root: Path, img_dir: Path | None) -> dict[str, str]:
+    """Layouts naming image paths: ``{image id: file}``, the path as written winning when it exists
+    under one of the bases (the layout's own folders, the root, the image folder)."""
     resolved: dict[str, str] = {}
     if gt.paths:
         scanned = set(found.values())
-        bases = [str(b) for b in gt.image_bases] + [str(root_p)] + ([str(img_dir)] if img_dir is not None else [])
+        bases = [str(b) for b in gt.image_bases] + [str(root)] + ([str(img_dir)] if img_dir is not None else [])
         for image_id, rel in gt.paths.items():
             for base in bases:
                 cand = os.path.join(base, rel)
                 if cand in scanned or os.path.isfile(cand):
                     resolved[image_id] = cand
                     break
+    return resolved
 
+
+def _account_for_files(
+    gt: GroundTruth, ann_ids: set[str], resolved: dict[str, str], found: dict[str, str], root_p: Path, img_dir: Path | None,
+    used_split: str, images_required: bool, problems: list[Problem],
+) -> dict[str, str]:
+    """Every annotated image has a file and (without splits) every file an annotation, else a
+    problem; with ``images_required`` False an image without a file is kept: returns
+    ``{image id: where its file would be}`` for those."""
     src = gt.source
     where_imgs = str(img_dir) if img_dir is not None else str(root_p)
     absent: dict[str, str] = {}  # image_id -> where its file would be (images_required=False)
@@ -261,8 +302,15 @@ def open_dataset(
                     "add its annotation, or move the file out of the image folder (or pass images=)",
                 )
             )
+    return absent
 
-    mask_bases = _mask_bases(root_p, masks_arg, gt)
+
+def _gt_images(
+    gt: GroundTruth, resolved: dict[str, str], found: dict[str, str], absent: dict[str, str], subdir: dict[str, str],
+    mask_bases: list[Path], problems: list[Problem],
+) -> list[GTImage]:
+    """The data set's images in id order: file, label, boxes, masks and the size the annotation
+    states; an image in a WordNet-named folder of another class is a ``label-mismatch`` problem."""
     out: list[GTImage] = []
     for image_id in sorted(gt.records):
         label, boxes = gt.records[image_id]
@@ -286,31 +334,7 @@ def open_dataset(
             mask_paths = tuple(_find_file(mask_bases, r, problems, image_id) for r in rels)
             ignore = _find_file(mask_bases, ign, problems, image_id) if ign else None
         out.append(GTImage(image_id, Path(path), label, boxes, mask_paths, ignore, gt.sizes.get(image_id)))
-    if gt.layout == "wsol" and gt.masks and not problems:
-        out = _boxes_from_masks(out, gt, problems)
-    out, clipped = fit_boxes_to_images(out, gt, problems)
-    if problems:
-        raise DataError(problems, context=f"root {root_p}")
-    ids = {im.image_id for im in out}
-    blacklist_path = Path(blacklist).absolute() if isinstance(blacklist, (str, os.PathLike)) else None
-    return Dataset(
-        images=tuple(out),
-        class_ids=gt.class_ids,
-        layout=gt.layout,
-        root=root_p,
-        blacklisted=frozenset(bl & ids),
-        clipped_boxes=sum(clipped.values()),
-        clipped_images=tuple(sorted(clipped)),
-        class_names=gt.class_names or class_names_for(gt.class_ids, gt.class_file if gt.class_source == "file" else None),
-        class_source=gt.class_source,
-        class_file=gt.class_file,
-        images_dir=images_arg,
-        split=used_split,
-        metadata_dir=metadata_arg,
-        masks_dir=masks_arg,
-        blacklist_path=blacklist_path,
-        images_required=images_required,
-    )
+    return out
 
 
 def _mask_bases(root: Path, masks: Path | None, gt: GroundTruth) -> list[Path]:
