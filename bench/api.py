@@ -1,6 +1,6 @@
 """The Python API: evaluate a model, score maps, load a run (same code path as the CLI).
 
-``bench.evaluate`` is ``bench run`` (:func:`bench.run.dispatch.run_requested_suite`); ``bench.score_maps``
+``bench.evaluate`` is ``bench run`` (:func:`bench.workflow.run_requested_suite`); ``bench.score_maps``
 is ``bench score`` (:func:`bench.run.score.score_folder`) for a folder of map files, and scores
 in-memory items through the metric objects (:func:`bench.run.in_memory.score_items`) without
 writing anything unless ``out`` is given. Both return a :class:`Run`. For a run folder, ``out=None``
@@ -25,7 +25,7 @@ from bench.models.resolve import ModelOptions
 from bench.run.engine import RunConfig
 from bench.run.results import RunDir
 from bench.run.score import score_folder, write_maps
-from bench.run.dispatch import run_requested_suite
+from bench.workflow import run_requested_suite
 from bench.run.suite import SuiteRequest
 from bench.runtime import BenchError, resolve_device
 

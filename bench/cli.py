@@ -493,7 +493,7 @@ def _list_methods() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.models.resolve import ModelOptions
     from bench.run.engine import RunConfig
-    from bench.run.dispatch import run_requested_suite
+    from bench.workflow import run_requested_suite
     from bench.run.suite import SuiteRequest
 
     if args.out.exists() and not args.out.is_dir():

@@ -33,6 +33,7 @@ from bench.run.score import GT_ONLY  # `bench score` runs of .npy maps
 
 __all__ = [
     "wsol_table",
+    "write_suite_tables",
     "wsol_result_frame",
     "wsol_result_title",
     "wsol_caption",
@@ -652,3 +653,18 @@ def table_caption(paper: int, with_paper: bool = False) -> str:
 def table_title(paper: int, with_paper: bool = False) -> str:
     """``Table N. <caption>`` for console and Markdown output."""
     return f"Table {paper}. {table_caption(paper, with_paper)}"
+
+
+def write_suite_tables(protocol: Any, out: Path) -> list[Path]:
+    """Write a suite's paper tables (``protocol.tables``, from every run of the suite and its
+    companions under ``out``) as CSV, Markdown and LaTeX to ``out/<suite>/tables/``; returns the files."""
+    runs = [r for r in load_runs([out]) if r.suite in (protocol.name, *protocol.companions)]
+    written = []
+    for number in protocol.tables:
+        frame = paper_table(runs, number, with_paper=False, suite=protocol.name)
+        for fmt, ext in (("csv", "csv"), ("md", "md"), ("latex", "tex")):
+            path = out / protocol.name / "tables" / f"table{number}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(frame, fmt, caption=table_caption(number), title=table_title(number)))
+            written.append(path)
+    return written

@@ -29,7 +29,7 @@ from bench.core.protocol import Protocol, load_protocol
 from bench.run.request import SuiteRequest
 from bench.run.results import RunDir
 
-__all__ = ["SuiteRequest", "SuiteRun", "RunInterrupted", "suite_runs", "check_classes", "check_extra", "check_flags", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite", "write_tables"]
+__all__ = ["SuiteRequest", "SuiteRun", "RunInterrupted", "suite_runs", "check_classes", "check_extra", "check_flags", "model_class_ids", "model_class_names", "resolve_data", "run_folder", "run_named_suite"]
 
 
 def resolve_data(protocol: Protocol, data: Path | None) -> Path:
@@ -43,22 +43,6 @@ def resolve_data(protocol: Protocol, data: Path | None) -> Path:
     if protocol.default_data:
         return Path(protocol.default_data)
     raise RunError(f"suite {protocol.name} has no default data: pass --data DIR (an ILSVRC-layout val folder)")
-
-
-def write_tables(protocol: Protocol, out: Path) -> list[Path]:
-    """Write the suite's tables (from every run under ``out``) as CSV, Markdown and LaTeX."""
-    from bench.report.tables import load_runs, paper_table, render, table_caption, table_title
-
-    runs = [r for r in load_runs([out]) if r.suite in (protocol.name, *protocol.companions)]
-    written = []
-    for number in protocol.tables:
-        frame = paper_table(runs, number, with_paper=False, suite=protocol.name)
-        for fmt, ext in (("csv", "csv"), ("md", "md"), ("latex", "tex")):
-            path = out / protocol.name / "tables" / f"table{number}.{ext}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render(frame, fmt, caption=table_caption(number), title=table_title(number)))
-            written.append(path)
-    return written
 
 
 def run_folder(
@@ -326,26 +310,15 @@ def _run_one(
     return SuiteRun(name, p, run, summary, already, choice if summary is not None else None, wsol)
 
 
-def run_named_suite(
-    request: SuiteRequest,
-    config: RunConfig,
-    *,
-    on_run: Callable[[SuiteRun], None] | None = None,
-    on_tables: Callable[[Protocol, list[Path]], None] | None = None,
-) -> list[RunDir]:
-    """Run the suite (and its companions) for every model (:func:`suite_runs`), then write the suite's
-    tables (rank 0); returns the run folders. Prints nothing: ``on_run`` gets each finished run,
-    ``on_tables`` the suite and the table files written (the CLI prints them)."""
+def run_named_suite(request: SuiteRequest, config: RunConfig, *, on_run: Callable[[SuiteRun], None] | None = None) -> list[RunDir]:
+    """Run the suite (and its companions) for every model (:func:`suite_runs`); returns the run
+    folders. Prints nothing: ``on_run`` gets each finished run (the CLI prints it). The suite's paper
+    tables are written by the caller (:func:`bench.workflow.run_requested_suite`)."""
     runs = []
     for done in suite_runs(request, config):
         if on_run is not None:
             on_run(done)
         runs.append(done.run)
-    protocol = load_protocol(request.suite)
-    if protocol.tables and _is_rank0():
-        written = write_tables(protocol, request.out)
-        if on_tables is not None:
-            on_tables(protocol, written)
     return runs
 
 
