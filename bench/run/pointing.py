@@ -55,9 +55,12 @@ from bench.metrics.saliency import (
     RelevanceRankAccuracy,
     TopKIntersection,
 )
+from bench.models.base import BenchModel
 from bench.models.center import CENTER, CenterMapSource
+from bench.run.engine import RunConfig
 from bench.run.manifest import model_section, new_manifest, now_utc, resume_or_start
 from bench.run.results import RunDir, RunLocked, atomic_write_bytes
+from bench.run.request import SuiteRequest
 from bench.runtime import RunError
 
 __all__ = [
@@ -105,7 +108,7 @@ MAP_SOURCES: dict[str, Callable[[], MapSource]] = {CENTER: CenterMapSource}
 class ModelMaps:
     """A network's maps with the suite's method (``cam``, ``gradcam``, ...), through produce_maps."""
 
-    model: Any
+    model: BenchModel
     method: str = "cam"
     layer: str | None = None
     amp: str = "off"
@@ -345,10 +348,9 @@ def _run_locked(protocol, dataset, source, class_index, run, config, source_info
     return summarize_pointing(run)
 
 
-def run_pointing_suite(request: Any, config: Any, difficult_flags: Path | None = None) -> list[RunDir]:
-    """`bench run` on a pointing suite: ``request`` a :class:`bench.run.suite.SuiteRequest`, ``config``
-    a :class:`bench.run.engine.RunConfig` (device, batch size, workers, limit, shard size, progress,
-    amp). Models and data are checked before any file is written; one run folder per model,
+def run_pointing_suite(request: SuiteRequest, config: RunConfig, difficult_flags: Path | None = None) -> list[RunDir]:
+    """`bench run` on a pointing suite: ``request`` what was asked for, ``config`` the run settings
+    (device, batch size, workers, limit, shard size, progress, amp). Models and data are checked before any file is written; one run folder per model,
     ``OUT/<suite>/<model>[-<method>]``."""
     from bench.core.protocol import load_protocol
     from bench.models.resolve import is_registry_model, resolve_model
