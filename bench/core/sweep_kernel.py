@@ -39,22 +39,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.core.jit import AVAILABLE, njit
+
 __all__ = ["AVAILABLE", "level_lut", "sweep_levels"]
-
-try:  # optional dependency (the `fast` extra)
-    from numba import njit
-
-    AVAILABLE: bool = True
-except ImportError:  # pragma: no cover - exercised only where numba is not installed
-    AVAILABLE = False
-
-    def njit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        """Stand-in decorator: leaves the function as plain Python (never called by the sweep)."""
-
-        def wrap(fn):  # noqa: ANN001, ANN202
-            return fn
-
-        return wrap
 
 
 def level_lut(thr: np.ndarray) -> tuple[np.ndarray, float, float]:

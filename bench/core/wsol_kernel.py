@@ -38,25 +38,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bench.core.jit import AVAILABLE, njit
+
 __all__ = ["AVAILABLE", "MAX_SIDE", "level_hits", "level_boxes"]
 
 #: the largest map side the kernel takes (pixels are packed as ``row << 16 | column``)
 MAX_SIDE = 65535
-
-try:  # optional dependency (the `fast` extra)
-    from numba import njit
-
-    AVAILABLE: bool = True
-except ImportError:  # pragma: no cover - exercised only where numba is not installed
-    AVAILABLE = False
-
-    def njit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        """Stand-in decorator: leaves the function as plain Python (never called then)."""
-
-        def wrap(fn):  # noqa: ANN001, ANN202
-            return fn
-
-        return wrap
 
 
 def _tables() -> tuple[np.ndarray, np.ndarray]:
