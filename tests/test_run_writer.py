@@ -123,6 +123,21 @@ def test_wsol_run_rerun_writes_nothing(tiny_val: Path, tmp_path: Path) -> None:
 
 
 # ---- bench score: rerun, resume, refusal ----------------------------------------------------------
+def _interrupt_call(monkeypatch: pytest.MonkeyPatch, module: object, name: str, after: int):  # type: ignore[no-untyped-def]
+    """Replace ``module.name`` by a wrapper that raises KeyboardInterrupt on call ``after + 1`` (Ctrl-C
+    after ``after`` images); returns the real function, to put back for the resume."""
+    real, calls = getattr(module, name), []
+
+    def interrupting(context, task):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == after + 1:
+            raise KeyboardInterrupt
+        return real(context, task)
+
+    monkeypatch.setattr(module, name, interrupting)
+    return real
+
+
 def _write_maps(data: Path, folder: Path, size: tuple[int, int] = (14, 14), seed: int = 0) -> None:
     """One GT-class map per image (a smooth bump at a random place), named by image stem."""
     from bench.data.open import open_dataset
@@ -151,15 +166,7 @@ def test_score_rerun_resume_and_other_maps(tiny_val: Path, tmp_path: Path, capsy
     # interrupted after 7 images (shard size 1000 -> use the API with small shards), then resumed
     import bench.run.score as score
 
-    real, seen = score.score_image, []
-
-    def stop_at_7(context, task):  # type: ignore[no-untyped-def]
-        seen.append(1)
-        if len(seen) == 8:
-            raise KeyboardInterrupt
-        return real(context, task)
-
-    monkeypatch.setattr(score, "score_image", stop_at_7)
+    real = _interrupt_call(monkeypatch, score, "score_image", after=7)
     part = RunDir(tmp_path / "part")
     with pytest.raises(KeyboardInterrupt):
         score.score_folder(maps, tiny_val, "ilsvrc_loc", run=part, shard_size=5, progress=False)
@@ -261,15 +268,7 @@ def test_wsol_score_sweep_fed_in_one_pass_resumes_and_equals_two_passes(wsol_dat
         assert (two.path / name).read_bytes() == (whole.path / name).read_bytes(), name
 
     # interrupted in the second shard, then resumed: the same files; the first shard's counts are kept
-    real, seen = score._score_one, []
-
-    def stop_at_4(context, task):  # type: ignore[no-untyped-def]
-        seen.append(1)
-        if len(seen) == 5:
-            raise KeyboardInterrupt
-        return real(context, task)
-
-    monkeypatch.setattr(score, "_score_one", stop_at_4)
+    real = _interrupt_call(monkeypatch, score, "_score_one", after=4)
     part = RunDir(tmp_path / "part" / "whole")
     with pytest.raises(KeyboardInterrupt):
         score.score_folder(maps, wsol_data, "wsol_ilsvrc", run=part, shard_size=3, progress=False)
