@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from bench.extras import extra_installed, require_extras
 
 __all__ = [
     "LIBRARIES",
@@ -141,15 +142,10 @@ def parse_method(method: str) -> tuple[Library, str]:
     return LIBRARIES[prefix], name
 
 
-def _installed(library: Library) -> bool:
-    top = library.module.split(".")[0]
-    return importlib.util.find_spec(top) is not None
-
-
 def available_methods(prefix: str) -> tuple[str, ...]:
     """The NAMEs of :data:`METHOD_NAMES` that the installed library has (empty when not installed)."""
     library = LIBRARIES[prefix]
-    if not _installed(library):
+    if not extra_installed(library.extra):
         return ()
     module = importlib.import_module(library.module)
     return tuple(n for n in METHOD_NAMES[prefix] if hasattr(module, n))
@@ -159,15 +155,11 @@ def check_method(method: str) -> None:
     """Refuse, in one line, a library method that cannot run here (call before writing any file).
 
     Raises:
-        LibraryMethodError: bad syntax, the library's extra not installed (names the pip command),
-            or a NAME the library does not have (lists the names that exist).
+        LibraryMethodError: bad syntax, or a NAME the library does not have (lists the names that exist).
+        bench.extras.MissingExtra: the library's extra is not installed (names the pip command).
     """
     library, name = parse_method(method)
-    if not _installed(library):
-        raise LibraryMethodError(
-            f"--method {method} needs the optional extra '{library.extra}' ({library.package}): "
-            f"pip install 'wsol-bench[{library.extra}]'"
-        )
+    require_extras({library.extra: f"--method {method}"})  # the one table of extras, the one message
     names = available_methods(library.prefix)
     if name not in names:
         raise LibraryMethodError(
