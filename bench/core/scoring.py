@@ -30,6 +30,7 @@ __all__ = [
     "iou_inclusive",
     "best_iou",
     "is_hit",
+    "iou_passes",
     "topk_hit",
     "topk_cls_hit",
     "localizes",
@@ -91,13 +92,21 @@ def best_iou(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- hit rules
-def is_hit(guess_classes: Any, label: Any, ious: Any, iou_threshold: float) -> np.ndarray:
-    """A guess localizes iff its class is the GT class and its best IoU is ``>= iou_threshold``.
+def iou_passes(ious: Any, iou_threshold: float, strict: bool = False) -> np.ndarray:
+    """``ious >= iou_threshold`` (the devkit: equality counts), or ``>`` with ``strict`` (the crop
+    protocol's ``scoring.strict``: IoU > 0.5 as BAS's script has it)."""
+    ious = np.asarray(ious)
+    return ious > iou_threshold if strict else ious >= iou_threshold
+
+
+def is_hit(guess_classes: Any, label: Any, ious: Any, iou_threshold: float, strict: bool = False) -> np.ndarray:
+    """A guess localizes iff its class is the GT class and its best IoU passes ``iou_threshold``
+    (:func:`iou_passes`: ``>=``, or ``>`` with ``strict``).
 
     Broadcasts: ``guess_classes`` and ``ious`` of the same shape, ``label`` a scalar or an array that
-    broadcasts against them (e.g. ``labels[:, None]``). Equality at the threshold counts.
+    broadcasts against them (e.g. ``labels[:, None]``). Equality at the threshold counts unless ``strict``.
     """
-    return (np.asarray(guess_classes) == np.asarray(label)) & (np.asarray(ious) >= iou_threshold)
+    return (np.asarray(guess_classes) == np.asarray(label)) & iou_passes(ious, iou_threshold, strict)
 
 
 def topk_hit(hits: Any, k: int) -> np.ndarray:
@@ -376,12 +385,12 @@ def _crop_record(
         raise ValueError(f"no map for class {gt.label} (the GT class); the maps are of classes {map_classes}")
     box, empty = crop_map_box(maps[map_classes.index(int(gt.label))], protocol.thresholds[0], protocol.crop_size)
     iou = float(crop_iou(box, crop_gt).max())
-    hit = iou > protocol.iou_threshold if protocol.strict_iou else iou >= protocol.iou_threshold
+    hit = bool(iou_passes(iou, protocol.iou_threshold, protocol.strict_iou))
     if len(guess_classes):
         record.update(
             guess_boxes=format_boxes(np.tile(box, (len(guess_classes), 1))),
             guess_ious=format_floats(np.full(len(guess_classes), iou), IOU_DIGITS),
-            guess_hits=format_ints((guess_classes == int(gt.label)) & hit),
+            guess_hits=format_ints(is_hit(guess_classes, int(gt.label), iou, protocol.iou_threshold, protocol.strict_iou)),
         )
     record.update(gtk_box=format_ints(box), gtk_iou=f"{iou:.{IOU_DIGITS}f}", gtk_hit=int(hit), degenerate=int(empty))
     return record

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from bench.core.crop import box_at, class_averaged, crop_iou, crop_map, to_crop
 from bench.core.metrics import breakdowns
 from bench.core.protocol import Protocol
+from bench.core.scoring import iou_passes, is_hit
 from bench.run.cam_cache import read_cam_shard
 from bench.run.results import RunDir, records_to_arrays
 from bench.run.rundata import run_dataset
@@ -62,9 +63,9 @@ def crop_threshold_curve(run: RunDir, protocol: Protocol, taus: Sequence[float] 
     bar.close()
     rows = []
     for t, tau in enumerate(taus):
-        hit = ious[t] > protocol.iou_threshold if protocol.strict_iou else ious[t] >= protocol.iou_threshold
-        guess = arrays["guess_classes"]
-        at_tau = dict(arrays, guess_hits=(guess == arrays["labels"][:, None]) & hit[:, None], gtk_iou=ious[t], gtk_hit=hit, degenerate=empty[t])
+        hit = iou_passes(ious[t], protocol.iou_threshold, protocol.strict_iou)
+        guess_hits = is_hit(arrays["guess_classes"], arrays["labels"][:, None], ious[t][:, None], protocol.iou_threshold, protocol.strict_iou)
+        at_tau = dict(arrays, guess_hits=guess_hits, gtk_iou=ious[t], gtk_hit=hit, degenerate=empty[t])
         averaged = class_averaged(breakdowns(at_tau, manifest["data"].get("class_ids"))["by_class"])
         rows.append({"tau": float(tau), **{k: averaged[k] for k in ("top1_loc_acc", "top5_loc_acc", "gt_known_loc_acc")}})
     return pd.DataFrame(rows)
