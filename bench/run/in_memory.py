@@ -29,7 +29,7 @@ from bench.core.protocol import Protocol
 from bench.core.scoring import failed_record
 from bench.data.dataset import Dataset, image_header_size
 from bench.metrics import LocalizationError, MaxBoxAccV2, MetricInputError, PxAP
-from bench.run.saved_maps import ScoreError, check_map_array, class_indices
+from bench.run.saved_maps import ScoreError, check_map_array, gt_map_index, ranked_maps
 from bench.run.score import MAX_NAMED
 from bench.run.writer import GT_ONLY, mark_gt_class_maps_only
 from bench.run.wsol_suite import ON_TEST
@@ -96,15 +96,9 @@ def score_items(
                 gt_map = check_map_array(_numpy(maps), "the map", 2)
                 loc.update(gt_map[None], [gt.label], [gt.boxes], [size], image_ids=[image_id], blacklisted=[blacklisted], indices=[i])
             else:
-                k = class_indices(_numpy(classes), valset.class_ids, len(valset.class_ids))
-                stack = check_map_array(_numpy(maps), "maps", 3)
-                s = None if scores is None else np.asarray(_numpy(scores), dtype=np.float64).reshape(1, -1)
-                if stack.shape[0] != k.shape[0] or (s is not None and s.shape[1] != k.shape[0]):
-                    raise ValueError(f"{k.shape[0]} classes, {stack.shape[0]} maps: expected one of each per entry")
-                if not (k == gt.label).any():
-                    raise ValueError(f"no map of the GT class {valset.class_ids[gt.label]} (add it as an extra entry)")
-                gt_map = stack[int(np.flatnonzero(k == gt.label)[0])]
-                loc.update(stack[None], [gt.label], [gt.boxes], [size], classes=k[None], scores=s,
+                k, stack, s = ranked_maps(_numpy(classes), _numpy(maps), None if scores is None else _numpy(scores), valset.class_ids)
+                gt_map = stack[gt_map_index(k, gt.label, valset.class_ids)]
+                loc.update(stack[None], [gt.label], [gt.boxes], [size], classes=k[None], scores=None if s is None else s[None],
                            image_ids=[image_id], blacklisted=[blacklisted], indices=[i])  # fmt: skip
         except (ValueError, MetricInputError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -20,7 +20,7 @@ import numpy as np
 from bench.run.results import RunDir
 from bench.runtime import BenchError
 
-__all__ = ["ScoreError", "check_map_array", "class_indices", "read_map_file", "files_fingerprint", "is_score_run", "saved_map_files", "saved_gt_maps"]
+__all__ = ["ScoreError", "check_map_array", "class_indices", "gt_map_index", "ranked_maps", "read_map_file", "files_fingerprint", "is_score_run", "saved_map_files", "saved_gt_maps"]
 
 
 class ScoreError(BenchError, ValueError):
@@ -80,12 +80,27 @@ def read_map_file(data: bytes, name: str, class_ids: Sequence[str]) -> tuple[np.
         missing = [k for k in ("classes", "maps") if k not in npz.files]
         if missing:
             raise ValueError(f"missing arrays {missing} (an .npz needs 'classes' and 'maps', optionally 'scores')")
-        classes = class_indices(npz["classes"], class_ids, len(class_ids))
-        maps = check_map_array(npz["maps"], "maps", 3)
-        scores = np.asarray(npz["scores"], dtype=np.float64).reshape(-1) if "scores" in npz.files else None
+        return ranked_maps(npz["classes"], npz["maps"], npz["scores"] if "scores" in npz.files else None, class_ids)
+
+
+def ranked_maps(classes: Any, maps: Any, scores: Any, class_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Checked ranked maps (an ``.npz`` file's arrays, or an in-memory item's): ``classes`` ``(k,)``
+    class indices (class-id strings mapped through ``class_ids``), ``maps`` ``(k, h, w)`` finite
+    floats, ``scores`` ``(k,)`` float64 or None. Raises ValueError in words a failed record can carry."""
+    classes = class_indices(np.asarray(classes), class_ids, len(class_ids))
+    maps = check_map_array(np.asarray(maps), "maps", 3)
+    scores = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
     if maps.shape[0] != classes.shape[0] or (scores is not None and scores.shape[0] != classes.shape[0]):
         raise ValueError(f"{classes.shape[0]} classes, {maps.shape[0]} maps" + ("" if scores is None else f", {scores.shape[0]} scores") + ": expected one of each per entry")
     return classes, maps, scores
+
+
+def gt_map_index(classes: np.ndarray, label: int, class_ids: Sequence[str]) -> int:
+    """Index of the first map of the GT class ``label`` among ranked ``classes``; ValueError if none."""
+    hits = np.flatnonzero(classes == label)
+    if not hits.size:
+        raise ValueError(f"no map of the GT class {class_ids[label]} (add it as an extra entry)")
+    return int(hits[0])
 
 
 def files_fingerprint(pairs: Iterable[tuple[str, str]]) -> str:

@@ -65,7 +65,7 @@ from bench.extras import needed_extras, require_extras
 from bench.data.transforms import MAX_PIXELS, ImageDecodeError, check_image_file
 from bench.run.manifest import RunConflict, data_section, new_manifest
 from bench.run.results import RunDir, atomic_write_bytes
-from bench.run.saved_maps import ScoreError, is_score_run, read_map_file, saved_gt_maps, saved_map_files
+from bench.run.saved_maps import ScoreError, gt_map_index, is_score_run, read_map_file, saved_gt_maps, saved_map_files
 from bench.run.saved_maps import files_fingerprint as _fingerprint
 from bench.run.writer import GT_ONLY, RunWriter, mark_gt_class_maps_only
 
@@ -280,11 +280,10 @@ def _score_one(context: ScoreContext, task: ScoreTask) -> tuple[dict[str, Any], 
         k = context.protocol.ranks_needed
         if classes.shape[0] < k:
             raise ValueError(f"{classes.shape[0]} ranked classes; the suite {context.protocol.name} needs at least {k}")
-        if not (classes == gt.label).any():
-            raise ValueError(f"no map of the GT class {context.class_ids[gt.label]} (add it as an extra entry)")
+        gt_index = gt_map_index(classes, gt.label, context.class_ids)
         # guesses: the first five entries; GT-known: the first entry of the GT class
         record = image_record(context.protocol, gt, blacklisted, size, classes[:5], None if scores is None else scores[:5], maps, classes)
-        return record, digest, np.asarray(maps[int(np.flatnonzero(classes == gt.label)[0])], dtype=np.float32)
+        return record, digest, np.asarray(maps[gt_index], dtype=np.float32)
     except Exception as exc:  # unreadable file, wrong shape/dtype, NaN, bad classes: a failed record
         reason = " ".join(str(exc).split()) or type(exc).__name__
         return failed_record(gt, blacklisted, f"map {task.map_file}: {reason}"), digest, None
